@@ -1,0 +1,247 @@
+"""Record -> example: decode images, tokenise segments, build the per-example masks (contracts §4).
+
+One example is the unpacked form of one record (L = its token count, n = its image segments,
+K = model.connector.num_tokens, S = model.vit.image_size):
+```
+tokens          int32[L]         BOS, then segments in order; an image segment is K x image_id
+mask_ar         int32[L]         1 = causal token; an image block is 1 then K-1 zeros
+                                 (bidirectional inside); text without loss right after an image
+                                 (a VQA question) is 0, so it joins the image's prefix block
+mask_loss       int32[L]         1 on text with loss and on the EOS that closes it
+image_positions int32[n * K]     index in the example of each image token, in sequence order
+images          float32[n, S, S, 3]  RGB in [-1, 1]
+id, arm, kind   str              for accounting and tests; never reach the model
+```
+A record that cannot become an example raises `SkipExample(reason)`: one corrupt image or
+undecodable text must cost one example, not the run. `SkipCountingIterDataset` turns those into
+counts (part of the iterator state, so they survive a resume) and raises `DataError` when the
+skipped fraction exceeds `data.max_skip_fraction`.
+"""
+
+import io
+from typing import Any, Mapping
+
+import grain
+import msgpack
+import numpy as np
+from PIL import Image
+
+from mmscale.data import records
+from mmscale.errors import DataError, RecordFormatError
+
+# Reasons a record is skipped. `truncated` is not a skip (the example is kept, shortened).
+SKIP_REASONS = ("bad_record", "non_utf8", "bad_image", "image_too_large", "bad_image_ref",
+                "no_targets", "too_long", "too_many_images")
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+class SkipExample(Exception):
+  """This record cannot become a training example; `reason` is one of SKIP_REASONS."""
+
+  def __init__(self, reason: str, detail: str = ""):
+    self.reason = reason
+    super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+def decode_image(data: bytes, image_size: int,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+  """Encoded PNG/JPEG bytes -> float32[S, S, 3] in [-1, 1].
+
+  The pixel limit is checked from the header, before decoding, so a decompression bomb costs
+  nothing. `convert("RGB")` forces the full decode, so truncated files fail here, not later.
+  Bilinear resize: the world images are tiny and already square; real data is resized the same.
+  """
+  if not isinstance(data, (bytes, bytearray)) or not data:
+    raise SkipExample("bad_image", "empty image bytes")
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      w, h = im.size
+      if w * h > max_pixels:
+        raise SkipExample("image_too_large", f"{w}x{h} > {max_pixels} pixels")
+      im = im.convert("RGB")
+      if im.size != (image_size, image_size):
+        im = im.resize((image_size, image_size), Image.BILINEAR)
+      arr = np.asarray(im, dtype=np.float32)
+  except SkipExample:
+    raise
+  except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, bombs).
+    raise SkipExample("bad_image", f"{type(e).__name__}: {e}") from e
+  return arr * (2.0 / 255.0) - 1.0
+
+
+def decode_record_or_skip(data: bytes) -> dict:
+  """Serialized record -> dict, mapping every decode failure to a skip reason."""
+  try:
+    return records.decode_record(data)
+  except UnicodeDecodeError as e:
+    raise SkipExample("non_utf8", str(e)) from e
+  except (RecordFormatError, ValueError, TypeError, KeyError, msgpack.UnpackException) as e:
+    cause = e.__cause__ or e.__context__
+    if isinstance(cause, UnicodeDecodeError):
+      raise SkipExample("non_utf8", str(e)) from e
+    raise SkipExample("bad_record", f"{type(e).__name__}: {e}") from e
+
+
+class ExampleBuilder:
+  """Builds one example (module docstring) from a decoded record.
+
+  `prompt_only=True` (evaluation) drops text segments with loss and the EOS, giving the prompt
+  that a model continues; it never raises `no_targets`.
+  """
+
+  def __init__(self, tokenizer, *, image_size: int, num_image_tokens: int,
+               max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+    self.tokenizer = tokenizer
+    self.image_size = int(image_size)
+    self.num_image_tokens = int(num_image_tokens)
+    self.max_image_pixels = int(max_image_pixels)
+    self.bos_id = int(tokenizer.bos_id)
+    self.eos_id = int(tokenizer.eos_id)
+    self.image_id = int(tokenizer.image_id)
+
+  def _encode(self, text: Any) -> list[int]:
+    if isinstance(text, (bytes, bytearray)):
+      try:
+        text = bytes(text).decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise SkipExample("non_utf8", str(e)) from e
+    if not isinstance(text, str):
+      raise SkipExample("bad_record", f"text segment of type {type(text).__name__}")
+    try:
+      ids = self.tokenizer.encode(text)
+    except UnicodeError as e:  # lone surrogates cannot be encoded for sentencepiece
+      raise SkipExample("non_utf8", str(e)) from e
+    # A literal "<img>" in text must not pose as an image slot: image tokens come only from images.
+    return [int(t) for t in ids if t != self.image_id]
+
+  def __call__(self, rec: Mapping[str, Any], *, arm: str = "", prompt_only: bool = False) -> dict:
+    images_bytes = rec.get("images") or []
+    segments = rec.get("segments") or []
+    if prompt_only:
+      segments = [s for s in segments if "image" in s or not s.get("loss")]
+    last_loss = max((i for i, s in enumerate(segments) if "text" in s and s.get("loss")),
+                    default=-1)
+    k = self.num_image_tokens
+    tokens, mask_ar, mask_loss = [self.bos_id], [1], [0]
+    image_positions, images, decoded = [], [], {}
+    in_prefix = False  # True right after an image, until a text segment with loss
+    for i, seg in enumerate(segments):
+      if "image" in seg:
+        idx = seg["image"]
+        if not isinstance(idx, int) or not 0 <= idx < len(images_bytes):
+          raise SkipExample("bad_image_ref", f"image index {idx!r} of {len(images_bytes)}")
+        if idx not in decoded:
+          decoded[idx] = decode_image(images_bytes[idx], self.image_size, self.max_image_pixels)
+        start = len(tokens)
+        tokens += [self.image_id] * k
+        mask_ar += [1] + [0] * (k - 1)
+        mask_loss += [0] * k
+        image_positions += range(start, start + k)
+        images.append(decoded[idx])
+        in_prefix = True
+        continue
+      ids = self._encode(seg.get("text"))
+      if seg.get("loss"):
+        tokens += ids
+        mask_ar += [1] * len(ids)
+        mask_loss += [1] * len(ids)
+        in_prefix = False
+      else:
+        tokens += ids
+        mask_ar += [0 if in_prefix else 1] * len(ids)
+        mask_loss += [0] * len(ids)
+      if i == last_loss:
+        tokens.append(self.eos_id)
+        mask_ar.append(1)
+        mask_loss.append(1)
+    if not prompt_only and not any(mask_loss):
+      raise SkipExample("no_targets", "no text segment with loss")
+    s = self.image_size
+    return {
+        "tokens": np.asarray(tokens, np.int32),
+        "mask_ar": np.asarray(mask_ar, np.int32),
+        "mask_loss": np.asarray(mask_loss, np.int32),
+        "image_positions": np.asarray(image_positions, np.int32),
+        "images": (np.stack(images).astype(np.float32) if images
+                   else np.zeros((0, s, s, 3), np.float32)),
+        "id": str(rec.get("id", "")),
+        "arm": arm,
+        "kind": str(rec.get("kind", "")),
+    }
+
+
+class SkipCountingIterDataset(grain.IterDataset):
+  """Drops skip markers `{"skip": reason, ...}` from the stream and counts them by reason.
+
+  Counting here (in the main process, after any worker processes) keeps the counts exact with
+  multiprocessing and puts them in the iterator state, so they resume with the data position.
+  The fraction check starts after `min_records` records so that one early bad record cannot
+  fail a run.
+  """
+
+  def __init__(self, parent: grain.IterDataset, *, max_skip_fraction: float,
+               min_records: int = 100):
+    super().__init__(parent)
+    self._max_skip_fraction = float(max_skip_fraction)
+    self._min_records = int(min_records)
+
+  def __iter__(self) -> "SkipCountingIterator":
+    return SkipCountingIterator(self._parent.__iter__(), self._max_skip_fraction,
+                                self._min_records)
+
+
+class SkipCountingIterator(grain.DatasetIterator):
+  """Iterator of SkipCountingIterDataset; state = parent state + counters (JSON-safe ints)."""
+
+  def __init__(self, parent: grain.DatasetIterator, max_skip_fraction: float, min_records: int):
+    super().__init__(parent)
+    self._max = max_skip_fraction
+    self._min = min_records
+    self._counts = self._zero_counts()
+
+  @staticmethod
+  def _zero_counts() -> dict:
+    return {"records": 0, "examples": 0, "truncated": 0, "skipped": 0,
+            "reasons": {r: 0 for r in SKIP_REASONS}, "arms": {}}
+
+  def __next__(self) -> dict:
+    while True:
+      el = next(self._parent)
+      c = self._counts
+      c["records"] += 1
+      if "skip" in el:
+        c["skipped"] += 1
+        c["reasons"][el["skip"]] = c["reasons"].get(el["skip"], 0) + 1
+        self._check()
+        continue
+      c["examples"] += 1
+      c["truncated"] += int(el.pop("truncated", False))
+      arm = el.get("arm", "")
+      c["arms"][arm] = c["arms"].get(arm, 0) + 1
+      return el
+
+  def _check(self):
+    c = self._counts
+    frac = c["skipped"] / c["records"]
+    if c["records"] >= self._min and frac > self._max:
+      reasons = {r: n for r, n in c["reasons"].items() if n}
+      raise DataError(
+          f"skipped fraction {frac:.3f} ({c['skipped']} of {c['records']} records) exceeds "
+          f"data.max_skip_fraction={self._max}; reasons: {reasons}")
+
+  def stats(self) -> dict:
+    """Counters so far: records read, examples kept, skipped by reason, kept per arm."""
+    c = self._counts
+    return {"records": c["records"], "examples": c["examples"], "truncated": c["truncated"],
+            "skipped": c["skipped"], "skip_reasons": dict(c["reasons"]), "arms": dict(c["arms"]),
+            "skip_fraction": c["skipped"] / max(c["records"], 1)}
+
+  def get_state(self) -> dict:
+    c = self._counts
+    return {"parent": self._parent.get_state(),
+            "counts": {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"])}}
+
+  def set_state(self, state: dict):
+    self._parent.set_state(state["parent"])
+    c = state["counts"]
+    self._counts = {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"])}

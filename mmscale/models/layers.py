@@ -1,0 +1,221 @@
+"""Shared building blocks: norms, RoPE, MLPs, grouped-query attention with a KV cache.
+
+Every parameter is created through `nn.with_logical_partitioning` so that sharding is pure
+configuration (logical axis rules in `mmscale.parallel`), and activations are pinned with
+`nn.with_logical_constraint` (a no-op outside a rules context). `dtype` is the compute dtype,
+`param_dtype` the storage dtype (float32 even in bfloat16 runs); norms, RoPE and softmax compute in
+float32 because bfloat16 loses too much there.
+"""
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+Dtype = Any
+
+BATCH_LENGTH_EMBED = ("activation_batch", "activation_length", "activation_embed")
+BATCH_LENGTH_MLP = ("activation_batch", "activation_length", "activation_mlp")
+BATCH_LENGTH_HEADS_KV = ("activation_batch", "activation_length", "activation_heads",
+                         "activation_kv")
+
+
+def dtype_of(name: Any) -> jnp.dtype:
+  """'float32' | 'bfloat16' | a dtype -> jnp.dtype (configs hold strings)."""
+  return jnp.dtype(name)
+
+
+def partitioned(init, names: Sequence[str | None]):
+  """An initializer whose output carries logical axis names (one per dimension)."""
+  return nn.with_logical_partitioning(init, tuple(names))
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+  return nn.with_logical_constraint(x, tuple(names))
+
+
+def dense(features, names, *, axis=-1, use_bias=False, dtype=jnp.float32,
+          param_dtype=jnp.float32, init=None, name=None) -> nn.DenseGeneral:
+  """DenseGeneral with logically named kernel (names cover contracted + feature dims).
+
+  The bias, if any, is named by the feature dims (the trailing names).
+  """
+  features = features if isinstance(features, tuple) else (features,)
+  init = init or nn.initializers.lecun_normal()
+  return nn.DenseGeneral(
+      features=features, axis=axis, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
+      kernel_init=partitioned(init, names),
+      bias_init=partitioned(nn.initializers.zeros_init(), names[-len(features):]),
+      name=name)
+
+
+class RMSNorm(nn.Module):
+  """RMS norm over the last axis: x / rms(x) * scale. float[..., D] -> float[..., D]."""
+  epsilon: float = 1e-6
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    scale = self.param("scale", partitioned(nn.initializers.ones_init(), ("embed",)),
+                       (x.shape[-1],), self.param_dtype)
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
+    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+def layer_norm(dtype, param_dtype, name=None) -> nn.LayerNorm:
+  """nn.LayerNorm (float32 statistics) with logically named scale and bias."""
+  return nn.LayerNorm(
+      epsilon=1e-6, dtype=dtype, param_dtype=param_dtype, use_fast_variance=False,
+      scale_init=partitioned(nn.initializers.ones_init(), ("embed",)),
+      bias_init=partitioned(nn.initializers.zeros_init(), ("embed",)), name=name)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+  """Rotary embedding (rotate-half form). x float[B, T, H, Dh], positions int[B, T].
+
+  Positions are explicit (not arange) because packed rows restart at 0 per example and decode
+  steps sit at arbitrary offsets.
+  """
+  head_dim = x.shape[-1]
+  half = head_dim // 2
+  freq = theta ** (-jnp.arange(half, dtype=jnp.float32) * 2.0 / head_dim)  # [Dh/2]
+  angle = positions.astype(jnp.float32)[:, :, None, None] * freq  # [B, T, 1, Dh/2]
+  sin, cos = jnp.sin(angle), jnp.cos(angle)
+  x32 = x.astype(jnp.float32)
+  x1, x2 = x32[..., :half], x32[..., half:]
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+class SwiGLU(nn.Module):
+  """Gated MLP: down(silu(gate(x)) * up(x)). float[B, T, D] -> float[B, T, D]."""
+  mlp_dim: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    d = x.shape[-1]
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    gate = dense(self.mlp_dim, ("embed", "mlp"), name="wi_gate", **kw)(x)
+    up = dense(self.mlp_dim, ("embed", "mlp"), name="wi_up", **kw)(x)
+    h = constrain(nn.silu(gate) * up, BATCH_LENGTH_MLP)
+    return dense(d, ("mlp", "embed"), name="wo", **kw)(h)
+
+
+class GeluMLP(nn.Module):
+  """ViT-style MLP with biases: fc2(gelu(fc1(x))). float[N, P, D] -> float[N, P, out_dim or D]."""
+  mlp_dim: int
+  out_dim: int | None = None
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, use_bias=True)
+    h = dense(self.mlp_dim, ("embed", "mlp"), name="fc1", **kw)(x)
+    h = constrain(nn.gelu(h), BATCH_LENGTH_MLP)
+    return dense(self.out_dim or x.shape[-1], ("mlp", "embed"), name="fc2", **kw)(h)
+
+
+def make_attention_mask(segment_ids: jax.Array, mask_ar: jax.Array) -> jax.Array:
+  """bool[B, T, T]: query i may attend key j (contracts §4 cumsum rule).
+
+  i attends j iff segment_ids[i] == segment_ids[j] and cumsum(mask_ar)[j] <= cumsum(mask_ar)[i].
+  With mask_ar all 1 this is causal; a run of zeros after a 1 forms a bidirectional block (image
+  tokens, a VQA prefix). Padding (segment 0) only sees padding, so no row is empty (no NaN) and
+  real tokens never see padding.
+  """
+  cum = jnp.cumsum(mask_ar.astype(jnp.int32), axis=-1)
+  same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
+  return same_segment & (cum[:, None, :] <= cum[:, :, None])
+
+
+def _masked_softmax_attend(q, k, v, mask):
+  """Grouped-query attention core.
+
+  q float[B, T, KV, G, Dh], k/v float[B, S, KV, Dh], mask bool[B, T, S] -> float[B, T, KV, G, Dh].
+  Scores and softmax in float32; masked logits get a large finite negative (not -inf) so a fully
+  masked row stays finite.
+  """
+  scale = q.shape[-1] ** -0.5
+  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+  scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  return jnp.einsum("bkgts,bskd->btkgd", probs, v)
+
+
+class Attention(nn.Module):
+  """Multi-head / grouped-query self-attention with optional RoPE and KV cache.
+
+  x float[B, T, D] -> float[B, T, D]. `num_kv_heads` divides `num_heads`; each KV head serves
+  num_heads // num_kv_heads query heads (GQA; MHA when equal). `rope_theta=None` disables RoPE
+  (the ViT uses absolute position embeddings instead).
+
+  decode=True keeps k, v, a key-valid mask (segment_ids != 0) and a scalar index in the 'cache'
+  collection. Every call writes its T keys at cache_index and attends to (a) earlier valid cached
+  keys and (b) its own keys by the training mask rule. So a prefill (first call, index 0) behaves
+  like training, and a T=1 step attends to every valid cached key plus itself. During `init` the
+  cache is only allocated (length = the init batch length).
+  """
+  num_heads: int
+  num_kv_heads: int
+  head_dim: int
+  rope_theta: float | None = None
+  use_bias: bool = False
+  decode: bool = False
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, positions=None, segment_ids=None, mask_ar=None):
+    b, t, d = x.shape
+    h, kvh, dh = self.num_heads, self.num_kv_heads, self.head_dim
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, use_bias=self.use_bias)
+    q = dense((h, dh), ("embed", "heads", "kv"), name="query", **kw)(x)
+    k = dense((kvh, dh), ("embed", "kv_heads", "kv"), name="key", **kw)(x)
+    v = dense((kvh, dh), ("embed", "kv_heads", "kv"), name="value", **kw)(x)
+    q = constrain(q, BATCH_LENGTH_HEADS_KV)
+    if self.rope_theta is not None:
+      q = apply_rope(q, positions, self.rope_theta)
+      k = apply_rope(k, positions, self.rope_theta)
+
+    if segment_ids is None:
+      segment_ids = jnp.ones((b, t), jnp.int32)
+    if mask_ar is None:  # no mask given: bidirectional within each segment (ViT)
+      mask_ar = jnp.zeros((b, t), jnp.int32)
+    mask = make_attention_mask(segment_ids, mask_ar)
+    if self.decode:
+      k, v, mask = self._use_cache(k, v, mask, segment_ids)
+
+    out = _masked_softmax_attend(q.reshape(b, t, kvh, h // kvh, dh), k, v, mask)
+    out = constrain(out.reshape(b, t, h, dh), BATCH_LENGTH_HEADS_KV)
+    return dense(d, ("heads", "kv", "embed"), axis=(-2, -1), name="out", **kw)(out)
+
+  def _use_cache(self, k, v, local_mask, segment_ids):
+    """Writes k/v into the cache; returns (all keys, all values, mask bool[B, T, L])."""
+    initialized = self.has_variable("cache", "cached_key")
+    ck = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
+    cv = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
+    cvalid = self.variable("cache", "cached_valid", jnp.zeros, segment_ids.shape, jnp.bool_)
+    cidx = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
+    if not initialized:  # init: allocate only
+      return k, v, local_mask
+    t = k.shape[1]
+    length = ck.value.shape[1]
+    idx = cidx.value
+    old_valid = cvalid.value
+    ck.value = jax.lax.dynamic_update_slice(ck.value, k.astype(ck.value.dtype), (0, idx, 0, 0))
+    cv.value = jax.lax.dynamic_update_slice(cv.value, v.astype(cv.value.dtype), (0, idx, 0, 0))
+    cvalid.value = jax.lax.dynamic_update_slice(old_valid, segment_ids != 0, (0, idx))
+    cidx.value = idx + t
+
+    key_pos = jnp.arange(length)
+    earlier = (key_pos < idx)[None, None, :] & old_valid[:, None, :]  # [B, 1, L]
+    rel = key_pos - idx  # key j is new key rel[j] of this call
+    is_new = (rel >= 0) & (rel < t)
+    new = jnp.take(local_mask, jnp.clip(rel, 0, t - 1), axis=2) & is_new[None, None, :]
+    return ck.value, cv.value, earlier | new

@@ -1,0 +1,109 @@
+"""MLLM: ViT -> connector -> image tokens placed in the decoder's token sequence.
+
+One model path for every example kind (caption, interleaved, pair, VQA, text-only): what differs
+is data (`image_positions`, `mask_ar`, `segment_ids`), never a branch in the model. Batch layout:
+docs/contracts.md §4.
+"""
+
+from typing import Any
+
+import jax.numpy as jnp
+from flax import linen as nn
+
+from mmscale.models.connectors import get_connector
+from mmscale.models.decoder import Decoder
+from mmscale.models.layers import BATCH_LENGTH_EMBED, constrain, dtype_of
+from mmscale.models.vit import ViT
+
+# Optional model fields and their defaults (the required ones are listed in contracts §5).
+DEFAULTS = {
+    "dtype": "float32",
+    "param_dtype": "float32",
+    "vit.posemb": "learned",
+    "connector.depth": 2,  # residual conv blocks per stage (cabstractor)
+    "decoder.head_dim": None,  # None or 0: width // heads
+    "decoder.tie_embeddings": True,
+    "decoder.rope_theta": 10_000.0,
+    "decoder.scan_layers": True,
+    "decoder.remat_policy": "none",
+    "decoder.dropout_rate": 0.0,
+}
+
+
+def field(cfg, path: str) -> Any:
+  """cfg value at dotted `path` (e.g. 'vit.posemb'), else DEFAULTS[path]; cfg is not modified."""
+  node = cfg
+  for part in path.split("."):
+    node = node.get(part) if hasattr(node, "get") else None
+    if node is None:
+      return DEFAULTS.get(path)
+  return node
+
+
+def head_dim(cfg) -> int:
+  return field(cfg, "decoder.head_dim") or cfg.decoder.width // cfg.decoder.heads
+
+
+def num_patches(cfg) -> int:
+  return (cfg.vit.image_size // cfg.vit.patch_size) ** 2
+
+
+class MLLM(nn.Module):
+  """Multimodal LM. `config` is the `config.model` ConfigDict (read-only)."""
+  config: Any
+
+  def _dtypes(self):
+    return dict(dtype=dtype_of(field(self.config, "dtype")),
+                param_dtype=dtype_of(field(self.config, "param_dtype")))
+
+  def setup(self):
+    cfg, v, c = self.config, self.config.vit, self.config.connector
+    self.vit = ViT(image_size=v.image_size, patch_size=v.patch_size, width=v.width,
+                   depth=v.depth, heads=v.heads, mlp_dim=v.mlp_dim,
+                   posemb=field(cfg, "vit.posemb"), **self._dtypes())
+    self.connector = get_connector(c.name)(
+        num_tokens=c.num_tokens, hidden_dim=c.get("hidden_dim") or cfg.decoder.width,
+        out_dim=cfg.decoder.width, num_heads=v.heads, depth=field(cfg, "connector.depth"),
+        **self._dtypes())
+
+  def encode_images(self, images):
+    """images float[B, M, H, W, 3] -> image tokens float[B, M*K, D] (decoder width D)."""
+    b, m = images.shape[:2]
+    patches = self.vit(images.reshape((b * m,) + images.shape[2:]))  # [B*M, P, width_vit]
+    tokens = self.connector(patches)  # [B*M, K, D]
+    return tokens.reshape(b, m * tokens.shape[1], tokens.shape[2])
+
+  @nn.compact
+  def __call__(self, batch: dict, *, decode: bool = False, deterministic: bool = True):
+    """batch (contracts §4) -> logits float32[B, T, V].
+
+    `mask_ar` defaults to all ones (causal) and `segment_ids` to all ones, which is what decode
+    steps need. Images are used when the batch has `images` and `image_positions` (index T =
+    unused slot, dropped by the scatter).
+    """
+    d = self.config.decoder
+    decoder = Decoder(
+        vocab_size=d.vocab_size, width=d.width, depth=d.depth, heads=d.heads,
+        kv_heads=d.kv_heads, head_dim=head_dim(self.config), mlp_dim=d.mlp_dim,
+        rope_theta=field(self.config, "decoder.rope_theta"),
+        tie_embeddings=field(self.config, "decoder.tie_embeddings"),
+        scan_layers=field(self.config, "decoder.scan_layers"),
+        remat_policy=field(self.config, "decoder.remat_policy"),
+        dropout_rate=field(self.config, "decoder.dropout_rate"),
+        decode=decode, deterministic=deterministic, name="decoder", **self._dtypes())
+    tokens = batch["tokens"]
+    ones = jnp.ones(tokens.shape, jnp.int32)
+    segment_ids = batch.get("segment_ids", ones)
+    mask_ar = batch.get("mask_ar", ones)
+    positions = batch.get("positions")
+    if positions is None:
+      positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+
+    x = decoder.embed(tokens)
+    images = batch.get("images")
+    if images is not None and "image_positions" in batch and images.shape[1] > 0:
+      img = self.encode_images(images).astype(x.dtype)
+      rows = jnp.arange(tokens.shape[0])[:, None]
+      x = x.at[rows, batch["image_positions"]].set(img, mode="drop")
+      x = constrain(x, BATCH_LENGTH_EMBED)
+    return decoder(x, positions, segment_ids, mask_ar)

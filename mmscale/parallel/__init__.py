@@ -1,0 +1,1 @@
+"""mmscale.parallel: meshes and logical-axis sharding rules."""

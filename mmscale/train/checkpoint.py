@@ -1,0 +1,64 @@
+"""Orbax checkpointing of the train state together with the grain iterator state.
+
+Both live in one Orbax step directory (`state/` and `data/`), so a restored run continues with
+exactly the batches it would have seen. Saves are asynchronous: the device keeps training while
+the previous step is written; only a finished step directory is ever restored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import grain
+import grain.checkpoint  # registers grain's Orbax handler  # pylint: disable=unused-import
+import orbax.checkpoint as ocp
+
+from mmscale.errors import CheckpointError
+
+
+class Checkpointer:
+  """Thin policy layer over `ocp.CheckpointManager`: when to save, what to keep, how to resume."""
+
+  def __init__(self, directory: str, *, save_every: int, keep: int, async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, save_interval_steps=save_every,
+            enable_async_checkpointing=async_save, create=True))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, data_iterator, *, force: bool = False) -> bool:
+    """Saves if `step` is on the interval (or `force`); returns whether a save started."""
+    args = {"state": ocp.args.StandardSave(state)}
+    if data_iterator is not None:
+      args["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    saved = self.manager.save(step, args=ocp.args.Composite(**args), force=force)
+    if saved:
+      logging.info("checkpoint: saving step %d to %s", step, self.directory)
+    return saved
+
+  def restore(self, abstract_state, data_iterator, step: int | None = None):
+    """Restores `(state, data_iterator)` at `step` (default: latest) into the given shardings."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    if step not in self.manager.all_steps():
+      raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; "
+                            f"available: {sorted(self.manager.all_steps())}")
+    args = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iterator is not None:
+      args["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+    logging.info("checkpoint: restored step %d from %s", step, self.directory)
+    return restored["state"], restored.get("data", data_iterator) if data_iterator is not None else None
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()

@@ -1,0 +1,90 @@
+"""Metric writing: clu writers (TensorBoard + console), MFU, and the one-step-behind step logger."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import jax
+import numpy as np
+
+from mmscale.errors import TrainingDivergedError
+
+
+def create_writer(logdir: str):
+  """clu's default writer: TensorBoard event files + log lines, on process 0 only.
+
+  Imported lazily: clu.metric_writers pulls in TensorFlow, which takes seconds to import.
+  """
+  from clu import metric_writers  # pylint: disable=import-outside-toplevel
+  return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0,
+                                              asynchronous=True)
+
+
+def create_progress(total_steps: int, writer):
+  """clu periodic action logging steps/s and an ETA every 30 s."""
+  from clu import periodic_actions  # pylint: disable=import-outside-toplevel
+  return periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                         every_secs=30, every_steps=None)
+
+
+class StepLogger:
+  """Logs step k's metrics while step k+1 runs, so fetching values never stalls the device.
+
+  Also the divergence guard: a non-finite loss raises `TrainingDivergedError` naming the step.
+  """
+
+  def __init__(self, writer, *, flops_per_step: float, tokens_per_step: int, peak_flops: float,
+               log_every: int, history_path: str | None = None):
+    self.writer = writer
+    self.flops_per_step = flops_per_step
+    self.tokens_per_step = tokens_per_step
+    self.peak_flops_total = peak_flops * jax.device_count()
+    self.log_every = log_every
+    self.pending = None
+    self.last_push = None
+    self.last_logged: dict[str, float] = {}
+    self.history_path = history_path if jax.process_index() == 0 else None
+
+  def push(self, step: int, metrics) -> None:
+    """Records step `step`'s (device) metrics and flushes the previous step's.
+
+    The time between pushes is the step time in steady state: fetching step k-1's metrics waits
+    for the device, so the host runs at most one step ahead.
+    """
+    now = time.perf_counter()
+    step_time = None if self.last_push is None else now - self.last_push
+    self.last_push = now
+    previous, self.pending = self.pending, (step, metrics, step_time)
+    if previous is not None:
+      self._flush(previous)
+
+  def finish(self) -> None:
+    if self.pending is not None:
+      self._flush(self.pending)
+      self.pending = None
+
+  def _flush(self, entry) -> None:
+    step, metrics, step_time = entry
+    values = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+    if not math.isfinite(values["loss"]):
+      raise TrainingDivergedError(f"loss is {values['loss']} at step {step}; stopping. The last "
+                                  "good checkpoint is kept; lower optim.lr or check the data.")
+    if step % self.log_every and step != 1:
+      return
+    if step_time:  # the first step includes compilation: no speed figures for it
+      values["step_time_s"] = step_time
+      values["tokens_per_s"] = self.tokens_per_step / step_time
+      values["tokens_per_s_per_device"] = values["tokens_per_s"] / jax.device_count()
+      values["tflops_per_device"] = self.flops_per_step / step_time / jax.device_count() / 1e12
+      values["mfu"] = self.flops_per_step / step_time / self.peak_flops_total
+    self.last_logged = values
+    self.writer.write_scalars(step, values)
+    if self.history_path:
+      with open(self.history_path, "a") as f:
+        f.write(json.dumps({"step": step, **values}) + "\n")
+
+  def mark_time(self) -> None:
+    """Restarts step timing (after checkpoints or evals, which are not train steps)."""
+    self.last_push = None

@@ -1,0 +1,77 @@
+"""The jitted train step: microbatched gradient accumulation, one optimizer update, metrics."""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from mmscale.parallel import rules as sharding_rules
+from mmscale.train.loss import loss_sums
+from mmscale.train.state import TrainState
+
+
+def _microbatches(batch: dict, num: int) -> dict:
+  """[B, ...] -> [num, B/num, ...]: strided split, so each microbatch keeps rows of every shard."""
+  return jax.tree.map(lambda x: x.reshape(x.shape[0] // num, num, *x.shape[1:]).swapaxes(0, 1), batch)
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule, config, mesh,
+                    rules, state_shardings):
+  """Returns `step(state, batch) -> (state, metrics)`, jitted with explicit shardings + donation.
+
+  Losses are sums over microbatches divided by the total target count, so accumulating A
+  microbatches gives exactly the gradient of one big batch.
+  """
+  z_loss = float(config.model.decoder.z_loss)
+  accum = int(config.optim.grad_accum_steps)
+  batch_sharding = sharding_rules.batch_sharding(mesh, rules)
+
+  def sums_fn(params, micro):
+    logits = model.apply({"params": params}, micro)
+    sums = loss_sums(logits, micro, z_loss)
+    return sums["nll"] + sums["z"], sums
+
+  grad_fn = jax.grad(sums_fn, has_aux=True)
+
+  def step(state: TrainState, batch: dict):
+    with nn.logical_axis_rules(rules):
+      if accum == 1:
+        grads, sums = grad_fn(state.params, batch)
+      else:
+        def body(carry, micro):
+          micro = jax.lax.with_sharding_constraint(micro, batch_sharding)
+          grads, sums = grad_fn(state.params, micro)
+          return jax.tree.map(jnp.add, carry, (grads, sums)), None
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        init = (zeros, {k: jnp.zeros((), jnp.float32) for k in ("nll", "z", "weight", "correct")})
+        (grads, sums), _ = jax.lax.scan(body, init, _microbatches(batch, accum))
+    weight = jnp.maximum(sums["weight"], 1.0)
+    grads = jax.tree.map(lambda g: g / weight, grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": sums["nll"] / weight, "z_loss": sums["z"] / weight,
+        "token_accuracy": sums["correct"] / weight, "targets": sums["weight"],
+        "grad_norm": optax.global_norm(grads), "lr": schedule(state.step),
+    }
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
+                 out_shardings=(state_shardings, sharding_rules.replicated(mesh)), donate_argnums=0)
+
+
+def make_eval_loss_step(model: nn.Module, config, mesh, rules, param_shardings):
+  """Returns `eval_step(params, batch) -> loss sums` for held-out loss / perplexity."""
+  batch_sharding = sharding_rules.batch_sharding(mesh, rules)
+
+  def eval_step(params, batch):
+    with nn.logical_axis_rules(rules):
+      logits = model.apply({"params": params}, batch)
+    return loss_sums(logits, batch)
+
+  return jax.jit(eval_step, in_shardings=(param_shardings, batch_sharding),
+                 out_shardings=sharding_rules.replicated(mesh))

@@ -1,0 +1,188 @@
+"""The one training loop. Everything optional (evaluation, profiling, ...) plugs in as a hook.
+
+Order of a run: validate the config (before anything compiles) -> mesh -> sharded state ->
+restore the latest checkpoint (state + data iterator) if the workdir has one -> loop. SIGTERM
+(preemption) finishes the current step, saves, and returns cleanly; a non-finite loss raises
+`TrainingDivergedError` without saving the broken state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+from typing import Protocol
+
+import flax.linen as nn
+import jax
+
+from mmscale import config as config_lib
+from mmscale.data import pipeline
+from mmscale.data.tokenizer import Tokenizer
+from mmscale.errors import ConfigError
+from mmscale.models import flops as flops_lib
+from mmscale.models.registry import build_model
+from mmscale.parallel import mesh as mesh_lib
+from mmscale.parallel import rules as sharding_rules
+from mmscale.train import metrics as metrics_lib
+from mmscale.train import optim, peak
+from mmscale.train.checkpoint import Checkpointer
+from mmscale.train.state import abstract_state, count_params, create_sharded_state, example_batch
+from mmscale.train.step import make_train_step
+
+
+class Hook(Protocol):
+  """Called after every train step with the live trainer context."""
+
+  def __call__(self, ctx: "TrainContext", step: int) -> None: ...
+
+
+@dataclasses.dataclass
+class TrainContext:
+  """What hooks (and callers) can see: the run's objects, built once."""
+  config: object
+  workdir: str
+  mesh: jax.sharding.Mesh
+  rules: tuple
+  model: nn.Module
+  tokenizer: Tokenizer
+  state: object = None
+  state_shardings: object = None
+  writer: object = None
+  last_metrics: dict = dataclasses.field(default_factory=dict)
+  stopped_by_signal: bool = False
+
+
+class _SignalFlag:
+  """Turns SIGTERM/SIGINT into a flag the loop polls, so a save never races a running step."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = {}
+
+  def __enter__(self):
+    try:
+      self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      pass
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    logging.warning("signal %d: saving a checkpoint and stopping after this step", signum)
+    self.raised = True
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def check_tokenizer_fits(config, tokenizer: Tokenizer) -> None:
+  if tokenizer.vocab_size > config.model.decoder.vocab_size:
+    raise ConfigError("model.decoder.vocab_size",
+                      f"{config.model.decoder.vocab_size} is smaller than the tokenizer's "
+                      f"{tokenizer.vocab_size} pieces ({config_lib.tokenizer_path(config)})")
+
+
+def setup(config, workdir: str) -> TrainContext:
+  """Validates the config and builds mesh, model and tokenizer (nothing compiled yet)."""
+  config_lib.validate_config(config, jax.device_count())
+  tokenizer = Tokenizer(config_lib.tokenizer_path(config))
+  check_tokenizer_fits(config, tokenizer)
+  mesh = mesh_lib.make_mesh(config)
+  rules = sharding_rules.logical_rules(config)
+  return TrainContext(config=config, workdir=workdir, mesh=mesh, rules=rules,
+                      model=build_model(config.model), tokenizer=tokenizer)
+
+
+def _write_config(config, workdir: str) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
+          stop_at_step: int | None = None) -> TrainContext:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint. Returns the context.
+
+  `stop_at_step` ends the loop early (as a preemption would), for tests and sweeps.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  ctx = setup(config, workdir)
+  cfg, mesh, rules = ctx.config, ctx.mesh, ctx.rules
+  total_steps = cfg.train.steps
+
+  abstract_params = jax.eval_shape(lambda: ctx.model.init(
+      jax.random.key(0), example_batch(cfg, rows=1))["params"])
+  num_params = count_params(abstract_params)
+  tx, schedule = optim.make_optimizer(cfg.optim, total_steps, num_params)
+  state, state_shardings = create_sharded_state(ctx.model, tx, cfg, mesh, rules,
+                                                jax.random.key(cfg.seed))
+  data_iter = pipeline.make_train_iterator(
+      cfg.data, cfg.model, ctx.tokenizer, process_index=jax.process_index(),
+      process_count=jax.process_count(), seed=cfg.data.shuffle_seed)
+
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
+                              save_every=cfg.train.checkpoint_every,
+                              keep=cfg.train.keep_checkpoints,
+                              async_save=cfg.train.async_checkpoint)
+  if checkpointer.latest_step() is not None:
+    state, data_iter = checkpointer.restore(abstract_state(state), data_iter)
+  _write_config(cfg, workdir)
+  start_step = int(jax.device_get(state.step))
+  logging.info("model: %s parameters (%.2fM); lr peak %.3g; mesh %s; start step %d",
+               num_params, num_params / 1e6, optim.peak_learning_rate(cfg.optim, num_params),
+               dict(mesh.shape), start_step)
+
+  writer = metrics_lib.create_writer(os.path.join(workdir, "tensorboard"))
+  writer.write_hparams({"num_params": num_params, **_flat_hparams(cfg)})
+  rows, seq_len = cfg.data.batch_size, cfg.data.seq_len
+  flops_per_step = rows * flops_lib.train_flops_per_sequence(
+      cfg.model, seq_len, cfg.data.max_images_per_seq)
+  peak_flops = cfg.train.peak_flops_per_device or peak.device_peak_flops(cfg.model.dtype)
+  logger = metrics_lib.StepLogger(writer, flops_per_step=flops_per_step,
+                                  tokens_per_step=rows * seq_len, peak_flops=peak_flops,
+                                  log_every=cfg.train.log_every,
+                                  history_path=os.path.join(workdir, "metrics.jsonl"))
+  progress = metrics_lib.create_progress(total_steps, writer)
+  step_fn = make_train_step(ctx.model, tx, schedule, cfg, mesh, rules, state_shardings)
+  ctx.state, ctx.state_shardings, ctx.writer = state, state_shardings, writer
+
+  end_step = min(total_steps, stop_at_step or total_steps)
+  step = start_step
+  with jax.set_mesh(mesh), _SignalFlag() as flag:
+    while step < end_step:
+      batch = sharding_rules.global_batch(next(data_iter), mesh, rules)
+      ctx.state, metrics = step_fn(ctx.state, batch)
+      step += 1
+      logger.push(step, metrics)
+      progress(step)
+      for hook in hooks:
+        hook(ctx, step)
+      stop = flag.raised or step == end_step
+      if step % cfg.train.checkpoint_every == 0 or stop:
+        logger.finish()  # a diverged step raises here, before its state is saved
+        checkpointer.save(step, ctx.state, data_iter, force=stop)
+        logger.mark_time()
+      if flag.raised:
+        ctx.stopped_by_signal = True
+        break
+    logger.finish()
+  checkpointer.close()
+  writer.flush()
+  ctx.last_metrics = logger.last_logged
+  return ctx
+
+
+def _flat_hparams(cfg) -> dict:
+  out = {}
+  def visit(prefix, node):
+    for key, value in node.items():
+      name = f"{prefix}{key}"
+      if hasattr(value, "items"):
+        visit(name + ".", value)
+      elif isinstance(value, (int, float, str, bool)):
+        out[name] = value
+  visit("", cfg)
+  return out
