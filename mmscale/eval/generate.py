@@ -21,7 +21,8 @@ def left_pad(examples: list[dict], length: int, image_slots: int, num_image_toke
 
   Args:
     examples: dicts with `tokens`, `mask_ar` (int[L_i]), `images` (float[n_i, H, W, 3]) and
-      `image_starts` (int[n_i], index of each image block's first token).
+      `image_positions` (int[n_i * K], the index of each image token), as
+      `mmscale.data.transforms.ExampleBuilder(..., prompt_only=True)` makes them.
     length: common prompt length T_p >= every L_i.
   Returns: the batch, int32[B, T_p] fields, `images` float32[B, M, H, W, 3] and
     `image_positions` int32[B, M*K] (T_p for unused slots).
@@ -42,9 +43,8 @@ def left_pad(examples: list[dict], length: int, image_slots: int, num_image_toke
     out["segment_ids"][row, pad:] = 1
     images = np.asarray(ex["images"])[:image_slots]
     out["images"][row, :len(images)] = images
-    for slot, start in enumerate(list(ex["image_starts"])[:image_slots]):
-      cols = slice(slot * num_image_tokens, (slot + 1) * num_image_tokens)
-      out["image_positions"][row, cols] = pad + start + np.arange(num_image_tokens)
+    positions = np.asarray(ex["image_positions"])[:image_slots * num_image_tokens]
+    out["image_positions"][row, :len(positions)] = pad + positions
   return out
 
 

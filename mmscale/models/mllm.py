@@ -49,7 +49,8 @@ def num_patches(cfg) -> int:
 
 
 class MLLM(nn.Module):
-  """Multimodal LM. `config` is the `config.model` ConfigDict (read-only)."""
+  """Multimodal LM. `config` is `config.model` (read-only; `build_model` passes a
+  FrozenConfigDict so the module is hashable, e.g. as a static jit argument)."""
   config: Any
 
   def _dtypes(self):

@@ -36,3 +36,11 @@ def global_batch(local_batch: dict, mesh: Mesh, rules) -> dict:
   """Per-process numpy batch -> global `jax.Array`s (each process contributes its rows)."""
   sharding = batch_sharding(mesh, rules)
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+
+
+def param_shardings(model, example_batch: dict, mesh: Mesh, rules):
+  """`NamedSharding`s of `model`'s params, from its logical annotations (no params are built)."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    abstract = jax.eval_shape(model.init, jax.random.key(0), example_batch)["params"]
+    shardings = tree_shardings(nn.get_partition_spec(abstract), mesh, rules)
+  return nn.meta.unbox(abstract), shardings

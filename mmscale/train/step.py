@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from mmscale.parallel import rules as sharding_rules
-from mmscale.train.loss import loss_sums
+from mmscale.models.loss import loss_sums
 from mmscale.train.state import TrainState
 
 

@@ -17,18 +17,16 @@ from typing import Protocol
 import flax.linen as nn
 import jax
 
-from mmscale import config as config_lib
 from mmscale.data import pipeline
 from mmscale.data.tokenizer import Tokenizer
-from mmscale.errors import ConfigError
 from mmscale.models import flops as flops_lib
-from mmscale.models.registry import build_model
-from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
+from mmscale.runtime import build_runtime
 from mmscale.train import metrics as metrics_lib
 from mmscale.train import optim, peak
 from mmscale.train.checkpoint import Checkpointer
-from mmscale.train.state import abstract_state, count_params, create_sharded_state, example_batch
+from mmscale.data.batch_spec import example_batch
+from mmscale.train.state import abstract_state, count_params, create_sharded_state
 from mmscale.train.step import make_train_step
 
 
@@ -78,24 +76,6 @@ class _SignalFlag:
       signal.signal(sig, handler)
 
 
-def check_tokenizer_fits(config, tokenizer: Tokenizer) -> None:
-  if tokenizer.vocab_size > config.model.decoder.vocab_size:
-    raise ConfigError("model.decoder.vocab_size",
-                      f"{config.model.decoder.vocab_size} is smaller than the tokenizer's "
-                      f"{tokenizer.vocab_size} pieces ({config_lib.tokenizer_path(config)})")
-
-
-def setup(config, workdir: str) -> TrainContext:
-  """Validates the config and builds mesh, model and tokenizer (nothing compiled yet)."""
-  config_lib.validate_config(config, jax.device_count())
-  tokenizer = Tokenizer(config_lib.tokenizer_path(config))
-  check_tokenizer_fits(config, tokenizer)
-  mesh = mesh_lib.make_mesh(config)
-  rules = sharding_rules.logical_rules(config)
-  return TrainContext(config=config, workdir=workdir, mesh=mesh, rules=rules,
-                      model=build_model(config.model), tokenizer=tokenizer)
-
-
 def _write_config(config, workdir: str) -> None:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -108,8 +88,10 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
 
   `stop_at_step` ends the loop early (as a preemption would), for tests and sweeps.
   """
+  rt = build_runtime(config)
   os.makedirs(workdir, exist_ok=True)
-  ctx = setup(config, workdir)
+  ctx = TrainContext(config=rt.config, workdir=workdir, mesh=rt.mesh, rules=rt.rules,
+                     model=rt.model, tokenizer=rt.tokenizer)
   cfg, mesh, rules = ctx.config, ctx.mesh, ctx.rules
   total_steps = cfg.train.steps
 

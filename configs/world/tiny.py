@@ -1,0 +1,45 @@
+"""The embedded default: a tiny MLLM on the knowledge world, trained on 2 CPU cores in minutes.
+
+Arguments (big_vision style, `configs/world/tiny.py:mix=enriched,steps=500`):
+  mix:   a mixture preset of MIXTURES, or one arm name (docs/data_format.md lists the arms)
+  size:  s | m   model size preset
+  steps: train steps
+
+Why these sizes (see ../shared/CALIBRATION.md): 48 px images on a 3 x 3 grid of 16 px cells with
+16 px patches make every object exactly one image token, which is what lets a tiny model bind
+colour, shape and position within minutes.
+"""
+
+from mmscale.config import base_config, parse_arg
+
+MIXTURES = {
+    # Captions teach what is in the image; a share of VQA teaches the answer format the eval uses.
+    "default": {"enriched": 0.6, "vqa": 0.4},
+}
+
+SIZES = {
+    "s": dict(width=128, depth=3, heads=4, kv_heads=2, mlp_dim=512, vit_width=128, vit_depth=2),
+    "m": dict(width=256, depth=4, heads=4, kv_heads=2, mlp_dim=1024, vit_width=256, vit_depth=4),
+}
+
+
+def get_config(arg=None):
+  args = parse_arg(arg, mix="default", size="s", steps=1500)
+  c = base_config()
+  c.data.world_dir = "data/world"
+  c.data.mixture = MIXTURES.get(args.mix, {args.mix: 1.0})
+  c.data.seq_len = 64
+  c.data.max_images_per_seq = 2
+  c.data.batch_size = 32
+
+  size = SIZES[args.size]
+  c.model.vit.update(image_size=48, patch_size=16, width=size["vit_width"],
+                     depth=size["vit_depth"], heads=4, mlp_dim=4 * size["vit_width"])
+  c.model.connector.update(name="mlp", num_tokens=9, hidden_dim=2 * size["width"])
+  c.model.decoder.update(vocab_size=128, width=size["width"], depth=size["depth"],
+                         heads=size["heads"], kv_heads=size["kv_heads"], mlp_dim=size["mlp_dim"])
+
+  c.optim.update(lr=1e-3, warmup_steps=100)
+  c.train.update(steps=args.steps, log_every=50, checkpoint_every=500, eval_every=0)
+  c.eval.update(batch_size=128, max_decode_len=3)
+  return c

@@ -1,0 +1,199 @@
+"""The grain loader of one host: mixture -> decode/tokenise -> pack -> batch (contracts §6).
+
+```
+arms (ArrayRecord) --shuffle(seed), repeat, slice [p::P]--> mix(weights)      grain MapDataset
+  --map(record -> example, fit to a row)--> to_iter_dataset (threads) [--> mp_prefetch(workers)]
+  --SkipCountingIterDataset--> PackIterDataset --batch(B = global_batch // process_count)-->
+```
+Batches are dicts of numpy arrays in the §4 layout (`tokens int32[B, T]` ... `images
+float32[B, M, S, S, 3]`, `image_positions int32[B, M*K]`). Every stage keeps its position in the
+iterator state (JSON-safe), so `it.set_state(state)` on a fresh iterator continues exactly where
+`state = it.get_state()` was taken; skip counters and packing statistics resume with it.
+
+`data_config` fields: world_dir, mixture, seq_len, max_images_per_seq, pack, global_batch (or
+batch_size), shuffle_seed, max_skip_fraction; optional: num_workers (0 = in-process),
+read_threads (2), pack_rows (rows per packing group, default B), max_image_pixels,
+skip_check_min_records (100). `model_config`: vit.image_size, connector.num_tokens.
+"""
+
+import os
+from typing import Any, Iterator
+
+import grain
+import numpy as np
+
+from mmscale.data import mixture as mixture_lib
+from mmscale.data import packing
+from mmscale.data import transforms
+from mmscale.errors import ConfigError
+
+_MISSING = object()
+
+
+def _field(cfg, name: str, default: Any = _MISSING) -> Any:
+  value = cfg.get(name, None) if hasattr(cfg, "get") else getattr(cfg, name, None)
+  if value is None:
+    if default is _MISSING:
+      raise ConfigError(f"data.{name}", "missing")
+    return default
+  return value
+
+
+def global_batch_size(data_config) -> int:
+  """`data.global_batch`, or `data.batch_size` where a config names it so."""
+  value = _field(data_config, "global_batch", None)
+  if value is None:
+    value = _field(data_config, "batch_size", None)
+  if value is None:
+    raise ConfigError("data.global_batch", "missing (data.batch_size is accepted too)")
+  if int(value) <= 0:
+    raise ConfigError("data.global_batch", f"must be > 0, got {value}")
+  return int(value)
+
+
+def order_seed(data_config, seed: int) -> int:
+  """The data-order seed: data.shuffle_seed folded with the run seed (uint32)."""
+  shuffle_seed = int(_field(data_config, "shuffle_seed", 0))
+  return int(np.random.SeedSequence([shuffle_seed % 2**32, int(seed) % 2**32])
+             .generate_state(1)[0])
+
+
+def _layout(data_config, model_config) -> tuple[int, int, int, int]:
+  """(T, M, K, S) of the batch layout."""
+  t = int(_field(data_config, "seq_len"))
+  m = int(_field(data_config, "max_images_per_seq"))
+  k = int(model_config.connector.num_tokens)
+  s = int(model_config.vit.image_size)
+  if t <= 0:
+    raise ConfigError("data.seq_len", f"must be > 0, got {t}")
+  if m < 0:
+    raise ConfigError("data.max_images_per_seq", f"must be >= 0, got {m}")
+  return t, m, k, s
+
+
+class RecordToExample(grain.transforms.Map):
+  """{"arm", "data": bytes} -> an example that fits a row, or {"skip": reason, "arm"}."""
+
+  def __init__(self, builder: transforms.ExampleBuilder, seq_len: int, max_images: int):
+    self.builder = builder
+    self.seq_len = seq_len
+    self.max_images = max_images
+
+  def map(self, element: dict) -> dict:
+    arm = element["arm"]
+    try:
+      rec = transforms.decode_record_or_skip(element["data"])
+      ex = self.builder(rec, arm=arm)
+    except transforms.SkipExample as e:
+      return {"skip": e.reason, "arm": arm}
+    ex, note = packing.fit_example(ex, self.seq_len, self.max_images,
+                                   self.builder.num_image_tokens)
+    if ex is None:
+      return {"skip": note, "arm": arm}
+    ex["truncated"] = note == "truncated"
+    return ex
+
+
+def example_dataset(data_config, model_config, tokenizer, *, process_index: int = 0,
+                    process_count: int = 1, seed: int = 0) -> grain.IterDataset:
+  """This process's infinite stream of examples (transforms docstring), skips counted."""
+  t, m, k, s = _layout(data_config, model_config)
+  if not 0 <= process_index < process_count:
+    raise ConfigError("process_index", f"{process_index} not in [0, {process_count})")
+  mixed = mixture_lib.mix_arms(
+      str(_field(data_config, "world_dir")), _field(data_config, "mixture"),
+      seed=order_seed(data_config, seed), process_index=process_index,
+      process_count=process_count)
+  builder = transforms.ExampleBuilder(
+      tokenizer, image_size=s, num_image_tokens=k,
+      max_image_pixels=int(_field(data_config, "max_image_pixels",
+                                  transforms.DEFAULT_MAX_IMAGE_PIXELS)))
+  threads = int(_field(data_config, "read_threads", 2))
+  ds = mixed.map(RecordToExample(builder, t, m)).to_iter_dataset(
+      grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(4 * threads, 8)))
+  workers = int(_field(data_config, "num_workers", 0))
+  if workers > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  max_skip = float(_field(data_config, "max_skip_fraction"))
+  if not 0.0 <= max_skip <= 1.0:
+    raise ConfigError("data.max_skip_fraction", f"must be in [0, 1], got {max_skip}")
+  return transforms.SkipCountingIterDataset(
+      ds, max_skip_fraction=max_skip,
+      min_records=int(_field(data_config, "skip_check_min_records", 100)))
+
+
+def make_train_iterator(data_config, model_config, tokenizer, *, process_index: int,
+                        process_count: int, seed: int) -> grain.DatasetIterator:
+  """Infinite iterator of this process's batches (module docstring), B = global // processes.
+
+  `pack=False` puts one example per row (padding only), for ablations and debugging.
+  """
+  gb = global_batch_size(data_config)
+  if gb % process_count:
+    raise ConfigError("data.global_batch", f"{gb} is not divisible by {process_count} processes")
+  rows = gb // process_count
+  t, m, k, s = _layout(data_config, model_config)
+  ds = example_dataset(data_config, model_config, tokenizer, process_index=process_index,
+                       process_count=process_count, seed=seed)
+  pack = bool(_field(data_config, "pack", True))
+  ds = packing.PackIterDataset(
+      ds, seq_len=t, max_images=m, num_image_tokens=k, image_size=s,
+      num_rows=int(_field(data_config, "pack_rows", rows)) if pack else rows,
+      max_examples_per_row=None if pack else 1)
+  return ds.batch(rows, drop_remainder=True).__iter__()
+
+
+def pipeline_stats(iterator: grain.DatasetIterator) -> dict:
+  """Skip counters and packing statistics of an iterator from `make_train_iterator`.
+
+  Returns {"records", "examples", "truncated", "skipped", "skip_reasons": {reason: n},
+  "skip_fraction", "arms": {arm: examples}, "packing": {"rows", "examples", "tokens",
+  "images", "efficiency", "examples_per_row"}}. Found by walking the iterator's parents, so it
+  works whatever grain stages (batch, prefetch) sit on top.
+  """
+  out, todo = {}, [iterator]
+  while todo:
+    it = todo.pop()
+    if isinstance(it, transforms.SkipCountingIterator):
+      out.update(it.stats())
+    elif isinstance(it, packing.PackIterator):
+      out["packing"] = it.stats()
+    todo.extend(getattr(it, "_parents", ()))
+  return out
+
+
+def make_eval_examples(world_dir: str, model_config, tokenizer, *, split: str = "vqa",
+                       limit: int | None = None, process_index: int = 0,
+                       process_count: int = 1) -> Iterator[dict]:
+  """Evaluation records of `world_dir/eval/<split>` as prompts, in file order.
+
+  Yields {"id", "qtype", "answer", "question", "prompt"} where prompt is an unpacked example
+  (transforms docstring) without the answer segments or EOS: tokens int32[L] ending at the
+  question, images float32[n, S, S, 3]. Pad it into a batch row with `packing.build_row`.
+  Record i goes to process i % process_count. Records that cannot be decoded are skipped, the
+  same rule as training.
+  """
+  from mmscale.data import records  # pylint: disable=import-outside-toplevel
+  path = os.path.join(world_dir, "eval", split)
+  source = grain.sources.ArrayRecordDataSource(records.shard_paths(path))
+  builder = transforms.ExampleBuilder(tokenizer, image_size=int(model_config.vit.image_size),
+                                      num_image_tokens=int(model_config.connector.num_tokens))
+  count = 0
+  for i in range(process_index, len(source), process_count):
+    if limit is not None and count >= limit:
+      return
+    try:
+      rec = transforms.decode_record_or_skip(source[i])
+      prompt = builder(rec, prompt_only=True)
+    except transforms.SkipExample:
+      continue
+    segments = rec.get("segments") or []
+    meta = rec.get("meta") or {}
+    answer = meta.get("answer")
+    if answer is None:
+      answer = " ".join(s["text"] for s in segments if "text" in s and s.get("loss"))
+    count += 1
+    yield {"id": str(rec.get("id", "")), "qtype": meta.get("qtype", ""), "answer": str(answer),
+           "question": " ".join(s["text"] for s in segments
+                                if "text" in s and not s.get("loss")),
+           "prompt": prompt}

@@ -1,0 +1,130 @@
+"""Model registry and model-side config validation.
+
+`build_model(config.model)` validates first, so a bad field fails with a `ConfigError` naming
+'model.<field>' before anything is traced or compiled.
+"""
+
+import math
+from typing import Callable
+
+import jax.numpy as jnp
+import ml_collections
+from flax import linen as nn
+
+from mmscale.errors import ConfigError
+from mmscale.models.connectors import connector_names, get_connector
+from mmscale.models.decoder import REMAT_POLICIES
+from mmscale.models.mllm import MLLM, field, head_dim, num_patches
+
+_MODELS: dict[str, type] = {}
+
+
+def register_model(name: str) -> Callable[[type], type]:
+  """Class decorator: the model class becomes available as `model.name = name`."""
+  def wrap(cls):
+    _MODELS[name] = cls
+    return cls
+  return wrap
+
+
+register_model("mllm")(MLLM)
+
+
+def build_model(model_config) -> nn.Module:
+  """config.model -> an (unbound) flax module; `model.name` defaults to 'mllm'.
+
+  The module holds a FrozenConfigDict copy: read-only, and hashable so that the module can be a
+  static argument of `jax.jit` (as in `mmscale.eval.generate`).
+  """
+  validate_model_config(model_config)
+  frozen = ml_collections.FrozenConfigDict(model_config)
+  return _MODELS[frozen.get("name") or "mllm"](config=frozen)
+
+
+def _require(cfg, path: str):
+  value = field(cfg, path)
+  if value is None:
+    raise ConfigError(f"model.{path}", "is required")
+  return value
+
+
+def _positive_ints(cfg, paths):
+  for path in paths:
+    value = _require(cfg, path)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+      raise ConfigError(f"model.{path}", f"must be a positive integer (got {value!r})")
+
+
+def _check_dtype(cfg, name: str):
+  value = field(cfg, name)
+  if value not in ("float32", "bfloat16", "float16"):
+    raise ConfigError(f"model.{name}", f"must be 'float32', 'bfloat16' or 'float16' "
+                      f"(got {value!r})")
+  return jnp.dtype(value)
+
+
+def validate_model_config(cfg) -> None:
+  """Raises ConfigError('model.<field>', why) for the first inconsistent or missing field."""
+  name = cfg.get("name") or "mllm"
+  if name not in _MODELS:
+    raise ConfigError("model.name", f"unknown model {name!r}; known: {sorted(_MODELS)}")
+  _check_dtype(cfg, "dtype")
+  _check_dtype(cfg, "param_dtype")
+  _validate_vit(cfg)
+  _validate_connector(cfg)
+  _validate_decoder(cfg)
+
+
+def _validate_vit(cfg):
+  _positive_ints(cfg, [f"vit.{k}" for k in
+                       ("image_size", "patch_size", "width", "depth", "heads", "mlp_dim")])
+  v = cfg.vit
+  if v.image_size % v.patch_size:
+    raise ConfigError("model.vit.image_size", f"{v.image_size} is not divisible by "
+                      f"model.vit.patch_size = {v.patch_size}")
+  if v.width % v.heads:
+    raise ConfigError("model.vit.heads", f"model.vit.width = {v.width} is not divisible by "
+                      f"{v.heads} heads")
+  posemb = field(cfg, "vit.posemb")
+  if posemb not in ("learned", "sincos2d"):
+    raise ConfigError("model.vit.posemb", f"must be 'learned' or 'sincos2d' (got {posemb!r})")
+  if posemb == "sincos2d" and v.width % 4:
+    raise ConfigError("model.vit.width", f"sincos2d needs a multiple of 4 (got {v.width})")
+
+
+def _validate_connector(cfg):
+  name = _require(cfg, "connector.name")
+  if name not in connector_names():
+    raise ConfigError("model.connector.name",
+                      f"unknown connector {name!r}; known: {connector_names()}")
+  _positive_ints(cfg, ["connector.num_tokens"])
+  if cfg.connector.get("hidden_dim") is not None:
+    _positive_ints(cfg, ["connector.hidden_dim"])
+  _positive_ints(cfg, ["connector.depth"])
+  problem = get_connector(name).check(num_patches(cfg), cfg.connector.num_tokens)
+  if problem:
+    grid = math.isqrt(num_patches(cfg))
+    raise ConfigError("model.connector.num_tokens",
+                      f"{problem} (connector {name!r}, {grid}x{grid} patch grid)")
+
+
+def _validate_decoder(cfg):
+  _positive_ints(cfg, [f"decoder.{k}" for k in
+                       ("vocab_size", "width", "depth", "heads", "kv_heads", "mlp_dim")])
+  d = cfg.decoder
+  if d.heads % d.kv_heads:
+    raise ConfigError("model.decoder.kv_heads",
+                      f"model.decoder.heads = {d.heads} is not divisible by {d.kv_heads}")
+  if not field(cfg, "decoder.head_dim") and d.width % d.heads:
+    raise ConfigError("model.decoder.heads", f"model.decoder.width = {d.width} is not divisible "
+                      f"by {d.heads} heads (or set model.decoder.head_dim)")
+  if head_dim(cfg) % 2:
+    raise ConfigError("model.decoder.head_dim", f"RoPE needs an even head dim (got "
+                      f"{head_dim(cfg)})")
+  policy = field(cfg, "decoder.remat_policy")
+  if policy not in REMAT_POLICIES:
+    raise ConfigError("model.decoder.remat_policy",
+                      f"unknown policy {policy!r}; known: {sorted(REMAT_POLICIES)}")
+  rate = field(cfg, "decoder.dropout_rate")
+  if not 0.0 <= rate < 1.0:
+    raise ConfigError("model.decoder.dropout_rate", f"must be in [0, 1) (got {rate})")

@@ -1,0 +1,47 @@
+"""Tiny model configs and synthetic batches for tests and benchmarks (no data files needed)."""
+
+import ml_collections
+import numpy as np
+
+
+def tiny_model_config(connector: str = "mlp", num_tokens: int = 9) -> ml_collections.ConfigDict:
+  """A model small enough for CPU tests: 48px images, 3x3 patch grid, 64-wide ViT and decoder."""
+  return ml_collections.ConfigDict({
+      "name": "mllm",
+      "dtype": "float32",
+      "param_dtype": "float32",
+      "vit": {"image_size": 48, "patch_size": 16, "width": 64, "depth": 2, "heads": 4,
+              "mlp_dim": 128, "posemb": "learned"},
+      "connector": {"name": connector, "num_tokens": num_tokens, "hidden_dim": 128, "depth": 1},
+      "decoder": {"vocab_size": 128, "width": 64, "depth": 2, "heads": 4, "kv_heads": 2,
+                  "head_dim": 0, "mlp_dim": 128, "tie_embeddings": True, "rope_theta": 10_000.0,
+                  "scan_layers": True, "remat_policy": "none", "dropout_rate": 0.0},
+  })
+
+
+def synthetic_batch(model_config, batch: int = 2, seq_len: int = 32, num_images: int = 1,
+                    seed: int = 0, image_start: int = 1) -> dict:
+  """A batch of contracts §4 with one example per row: [bos, image tokens..., text...].
+
+  Each image block has mask_ar 1 on its first token and 0 on the rest (bidirectional); text is
+  causal. Images are random in [-1, 1]; tokens random in [1, vocab).
+  """
+  rng = np.random.default_rng(seed)
+  k = model_config.connector.num_tokens
+  size = model_config.vit.image_size
+  tokens = rng.integers(1, model_config.decoder.vocab_size, (batch, seq_len)).astype(np.int32)
+  mask_ar = np.ones((batch, seq_len), np.int32)
+  image_positions = np.full((batch, num_images * k), seq_len, np.int32)
+  for m in range(num_images):
+    start = image_start + m * k
+    image_positions[:, m * k:(m + 1) * k] = np.arange(start, start + k)
+    mask_ar[:, start + 1:start + k] = 0
+  return {
+      "tokens": tokens,
+      "positions": np.tile(np.arange(seq_len, dtype=np.int32), (batch, 1)),
+      "segment_ids": np.ones((batch, seq_len), np.int32),
+      "mask_ar": mask_ar,
+      "mask_loss": np.ones((batch, seq_len), np.int32),
+      "images": rng.uniform(-1, 1, (batch, num_images, size, size, 3)).astype(np.float32),
+      "image_positions": image_positions,
+  }
