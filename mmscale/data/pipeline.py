@@ -71,6 +71,14 @@ def _layout(data_config, model_config) -> tuple[int, int, int, int]:
   return t, m, k, s
 
 
+def _ensure_absl_flags_parsed():
+  """grain's worker processes read absl flags; outside an absl app (tests, notebooks) nothing
+  parsed them, so accept their defaults rather than fail with UnparsedFlagAccessError."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
 class RecordToExample(grain.transforms.Map):
   """{"arm", "data": bytes} -> an example that fits a row, or {"skip": reason, "arm"}."""
 
@@ -113,6 +121,7 @@ def example_dataset(data_config, model_config, tokenizer, *, process_index: int 
       grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(4 * threads, 8)))
   workers = int(_field(data_config, "num_workers", 0))
   if workers > 0:
+    _ensure_absl_flags_parsed()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   max_skip = float(_field(data_config, "max_skip_fraction"))
   if not 0.0 <= max_skip <= 1.0:

@@ -1,0 +1,38 @@
+"""Measures the machine's matmul peak: fp32 and bf16, with JAX (XLA) and with numpy's BLAS.
+
+MFU in mmscale is reported against the higher of the two fp32 figures, so a slow XLA CPU kernel
+cannot flatter our utilisation. Usage: `python bench/matmul_peak.py [--sizes=512,1024,2048]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+
+from mmscale.train import peak
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--sizes", default="512,1024,2048")
+  parser.add_argument("--json", default="", help="also write the figures to this file")
+  args = parser.parse_args()
+  sizes = [int(s) for s in args.sizes.split(",")]
+  rows = {}
+  for dtype in ("float32", "bfloat16"):
+    rows[f"jax_{dtype}"] = max(peak.jax_matmul_flops(n, dtype) for n in sizes)
+  rows["numpy_float32"] = max(peak.numpy_matmul_flops(n, "float32") for n in sizes)  # no bf16 BLAS
+  print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {jax.device_count()} device(s)")
+  for name, flops in rows.items():
+    print(f"{name:<16} {flops / 1e9:9.1f} GFLOP/s")
+  fp32_peak = max(rows["jax_float32"], rows.get("numpy_float32", 0.0))
+  print(f"fp32 peak used for MFU: {fp32_peak / 1e9:.1f} GFLOP/s")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({**rows, "fp32_peak": fp32_peak}, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,162 @@
+"""Templated questions about a scene, with single-word answers and declarative rewrites.
+
+Each question type is a small generator in `QA_GENERATORS` (a registry, so a new type is one
+function). A QA is `{"qtype", "form", "question", "answer", "statement", "choices", "shape"}`:
+`answer` is one word so exact match is meaningful, `choices` is the answer set of the template
+(evaluators may restrict decoding to it, as CALIBRATION.md suggests), `statement` is the same
+content as a declarative sentence (the `vqa_as_caption` arm), `shape` is the shape a
+knowledge question is about (None otherwise) and `descriptor` holds what the QA states.
+"""
+import collections
+
+import numpy as np
+
+from mmscale.data.world_scenes import Scene, holds
+from mmscale.data.world_spec import NUMBER_WORDS, RELATIONS, WorldSpec, plural
+from mmscale.data.world_text import make_descriptor
+
+QTYPES = ("attribute", "count", "relation", "knowledge")
+KNOWLEDGE_TEMPLATES = {
+    "family": ("what family is the {r} ?", "the {r} belongs to family {v} ."),
+    "habitat": ("where does the {r} live ?", "the {r} lives in the {v} ."),
+    "weight": ("how heavy is the {r} ?", "the {r} is {v} ."),
+}
+
+
+def _qa(qtype, form, question, answer, statement, choices, descriptor, shape=None) -> dict:
+  return {"qtype": qtype, "form": form, "question": question, "answer": answer,
+          "statement": statement, "choices": list(choices), "shape": shape,
+          "descriptor": descriptor}
+
+
+def _obj(name: str, attributes: list, count: int = 1) -> dict:
+  return {"name": name, "attributes": attributes, "count": count}
+
+
+def _pick(rng: np.random.Generator, items):
+  return items[int(rng.integers(len(items)))]
+
+
+def attribute_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
+  """Colour of a unique shape, shape of a unique colour, size (and texture when it varies)."""
+  shapes = collections.Counter(o.shape for o in scene.objects)
+  colours = collections.Counter(o.colour for o in scene.objects)
+  forms = {"colour": [o for o in scene.objects if shapes[o.shape] == 1],
+           "shape": [o for o in scene.objects if colours[o.colour] == 1]}
+  if len(spec.sizes) > 1:
+    forms["size"] = list(scene.objects)
+  if len(spec.textures) > 1:
+    forms["texture"] = list(scene.objects)
+  form = _pick(rng, [f for f, objs in forms.items() if objs])
+  o = _pick(rng, forms[form])
+  if form == "colour":
+    return _qa("attribute", form, f"what colour is the {o.shape} ?", o.colour,
+               f"the {o.shape} is {o.colour} .", spec.colours,
+               make_descriptor([_obj(o.shape, [o.colour])]))
+  if form == "shape":
+    return _qa("attribute", form, f"what shape is the {o.colour} object ?", o.shape,
+               f"the {o.colour} object is a {o.shape} .", spec.shapes,
+               make_descriptor([_obj(o.shape, [o.colour])]))
+  value, choices = (o.size, spec.sizes) if form == "size" else (o.texture, spec.textures)
+  return _qa("attribute", form, f"what {form} is the {o.name} ?", value,
+             f"the {o.name} is {value} .", choices,
+             make_descriptor([_obj(o.shape, [o.colour, value])]))
+
+
+def _there_are(n: int, noun: str, nouns: str) -> str:
+  return f"there is one {noun} ." if n == 1 else f"there are {NUMBER_WORDS[n]} {nouns} ."
+
+
+def count_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
+  """Total objects, objects of a colour, or objects of a shape (present or absent, 50/50)."""
+  form = _pick(rng, ("total", "colour", "shape"))
+  choices = NUMBER_WORDS[:spec.max_objects + 1]
+  n = len(scene.objects)
+  if form == "total":
+    return _qa("count", form, "how many objects are there ?", NUMBER_WORDS[n],
+               _there_are(n, "object", "objects"), choices[1:],
+               make_descriptor([_obj("object", [], n)]))
+  key = "colour" if form == "colour" else "shape"
+  present = [getattr(o, key) for o in scene.objects]
+  value = _pick(rng, present) if rng.random() < 0.5 else _pick(rng, getattr(spec, key + "s"))
+  n = present.count(value)
+  if form == "colour":
+    noun, nouns, obj = f"{value} object", f"{value} objects", _obj("object", [value], n)
+  else:
+    noun, nouns, obj = value, plural(value), _obj(value, [], n)
+  return _qa("count", form, f"how many {nouns} are there ?", NUMBER_WORDS[n],
+             _there_are(n, noun, nouns), choices, make_descriptor([obj]))
+
+
+def relation_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
+  """Yes/no on left of / right of / above / below between two objects; answers balanced."""
+  if len(scene.objects) < 2:
+    return None
+  i, j = rng.choice(len(scene.objects), size=2, replace=False)
+  a, b = scene.objects[i], scene.objects[j]
+  true = [p for p in RELATIONS if holds(a, p, b)]
+  false = [p for p in RELATIONS if p not in true]
+  yes = bool(true) and (not false or rng.random() < 0.5)
+  pred = _pick(rng, true if yes else false)
+  neg = "" if yes else "not "
+  rel = {"subject": a.name, "predicate": neg + pred, "object": b.name}
+  return _qa("relation", "yesno", f"is the {a.name} {pred} the {b.name} ?", "yes" if yes else "no",
+             f"the {a.name} is {neg}{pred} the {b.name} .", ("yes", "no"),
+             make_descriptor(relations=[rel]))
+
+
+def knowledge_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
+  """A hidden fact of a shape: grounded ('the red object', the shape must be seen) or ungrounded
+  ('the cross', answerable from memory alone). `fact_shapes` limits the shapes asked about."""
+  allowed = list(fact_shapes) if fact_shapes is not None else list(spec.shapes)
+  if not allowed:
+    return None
+  colours = collections.Counter(o.colour for o in scene.objects)
+  grounded = [o for o in scene.objects if colours[o.colour] == 1 and o.shape in allowed]
+  key = _pick(rng, [k for k, _ in spec.facts])
+  if grounded and rng.random() < 0.5:
+    o = _pick(rng, grounded)
+    form, ref, shape = "grounded", f"{o.colour} object", o.shape
+  else:
+    shape = _pick(rng, allowed)
+    form, ref = "ungrounded", shape
+  question, statement = KNOWLEDGE_TEMPLATES[key]
+  value = kb[shape][key]
+  objects = [_obj(shape, [ref.split()[0]])] if form == "grounded" else []
+  entity = {"name": shape, "type": "shape", "facts": [f"{key} {value}"]}
+  return _qa("knowledge", f"{form}_{key}", question.format(r=ref), value,
+             statement.format(r=ref, v=value), spec.fact_values[key],
+             make_descriptor(objects, entities=[entity]), shape)
+
+
+QA_GENERATORS = {"attribute": attribute_qa, "count": count_qa, "relation": relation_qa,
+                 "knowledge": knowledge_qa}
+
+
+def train_qas(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> list:
+  """Up to `spec.vqa_per_scene` QAs of distinct, randomly ordered question types."""
+  out = []
+  for qt in (QTYPES[i] for i in rng.permutation(len(QTYPES))):
+    qa = QA_GENERATORS[qt](scene, spec, kb, rng, fact_shapes)
+    if qa is not None:
+      out.append(qa)
+    if len(out) == spec.vqa_per_scene:
+      break
+  return out
+
+
+def eval_qas(scene: Scene, spec: WorldSpec, kb: dict, rng) -> list:
+  """Up to `spec.eval_per_type` distinct questions of every type about any shape."""
+  out = []
+  for qt in QTYPES:
+    seen = set()
+    for _ in range(4 * spec.eval_per_type):
+      qa = QA_GENERATORS[qt](scene, spec, kb, rng, None)
+      if qa is None:
+        break
+      if qa["question"] not in seen:
+        seen.add(qa["question"])
+        out.append(qa)
+      if len(seen) == spec.eval_per_type:
+        break
+  return out
