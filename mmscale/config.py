@@ -66,11 +66,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.vit = ml_collections.ConfigDict(dict(
       image_size=48, patch_size=16, width=128, depth=2, heads=4, mlp_dim=512, posemb="learned"))
-  c.model.connector = ml_collections.ConfigDict(dict(name="mlp", num_tokens=9, hidden_dim=256))
+  c.model.connector = ml_collections.ConfigDict(dict(name="mlp", num_tokens=9, hidden_dim=256,
+                                                     depth=1))
   c.model.decoder = ml_collections.ConfigDict(dict(
       vocab_size=128, width=128, depth=3, heads=4, kv_heads=2, head_dim=0, mlp_dim=512,
       tie_embeddings=True, rope_theta=10000.0, scan_layers=True, remat_policy="none",
-      z_loss=1e-4))
+      z_loss=1e-4, dropout_rate=0.0))
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "expert": 1})

@@ -9,3 +9,31 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402  pylint: disable=wrong-import-position
 
 assert jax.device_count() == 8, "tests need 8 simulated devices; was jax imported before conftest?"
+
+import pytest  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+  """A small knowledge world (every arm, eval set, tokenizer), built once per test session."""
+  from mmscale.data.world import build_world  # pylint: disable=import-outside-toplevel
+  out = str(tmp_path_factory.mktemp("world"))
+  build_world(out, num_scenes=400, num_eval_scenes=30, seed=0)
+  return out
+
+
+def tiny_train_config(world_dir: str, **train_overrides):
+  """configs/world/tiny.py shrunk for tests: a 64-wide model, a few steps, on 8 devices."""
+  from mmscale import config as config_lib  # pylint: disable=import-outside-toplevel
+  c = config_lib.load_config("configs/world/tiny.py")
+  c.data.world_dir = world_dir
+  c.data.batch_size = 16
+  c.model.vit.update(width=64, depth=1, mlp_dim=128)
+  c.model.connector.update(hidden_dim=128)
+  c.model.decoder.update(width=64, depth=2, mlp_dim=128)
+  c.optim.update(lr=3e-3, warmup_steps=5)
+  c.train.update(steps=40, log_every=1, checkpoint_every=10, keep_checkpoints=10,
+                 peak_flops_per_device=1e11)
+  c.eval.update(batch_size=32, max_examples=64, loss_batches=1)
+  c.train.update(**train_overrides)
+  return c

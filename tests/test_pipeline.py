@@ -6,13 +6,15 @@ import json
 import os
 
 import ml_collections
+import msgpack
+from array_record.python import array_record_module
 import numpy as np
 import pytest
 from PIL import Image
 
 from mmscale.data import pipeline, records
 from mmscale.data import tokenizer as tokenizer_lib
-from mmscale.errors import DataError
+from mmscale.errors import ConfigError, DataError
 
 S, K, T, M = 16, 4, 48, 2
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
@@ -199,7 +201,6 @@ def test_mixture_proportions(world):
 
 def _write_with_bad(out_dir, n_good, bad_blobs):
   """A record dir of good caption records followed by raw (invalid) blobs."""
-  from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
   good = [make_arm("caption", i) for i in range(n_good)]
   manifest = records.write_records(out_dir, good + good[:1] * len(bad_blobs), source="test")
   path = os.path.join(out_dir, manifest["shards"][0]["path"])
@@ -212,7 +213,6 @@ def _write_with_bad(out_dir, n_good, bad_blobs):
 
 
 def _bad_blobs():
-  import msgpack  # pylint: disable=import-outside-toplevel
   jpeg = io.BytesIO()
   Image.new("RGB", (S, S), (9, 9, 9)).save(jpeg, format="JPEG")
   base = make_arm("caption", 0)
@@ -258,3 +258,35 @@ def test_eval_examples(world):
   assert tok.eos_id not in ex["prompt"]["tokens"] and ex["prompt"]["images"].shape == (1, S, S, 3)
   assert len(list(pipeline.make_eval_examples(world_dir, MODEL, tok, process_index=1,
                                               process_count=2))) == 2
+
+
+def test_batch_size_alias_and_divisibility(world):
+  world_dir, tok = world
+  cfg = data_config(world_dir, global_batch=None, batch_size=6)
+  batch = next(pipeline.make_train_iterator(cfg, MODEL, tok, process_index=1, process_count=3,
+                                            seed=0))
+  assert batch["tokens"].shape == (2, T)
+  with pytest.raises(ConfigError, match="data.global_batch"):
+    pipeline.make_train_iterator(cfg, MODEL, tok, process_index=0, process_count=4, seed=0)
+  with pytest.raises(ConfigError, match="data.mixture.nope"):
+    pipeline.make_train_iterator(data_config(world_dir, mixture={"nope": 1.0}), MODEL, tok,
+                                 process_index=0, process_count=1, seed=0)
+
+
+def test_worker_processes_match_in_process_and_resume(world):
+  ref = train_iter(world)
+  expected = [next(ref) for _ in range(4)]
+  it = train_iter(world, num_workers=1)
+  try:
+    for want in expected[:2]:
+      assert_batches_equal(next(it), want)
+    state = json.loads(json.dumps(it.get_state()))
+  finally:
+    it.close()
+  fresh = train_iter(world, num_workers=1)
+  try:
+    fresh.set_state(state)
+    for want in expected[2:]:
+      assert_batches_equal(next(fresh), want)
+  finally:
+    fresh.close()

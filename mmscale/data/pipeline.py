@@ -24,6 +24,7 @@ import numpy as np
 
 from mmscale.data import mixture as mixture_lib
 from mmscale.data import packing
+from mmscale.data import records
 from mmscale.data import transforms
 from mmscale.errors import ConfigError
 
@@ -182,7 +183,6 @@ def make_eval_examples(world_dir: str, model_config, tokenizer, *, split: str = 
   Record i goes to process i % process_count. Records that cannot be decoded are skipped, the
   same rule as training.
   """
-  from mmscale.data import records  # pylint: disable=import-outside-toplevel
   path = os.path.join(world_dir, "eval", split)
   source = grain.sources.ArrayRecordDataSource(records.shard_paths(path))
   builder = transforms.ExampleBuilder(tokenizer, image_size=int(model_config.vit.image_size),

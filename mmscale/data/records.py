@@ -194,6 +194,14 @@ def read_manifest(record_dir: str) -> dict:
   return manifest
 
 
+def _close(reader: Any) -> None:
+  """Closes a reader; array_record raises on close of a damaged file, already reported."""
+  try:
+    reader.close()
+  except RuntimeError:
+    pass
+
+
 def _open_shard(path: str, expected: int, options: str = "") -> Any:
   """Opens a shard and checks its record count, the one cheap check that catches truncation."""
   if not os.path.isfile(path):
@@ -204,7 +212,7 @@ def _open_shard(path: str, expected: int, options: str = "") -> Any:
   except RuntimeError as e:
     raise RecordFormatError(f"{path}: unreadable ArrayRecord shard ({e})") from e
   if found != expected:
-    reader.close()
+    _close(reader)
     _fail(path, f"shard holds {found} records but the manifest says {expected} "
           "(truncated or corrupt shard)")
   return reader
@@ -217,7 +225,7 @@ def shard_paths(record_dir: str, verify: bool = True) -> list[str]:
   for shard in manifest["shards"]:
     path = os.path.abspath(os.path.join(record_dir, shard["path"]))
     if verify:
-      _open_shard(path, shard["num_records"]).close()
+      _close(_open_shard(path, shard["num_records"]))
     paths.append(path)
   return paths
 
@@ -239,7 +247,7 @@ def iter_records(record_dir: str) -> Iterator[dict]:
         for i, blob in zip(idx, blobs):
           yield decode_record(blob, where=f"{path} record {i}")
     finally:
-      reader.close()
+      _close(reader)
 
 
 class RecordReader:
@@ -279,5 +287,5 @@ class RecordReader:
 
   def close(self) -> None:
     for _, reader in self._readers:
-      reader.close()
+      _close(reader)
     self._readers = []

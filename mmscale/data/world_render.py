@@ -7,6 +7,8 @@ cell every object is exactly one image token.
 """
 import functools
 import io
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -61,32 +63,55 @@ def shape_mask(shape: str, size: str, cell: int, dx: int = 0, dy: int = 0) -> np
   return a / 255.0
 
 
-def _stripes(cell: int) -> np.ndarray:
-  """float32[cell, 1] shade: alternate 2-px bands at full and 55% brightness."""
-  return np.where((np.arange(cell) // 2) % 2 == 0, 1.0, 0.55).astype(np.float32)[:, None]
+@functools.lru_cache(maxsize=None)
+def _layers(shape: str, size: str, texture: str, cell: int, dx: int, dy: int) -> tuple:
+  """(alpha, shaded alpha), float32[cell, cell, 1] each: blending is `bg * (1 - alpha) + colour *
+  shaded`; 'striped' shades alternate 2-px bands at 55% brightness."""
+  alpha = shape_mask(shape, size, cell, dx, dy)[..., None]
+  if texture == "striped":
+    bands = np.where((np.arange(cell) // 2) % 2 == 0, 1.0, 0.55).astype(np.float32)
+    return alpha, alpha * bands[:, None, None]
+  return alpha, alpha
+
+
+@functools.lru_cache(maxsize=None)
+def _background(size: int) -> np.ndarray:
+  img = np.empty((size, size, 3), np.float32)
+  img[:] = BACKGROUND_RGB
+  return img
 
 
 def render_scene(scene: Scene, spec: WorldSpec, rng: np.random.Generator) -> np.ndarray:
-  """uint8[H, W, 3] image of the scene; `rng` draws colour jitter and small-object offsets."""
-  c = spec.cell
-  img = np.empty((spec.image_size, spec.image_size, 3), np.float32)
-  img[:] = BACKGROUND_RGB
-  for o in scene.objects:
-    slack = 0 if SIZE_RADIUS[o.size] > 0.4 else spec.position_jitter
-    dx, dy = (int(v) for v in rng.integers(-slack, slack + 1, size=2))
-    alpha = shape_mask(o.shape, o.size, c, dx, dy)[..., None]
-    jitter = rng.integers(-spec.colour_jitter, spec.colour_jitter + 1, size=3)
-    colour = np.clip(np.asarray(COLOUR_RGB[o.colour], np.float32) + jitter, 0, 255)
-    fill = colour[None, None, :] * (_stripes(c)[..., None] if o.texture == "striped" else 1.0)
+  """uint8[H, W, 3] image of the scene; `rng` draws colour jitter and small-object offsets
+  (large objects fill their cell and never move)."""
+  c, n = spec.cell, len(scene.objects)
+  img = _background(spec.image_size).copy()
+  offsets = rng.integers(-spec.position_jitter, spec.position_jitter + 1, size=(n, 2))
+  base = np.asarray([COLOUR_RGB[o.colour] for o in scene.objects], np.float32)
+  jitter = rng.integers(-spec.colour_jitter, spec.colour_jitter + 1, size=(n, 3))
+  colours = np.clip(base + jitter, 0, 255)
+  for k, o in enumerate(scene.objects):
+    dx, dy = (0, 0) if SIZE_RADIUS[o.size] > 0.4 else (int(offsets[k, 0]), int(offsets[k, 1]))
+    alpha, shaded = _layers(o.shape, o.size, o.texture, c, dx, dy)
     region = img[o.row * c:(o.row + 1) * c, o.col * c:(o.col + 1) * c]
-    region[:] = region * (1.0 - alpha) + fill * alpha
-  return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    region *= 1.0 - alpha
+    region += shaded * colours[k]
+  return (img + 0.5).astype(np.uint8)
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+  return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
 
 def encode_png(image: np.ndarray) -> bytes:
-  buf = io.BytesIO()
-  Image.fromarray(image).save(buf, format="PNG")
-  return buf.getvalue()
+  """Standard 8-bit RGB PNG of uint8[H, W, 3]. Written directly (no row filters, zlib level 6)
+  because it is 2x faster than PIL's encoder and smaller for these flat images; any PNG reader
+  decodes it."""
+  h, w, _ = image.shape
+  rows = np.concatenate([np.zeros((h, 1), np.uint8), image.reshape(h, w * 3)], axis=1)
+  header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+          + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + _png_chunk(b"IEND", b""))
 
 
 def decode_image(data: bytes) -> np.ndarray:

@@ -121,6 +121,12 @@ def validate_spec(spec: WorldSpec) -> WorldSpec:
   words = [w for _, vs in spec.facts for w in vs] + list(spec.shapes) + list(spec.colours)
   if any(not w.isalpha() or w != w.lower() for w in words):
     raise ConfigError("facts", "every world word must be one lowercase alphabetic token")
+  visible = set(spec.shapes) | set(spec.colours) | set(spec.sizes) | set(spec.textures)
+  visible |= set(spec.rows) | set(spec.cols) | set(NUMBER_WORDS) | {"yes", "no"}
+  clash = sorted({w for _, vs in spec.facts for w in vs} & visible)
+  if clash:
+    raise ConfigError("facts", f"fact values {clash} collide with visible-attribute words; "
+                      "an answer must name one thing")
   if not 0 <= spec.num_vqa_fact_shapes <= len(spec.shapes):
     raise ConfigError("num_vqa_fact_shapes", f"must be in 0..{len(spec.shapes)}")
   if spec.vqa_per_scene < 1 or spec.eval_per_type < 1:

@@ -45,3 +45,42 @@ def synthetic_batch(model_config, batch: int = 2, seq_len: int = 32, num_images:
       "images": rng.uniform(-1, 1, (batch, num_images, size, size, 3)).astype(np.float32),
       "image_positions": image_positions,
   }
+
+
+def numpy_init(model, batch: dict, seed: int = 0, **init_kwargs) -> dict:
+  """Variables for `model` drawn with numpy from the abstract shapes (`jax.eval_shape`).
+
+  Tests use this instead of `model.init` because compiling the JAX RNG for every parameter takes
+  seconds on a small CPU. Kernels get N(0, 1/fan_in), embeddings N(0, 1/D), norm scales 1,
+  biases 0; logical-axis boxes are kept; other collections (e.g. 'cache') are zeros.
+  """
+  import jax
+  from flax import linen as nn
+
+  rng = np.random.default_rng(seed)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), batch, **init_kwargs))
+
+  def fill(path, leaf):
+    keys = [str(getattr(p, "key", p)) for p in path]
+    boxed = isinstance(leaf, nn.LogicallyPartitioned)
+    value = leaf.value if boxed else leaf
+    shape, dtype = value.shape, value.dtype
+    core = shape[1:] if boxed and leaf.names and leaf.names[0] == "layers" else shape
+    if keys[0] != "params" or keys[-1] == "bias":
+      arr = np.zeros(shape, dtype)
+    elif keys[-1] == "scale":
+      arr = np.ones(shape, dtype)
+    else:
+      if keys[-1] == "embedding":
+        fan_in = core[-1]
+      elif keys[-2] in ("query", "key", "value"):  # [D, heads, head_dim]
+        fan_in = core[0]
+      elif keys[-1] == "kernel":  # [in..., out]: dense, out-projection, conv
+        fan_in = int(np.prod(core[:-1]))
+      else:  # position embeddings, learned queries
+        fan_in = 2500
+      arr = rng.normal(0.0, fan_in ** -0.5, shape).astype(dtype)
+    return leaf.replace_boxed(arr) if boxed else arr
+
+  return jax.tree_util.tree_map_with_path(
+      fill, shapes, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))

@@ -68,9 +68,10 @@ class StepLogger:
   def _flush(self, entry) -> None:
     step, metrics, step_time = entry
     values = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
-    if not math.isfinite(values["loss"]):
-      raise TrainingDivergedError(f"loss is {values['loss']} at step {step}; stopping. The last "
-                                  "good checkpoint is kept; lower optim.lr or check the data.")
+    if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+      raise TrainingDivergedError(
+          f"loss is {values['loss']} (grad norm {values['grad_norm']}) at step {step}; stopping. "
+          "The last good checkpoint is kept; lower optim.lr or check the data.")
     if step % self.log_every and step != 1:
       return
     if step_time:  # the first step includes compilation: no speed figures for it

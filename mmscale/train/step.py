@@ -29,9 +29,12 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   z_loss = float(config.model.decoder.z_loss)
   accum = int(config.optim.grad_accum_steps)
   batch_sharding = sharding_rules.batch_sharding(mesh, rules)
+  dropout = config.model.decoder.dropout_rate > 0
+  dropout_key = jax.random.key(config.seed + 1)
 
-  def sums_fn(params, micro):
-    logits = model.apply({"params": params}, micro)
+  def sums_fn(params, micro, step):
+    rngs = {"dropout": jax.random.fold_in(dropout_key, step)} if dropout else None
+    logits = model.apply({"params": params}, micro, deterministic=not dropout, rngs=rngs)
     sums = loss_sums(logits, micro, z_loss)
     return sums["nll"] + sums["z"], sums
 
@@ -40,15 +43,16 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   def step(state: TrainState, batch: dict):
     with nn.logical_axis_rules(rules):
       if accum == 1:
-        grads, sums = grad_fn(state.params, batch)
+        grads, sums = grad_fn(state.params, batch, state.step * accum)
       else:
-        def body(carry, micro):
+        def body(carry, xs):
+          index, micro = xs
           micro = jax.lax.with_sharding_constraint(micro, batch_sharding)
-          grads, sums = grad_fn(state.params, micro)
+          grads, sums = grad_fn(state.params, micro, state.step * accum + index)
           return jax.tree.map(jnp.add, carry, (grads, sums)), None
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         init = (zeros, {k: jnp.zeros((), jnp.float32) for k in ("nll", "z", "weight", "correct")})
-        (grads, sums), _ = jax.lax.scan(body, init, _microbatches(batch, accum))
+        (grads, sums), _ = jax.lax.scan(body, init, (jnp.arange(accum), _microbatches(batch, accum)))
     weight = jnp.maximum(sums["weight"], 1.0)
     grads = jax.tree.map(lambda g: g / weight, grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
