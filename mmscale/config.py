@@ -162,7 +162,11 @@ def suggest_mesh(shape: dict[str, int], num_devices: int) -> dict[str, int]:
 
 
 def validate_config(config, num_devices: int) -> dict[str, int]:
-  """Checks every cross-field rule before compilation; returns the resolved mesh shape."""
+  """Checks the run-level rules before compilation; returns the resolved mesh shape.
+
+  Model-side rules (ViT, connector and decoder shapes) live with the model
+  (`mmscale.models.registry.validate_model_config`); `mmscale.runtime.validate` runs both.
+  """
   known = set(_flat_keys(base_config()))
   for name in _flat_keys(config):
     if name not in known:
@@ -194,9 +198,6 @@ def validate_config(config, num_devices: int) -> dict[str, int]:
   if not config.data.mixture or any(w < 0 for w in config.data.mixture.values()) \
       or sum(config.data.mixture.values()) <= 0:
     raise ConfigError("data.mixture", "expected {arm: weight} with weights >= 0 summing to > 0")
-  # Model-side rules (shapes of ViT, connector, decoder) live with the model.
-  from mmscale.models.registry import validate_model_config  # pylint: disable=import-outside-toplevel
-  validate_model_config(config.model)
   return shape
 
 

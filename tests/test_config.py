@@ -7,6 +7,7 @@ import pytest
 
 from mmscale import config as config_lib
 from mmscale.errors import ConfigError
+from mmscale.runtime import validate
 
 
 def tiny():
@@ -14,7 +15,7 @@ def tiny():
 
 
 def test_tiny_config_is_valid_on_8_devices():
-  shape = config_lib.validate_config(tiny(), 8)
+  shape = validate(tiny(), 8)
   assert shape == {"data": 8, "fsdp": 1, "tensor": 1, "expert": 1}
 
 
@@ -34,7 +35,7 @@ def test_bad_config_names_the_field(mutate, field, expected):
   c = tiny()
   mutate(c)
   with pytest.raises(ConfigError) as err:
-    config_lib.validate_config(c, 8)
+    validate(c, 8)
   assert err.value.field.startswith(field), str(err.value)
   assert expected in str(err.value)
 
@@ -44,7 +45,7 @@ def test_unknown_field_is_rejected():
   c.unlock()
   c.train.stpes = 10
   with pytest.raises(ConfigError, match="train.stpes"):
-    config_lib.validate_config(c, 8)
+    validate(c, 8)
 
 
 def test_mm1_learning_rate_rule():

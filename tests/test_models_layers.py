@@ -1,15 +1,12 @@
 """Building blocks: the cumsum attention-mask rule, RoPE, GQA attention, adaptive pooling."""
 
-import os
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mmscale.models.connectors import adaptive_pool_matrix  # noqa: E402
-from mmscale.models.layers import Attention, apply_rope, make_attention_mask  # noqa: E402
+from mmscale.models.connectors import adaptive_pool_matrix
+from mmscale.models.layers import Attention, apply_rope, make_attention_mask
+from mmscale.models.testing import numpy_init
 
 
 def test_mask_rule_prefix_causal_and_segments():
@@ -35,16 +32,17 @@ def test_rope_depends_on_relative_position_only():
 
 
 def test_gqa_equals_mha_with_repeated_kv_heads():
-  x = jax.random.normal(jax.random.key(0), (2, 6, 32))
+  x = np.random.default_rng(0).normal(size=(2, 6, 32)).astype(np.float32)
   gqa = Attention(num_heads=4, num_kv_heads=2, head_dim=8, rope_theta=1e4)
   mha = Attention(num_heads=4, num_kv_heads=4, head_dim=8, rope_theta=1e4)
   pos = jnp.tile(jnp.arange(6), (2, 1))
   ar = jnp.ones((2, 6), jnp.int32)
-  p = gqa.init(jax.random.key(1), x, pos, None, ar)["params"]
+  p = numpy_init(gqa, x, 1, positions=pos, mask_ar=ar)["params"]
   rep = lambda b: b.replace_boxed(jnp.repeat(b.unbox(), 2, axis=1))  # noqa: E731
-  p_mha = dict(p, key={"kernel": rep(p["key"]["kernel"])}, value={"kernel": rep(p["value"]["kernel"])})
-  np.testing.assert_allclose(gqa.apply({"params": p}, x, pos, None, ar),
-                             mha.apply({"params": p_mha}, x, pos, None, ar), atol=1e-5)
+  p_mha = dict(p, key={"kernel": rep(p["key"]["kernel"])},
+               value={"kernel": rep(p["value"]["kernel"])})
+  run = jax.jit(lambda m, v: m.apply({"params": v}, x, pos, None, ar), static_argnums=0)
+  np.testing.assert_allclose(run(gqa, p), run(mha, p_mha), atol=1e-5)
 
 
 def test_adaptive_pool_matrix_rows_average():

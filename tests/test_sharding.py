@@ -23,7 +23,9 @@ MESHES = {
 
 def make_config(mesh_shape, grad_accum=1):
   c = base_config()
-  c.model = tiny_model_config()
+  tiny = tiny_model_config()
+  for part in ("vit", "connector", "decoder"):
+    c.model[part].update(tiny[part])
   c.data.seq_len, c.data.max_images_per_seq, c.data.batch_size = 32, 1, 8
   c.mesh.shape = mesh_shape
   c.optim.grad_accum_steps = grad_accum

@@ -262,11 +262,15 @@ class RecordReader:
   def __init__(self, record_dir: str):
     self.manifest = read_manifest(record_dir)
     self._readers, self._starts, total = [], [], 0
-    for shard in self.manifest["shards"]:
-      path = os.path.abspath(os.path.join(record_dir, shard["path"]))
-      self._readers.append((path, _open_shard(path, shard["num_records"], self._OPTIONS)))
-      self._starts.append(total)
-      total += shard["num_records"]
+    try:
+      for shard in self.manifest["shards"]:
+        path = os.path.abspath(os.path.join(record_dir, shard["path"]))
+        self._readers.append((path, _open_shard(path, shard["num_records"], self._OPTIONS)))
+        self._starts.append(total)
+        total += shard["num_records"]
+    except RecordFormatError:
+      self.close()
+      raise
     self._len = total
 
   def __len__(self) -> int:

@@ -32,7 +32,7 @@ class Scene(NamedTuple):
   objects: tuple  # tuple[Obj, ...] in reading order (row, then column)
 
   def compact(self) -> list:
-    """Ground truth as plain lists, stored in record meta: [[shape, colour, size, texture, r, c]]."""
+    """Ground truth as plain lists for record meta: [[shape, colour, size, texture, row, col]]."""
     return [list(o) for o in self.objects]
 
 

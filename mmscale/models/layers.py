@@ -35,19 +35,50 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   return nn.with_logical_constraint(x, tuple(names))
 
 
-def dense(features, names, *, axis=-1, use_bias=False, dtype=jnp.float32,
-          param_dtype=jnp.float32, init=None, name=None) -> nn.DenseGeneral:
-  """DenseGeneral with logically named kernel (names cover contracted + feature dims).
+class DenseGeneral(nn.Module):
+  """x float[..., *in_dims] -> float[..., *features], contracting the trailing `num_in` axes.
 
+  Unlike nn.DenseGeneral, the kernel is created at its full shape (its own fan-in variance
+  scaling over all contracted axes): nn.DenseGeneral builds a flat 2-D kernel first and, under a
+  mesh, applies the multi-axis logical names to that 2-D array and fails.
+  """
+  features: tuple[int, ...]
+  names: tuple[str | None, ...]  # one per kernel dim: contracted dims, then feature dims
+  num_in: int = 1
+  use_bias: bool = False
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  init: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    n_in, n_out = self.num_in, len(self.features)
+    shape = tuple(x.shape[-n_in:]) + tuple(self.features)
+    init = self.init or nn.initializers.variance_scaling(
+        1.0, "fan_in", "truncated_normal", in_axis=tuple(range(n_in)),
+        out_axis=tuple(range(n_in, n_in + n_out)))
+    kernel = self.param("kernel", partitioned(init, self.names), shape, self.param_dtype)
+    contract = tuple(range(x.ndim - n_in, x.ndim))
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    y = jax.lax.dot_general(x, kernel, ((contract, tuple(range(n_in))), ((), ())))
+    if self.use_bias:
+      bias = self.param("bias", partitioned(nn.initializers.zeros_init(), self.names[n_in:]),
+                        tuple(self.features), self.param_dtype)
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+def dense(features, names, *, axis=-1, use_bias=False, dtype=jnp.float32,
+          param_dtype=jnp.float32, init=None, name=None) -> DenseGeneral:
+  """A DenseGeneral with logically named kernel (names cover contracted + feature dims).
+
+  axis=-1 contracts the last input axis, axis=(-2, -1) the last two (attention out-projection).
   The bias, if any, is named by the feature dims (the trailing names).
   """
-  features = features if isinstance(features, tuple) else (features,)
-  init = init or nn.initializers.lecun_normal()
-  return nn.DenseGeneral(
-      features=features, axis=axis, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
-      kernel_init=partitioned(init, names),
-      bias_init=partitioned(nn.initializers.zeros_init(), names[-len(features):]),
-      name=name)
+  features = tuple(features) if isinstance(features, (tuple, list)) else (features,)
+  num_in = len(axis) if isinstance(axis, (tuple, list)) else 1
+  return DenseGeneral(features=features, names=tuple(names), num_in=num_in, use_bias=use_bias,
+                      dtype=dtype, param_dtype=param_dtype, init=init, name=name)
 
 
 class RMSNorm(nn.Module):

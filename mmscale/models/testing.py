@@ -1,7 +1,9 @@
 """Tiny model configs and synthetic batches for tests and benchmarks (no data files needed)."""
 
+import jax
 import ml_collections
 import numpy as np
+from flax import linen as nn
 
 
 def tiny_model_config(connector: str = "mlp", num_tokens: int = 9) -> ml_collections.ConfigDict:
@@ -54,9 +56,6 @@ def numpy_init(model, batch: dict, seed: int = 0, **init_kwargs) -> dict:
   seconds on a small CPU. Kernels get N(0, 1/fan_in), embeddings N(0, 1/D), norm scales 1,
   biases 0; logical-axis boxes are kept; other collections (e.g. 'cache') are zeros.
   """
-  import jax
-  from flax import linen as nn
-
   rng = np.random.default_rng(seed)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), batch, **init_kwargs))
 
