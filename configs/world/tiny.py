@@ -24,7 +24,7 @@ SIZES = {
 
 
 def get_config(arg=None):
-  args = parse_arg(arg, mix="default", size="s", steps=1500)
+  args = parse_arg(arg, mix="default", size="s", steps=1200)
   c = base_config()
   c.data.world_dir = "data/world"
   c.data.mixture = MIXTURES.get(args.mix, {args.mix: 1.0})

@@ -1,6 +1,15 @@
-"""Weighted mixture of data arms (`data.mixture`, {arm: weight}) as one grain MapDataset.
+"""Weighted mixture of data components (`data.mixture`, {name: weight}) as one grain MapDataset.
 
-Each arm is its record directory `world_dir/arms/<arm>`, shuffled with its own seed, repeated
+A component is a random-access source of records. A mixture name is looked up in
+`data.sources` ({name: spec}, optional) and otherwise means the knowledge-world arm
+`world_dir/arms/<name>`. Specs, by `type` (registry `COMPONENTS`):
+```
+{"type": "records", "dir": "/data/cc3m"}                      # any record folder (e.g. ingested)
+{"type": "tfds", "name": "coco_captions", "split": "train",   # a tfds dataset in array_record
+ "data_dir": "~/tensorflow_datasets", "image_key": "image", "text_key": "caption"}
+```
+tfds examples become `caption` records on the fly (`mmscale.data.ingest.tfds_source`), so every
+component feeds the same decode/tokenise path. Each component is shuffled with its own seed, repeated
 forever (reshuffled every epoch by grain), and sliced for this process *before* mixing. Slicing
 per arm rather than the mixed stream matters: `MapDataset.mix` interleaves arms in a fixed
 periodic pattern, so slicing the mixed stream with a stride equal to that period (weights 1:1
@@ -49,17 +58,83 @@ def arm_seed(seed: int, arm: str) -> int:
              .generate_state(1)[0])
 
 
-def arm_dataset(world_dir: str, arm: str, *, seed: int, process_index: int = 0,
-                process_count: int = 1) -> grain.MapDataset:
-  """Infinite MapDataset of {"arm", "data": serialized record} for this process's slice."""
-  path = arm_dir(world_dir, arm)
+def _record_dir_source(path: str, field: str) -> grain.MapDataset:
+  """A record folder as a MapDataset of serialized records."""
   if not os.path.isdir(path):
-    raise ConfigError(f"data.mixture.{arm}", f"no record directory {path}")
+    raise ConfigError(field, f"no record directory {path}")
   manifest = records.read_manifest(path)
   if not manifest.get("num_records"):
-    raise ConfigError(f"data.mixture.{arm}", f"record directory {path} holds no records")
-  source = grain.sources.ArrayRecordDataSource(records.shard_paths(path))
-  ds = grain.MapDataset.source(source).shuffle(seed=arm_seed(seed, arm)).repeat()
+    raise ConfigError(field, f"record directory {path} holds no records")
+  return grain.MapDataset.source(grain.sources.ArrayRecordDataSource(records.shard_paths(path)))
+
+
+def _records_component(name: str, spec: dict, field: str) -> grain.MapDataset:
+  if not spec.get("dir"):
+    raise ConfigError(f"{field}.dir", "missing: the record folder to read")
+  return _record_dir_source(os.path.expanduser(str(spec["dir"])), field)
+
+
+def _tfds_component(name: str, spec: dict, field: str) -> grain.MapDataset:
+  from mmscale.data.ingest import tfds_source  # pylint: disable=import-outside-toplevel
+  if not spec.get("name"):
+    raise ConfigError(f"{field}.name", "missing: the tfds dataset name")
+  image_key = str(spec.get("image_key") or "image")
+  split = str(spec.get("split") or "train")
+  try:
+    source = tfds_source.open_data_source(
+        str(spec["name"]), split, os.path.expanduser(str(spec.get("data_dir") or "")), image_key)
+  except Exception as e:  # tfds raises many types for a missing or unprepared dataset
+    raise ConfigError(field, f"cannot open tfds dataset {spec['name']!r} split {split!r} "
+                      f"({type(e).__name__}: {e}); it must be prepared in array_record "
+                      "format under data_dir") from e
+  if not len(source):
+    raise ConfigError(field, f"tfds dataset {spec['name']!r} split {split!r} is empty")
+  return grain.MapDataset.source(source).map(
+      _TfdsToRecord(f"{spec['name']}/{split}", image_key, str(spec.get("text_key") or "caption")))
+
+
+class _TfdsToRecord(grain.transforms.Map):
+  """tfds example -> serialized caption record, or {"skip": reason} (counted downstream)."""
+
+  def __init__(self, prefix: str, image_key: str, text_key: str):
+    self.prefix, self.image_key, self.text_key = prefix, image_key, text_key
+
+  def map(self, example: dict):
+    from mmscale.data.ingest import common, tfds_source  # pylint: disable=import-outside-toplevel
+    try:
+      return tfds_source.record_bytes(example, self.prefix, self.image_key,
+                                      self.text_key)
+    except common.Skip as e:
+      return {"skip": e.reason}
+
+
+# data.sources[name].type -> factory(name, spec, field) of a MapDataset of serialized records.
+COMPONENTS = {"records": _records_component, "tfds": _tfds_component}
+
+
+def _as_dict(spec) -> dict:
+  return spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+
+
+def component_source(world_dir: str, name: str,
+                     sources: Mapping[str, Mapping] | None = None) -> grain.MapDataset:
+  """The finite, unshuffled MapDataset of serialized records behind mixture entry `name`."""
+  sources = sources or {}
+  if name not in sources:
+    return _record_dir_source(arm_dir(world_dir, name), f"data.mixture.{name}")
+  spec, field = _as_dict(sources[name]), f"data.sources.{name}"
+  kind = spec.get("type")
+  if kind not in COMPONENTS:
+    raise ConfigError(f"{field}.type", f"{kind!r} is not one of {sorted(COMPONENTS)}")
+  return COMPONENTS[kind](name, spec, field)
+
+
+def arm_dataset(world_dir: str, arm: str, *, seed: int, process_index: int = 0,
+                process_count: int = 1,
+                sources: Mapping[str, Mapping] | None = None) -> grain.MapDataset:
+  """Infinite MapDataset of {"arm", "data": serialized record} (or {"arm", "skip": reason}) for
+  this process's slice of component `arm`."""
+  ds = component_source(world_dir, arm, sources).shuffle(seed=arm_seed(seed, arm)).repeat()
   return ds[process_index::process_count].map(_TagArm(arm))
 
 
@@ -69,16 +144,19 @@ class _TagArm(grain.transforms.Map):
   def __init__(self, arm: str):
     self.arm = arm
 
-  def map(self, data: bytes) -> dict:
+  def map(self, data) -> dict:
+    if isinstance(data, dict):  # a skip marker from a component's conversion
+      return {"arm": self.arm, **data}
     return {"arm": self.arm, "data": data}
 
 
 def mix_arms(world_dir: str, mixture: Mapping[str, float], *, seed: int, process_index: int = 0,
-             process_count: int = 1) -> grain.MapDataset:
-  """Deterministic weighted interleave of the arms (grain `MapDataset.mix`), infinite."""
+             process_count: int = 1,
+             sources: Mapping[str, Mapping] | None = None) -> grain.MapDataset:
+  """Deterministic weighted interleave of the components (grain `MapDataset.mix`), infinite."""
   weights = normalised_weights(mixture)
   arms = [arm_dataset(world_dir, arm, seed=seed, process_index=process_index,
-                      process_count=process_count) for arm in weights]
+                      process_count=process_count, sources=sources) for arm in weights]
   if len(arms) == 1:
     return arms[0]
   return grain.MapDataset.mix(arms, list(weights.values()))

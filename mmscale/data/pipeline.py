@@ -11,11 +11,15 @@ iterator state (JSON-safe), so `it.set_state(state)` on a fresh iterator continu
 `state = it.get_state()` was taken; skip counters and packing statistics resume with it.
 
 `data_config` fields: world_dir, mixture, seq_len, max_images_per_seq, pack, global_batch (or
-batch_size), shuffle_seed, max_skip_fraction; optional: num_workers (0 = in-process),
+batch_size), shuffle_seed, max_skip_fraction; optional: sources ({name: spec} of mixture
+components that are not world arms: record folders or tfds datasets, see mixture.py), resize
+('stretch' (default) | 'pad' | 'crop', transforms.RESIZE_MODES), num_workers (0 = in-process),
 read_threads (2), pack_rows (rows per packing group, default B), max_image_pixels,
-skip_check_min_records (100). `model_config`: vit.image_size, connector.num_tokens.
+skip_check_min_records (100), log_every_batches (100; 0 = never: logs the realised mixture,
+packing efficiency and skips). `model_config`: vit.image_size, connector.num_tokens.
 """
 
+import logging
 import os
 from typing import Any, Iterator
 
@@ -90,6 +94,8 @@ class RecordToExample(grain.transforms.Map):
 
   def map(self, element: dict) -> dict:
     arm = element["arm"]
+    if "skip" in element:  # a component could not even form a record (e.g. a tfds example)
+      return {"skip": element["skip"], "arm": arm}
     try:
       rec = transforms.decode_record_or_skip(element["data"])
       ex = self.builder(rec, arm=arm)
@@ -112,9 +118,12 @@ def example_dataset(data_config, model_config, tokenizer, *, process_index: int 
   mixed = mixture_lib.mix_arms(
       str(_field(data_config, "world_dir")), _field(data_config, "mixture"),
       seed=order_seed(data_config, seed), process_index=process_index,
-      process_count=process_count)
+      process_count=process_count, sources=_field(data_config, "sources", {}))
+  resize = str(_field(data_config, "resize", "stretch"))
+  if resize not in transforms.RESIZE_MODES:
+    raise ConfigError("data.resize", f"{resize!r} is not one of {sorted(transforms.RESIZE_MODES)}")
   builder = transforms.ExampleBuilder(
-      tokenizer, image_size=s, num_image_tokens=k,
+      tokenizer, image_size=s, num_image_tokens=k, resize=resize,
       max_image_pixels=int(_field(data_config, "max_image_pixels",
                                   transforms.DEFAULT_MAX_IMAGE_PIXELS)))
   threads = int(_field(data_config, "read_threads", 2))
@@ -150,7 +159,52 @@ def make_train_iterator(data_config, model_config, tokenizer, *, process_index: 
       ds, seq_len=t, max_images=m, num_image_tokens=k, image_size=s,
       num_rows=int(_field(data_config, "pack_rows", rows)) if pack else rows,
       max_examples_per_row=None if pack else 1)
-  return ds.batch(rows, drop_remainder=True).__iter__()
+  it = ds.batch(rows, drop_remainder=True).__iter__()
+  every = int(_field(data_config, "log_every_batches", 100))
+  if every <= 0:
+    return it
+  return StatsLoggingIterator(it, every, mixture_lib.normalised_weights(
+      _field(data_config, "mixture")), process_index)
+
+
+def stats_summary(stats: dict, weights: dict | None = None) -> str:
+  """One log line: realised mixture (vs the configured weights), packing efficiency, skips."""
+  arms = stats.get("arms", {})
+  total = max(sum(arms.values()), 1)
+  mix = ", ".join(f"{a} {n / total:.3f}" + (f" (target {weights[a]:.3f})" if weights and a in
+                                             weights else "") for a, n in sorted(arms.items()))
+  pk = stats.get("packing", {})
+  reasons = {r: n for r, n in stats.get("skip_reasons", {}).items() if n}
+  return (f"realised mixture: {mix}; packing efficiency {pk.get('efficiency', 0.0):.3f} "
+          f"({pk.get('examples_per_row', 0.0):.2f} examples/row over {pk.get('rows', 0)} rows); "
+          f"skipped {stats.get('skipped', 0)} of {stats.get('records', 0)} records {reasons}")
+
+
+class StatsLoggingIterator(grain.DatasetIterator):
+  """Logs `stats_summary` every `every` batches; otherwise transparent.
+
+  Its state *is* the parent's state, so checkpoints do not depend on whether logging is on.
+  """
+
+  def __init__(self, parent: grain.DatasetIterator, every: int, weights: dict,
+               process_index: int = 0):
+    super().__init__(parent)
+    self._every, self._weights, self._process = every, weights, process_index
+    self._batches = 0
+
+  def __next__(self) -> dict:
+    batch = next(self._parent)
+    self._batches += 1
+    if self._batches % self._every == 0:
+      logging.info("data[process %d]: %s", self._process,
+                   stats_summary(pipeline_stats(self._parent), self._weights))
+    return batch
+
+  def get_state(self):
+    return self._parent.get_state()
+
+  def set_state(self, state):
+    self._parent.set_state(state)
 
 
 def pipeline_stats(iterator: grain.DatasetIterator) -> dict:
@@ -174,7 +228,7 @@ def pipeline_stats(iterator: grain.DatasetIterator) -> dict:
 
 def make_eval_examples(world_dir: str, model_config, tokenizer, *, split: str = "vqa",
                        limit: int | None = None, process_index: int = 0,
-                       process_count: int = 1) -> Iterator[dict]:
+                       process_count: int = 1, resize: str = "stretch") -> Iterator[dict]:
   """Evaluation records of `world_dir/eval/<split>` as prompts, in file order.
 
   Yields {"id", "qtype", "answer", "question", "prompt"} where prompt is an unpacked example
@@ -186,7 +240,8 @@ def make_eval_examples(world_dir: str, model_config, tokenizer, *, split: str = 
   path = os.path.join(world_dir, "eval", split)
   source = grain.sources.ArrayRecordDataSource(records.shard_paths(path))
   builder = transforms.ExampleBuilder(tokenizer, image_size=int(model_config.vit.image_size),
-                                      num_image_tokens=int(model_config.connector.num_tokens))
+                                      num_image_tokens=int(model_config.connector.num_tokens),
+                                      resize=resize)
   count = 0
   for i in range(process_index, len(source), process_count):
     if limit is not None and count >= limit:

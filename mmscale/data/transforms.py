@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import grain
 import msgpack
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mmscale.data import records
 from mmscale.errors import DataError, RecordFormatError
@@ -43,14 +43,54 @@ class SkipExample(Exception):
     super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+def _stretch(im: Image.Image, size: int) -> np.ndarray:
+  """Bilinear resize to S x S, ignoring aspect (the world's images are already square)."""
+  if im.size != (size, size):
+    im = im.resize((size, size), Image.BILINEAR)
+  return _normalise(np.asarray(im, dtype=np.float32))
+
+
+def _pad(im: Image.Image, size: int) -> np.ndarray:
+  """Aspect-preserving resize of the longer side to S, centred on a 0.0 (mid-grey) canvas.
+
+  Keeps the whole image (nothing cropped) at the cost of padded patches; 0.0 is the
+  normalised mid-point, so padding carries no colour the model could read as content.
+  """
+  w, h = im.size
+  scale = size / max(w, h)
+  nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+  if (nw, nh) != (w, h):
+    im = im.resize((nw, nh), Image.BILINEAR)
+  out = np.zeros((size, size, 3), np.float32)
+  top, left = (size - nh) // 2, (size - nw) // 2
+  out[top:top + nh, left:left + nw] = _normalise(np.asarray(im, dtype=np.float32))
+  return out
+
+
+def _crop(im: Image.Image, size: int) -> np.ndarray:
+  """Aspect-preserving resize of the shorter side to S, then the centre S x S crop."""
+  w, h = im.size
+  if (w, h) != (size, size):
+    im = ImageOps.fit(im, (size, size), Image.BILINEAR, centering=(0.5, 0.5))
+  return _normalise(np.asarray(im, dtype=np.float32))
+
+
+def _normalise(arr: np.ndarray) -> np.ndarray:
+  return arr * (2.0 / 255.0) - 1.0
+
+
+# data.resize: how an image of any shape becomes S x S. 'stretch' is the historical default.
+RESIZE_MODES = {"stretch": _stretch, "pad": _pad, "crop": _crop}
+
+
 def decode_image(data: bytes, image_size: int,
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
-  """Encoded PNG/JPEG bytes -> float32[S, S, 3] in [-1, 1].
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, resize: str = "stretch") -> np.ndarray:
+  """Encoded PNG/JPEG bytes -> float32[S, S, 3] in [-1, 1], resized by `RESIZE_MODES[resize]`.
 
   The pixel limit is checked from the header, before decoding, so a decompression bomb costs
   nothing. `convert("RGB")` forces the full decode, so truncated files fail here, not later.
-  Bilinear resize: the world images are tiny and already square; real data is resized the same.
   """
+  fit = RESIZE_MODES[resize]
   if not isinstance(data, (bytes, bytearray)) or not data:
     raise SkipExample("bad_image", "empty image bytes")
   try:
@@ -58,15 +98,12 @@ def decode_image(data: bytes, image_size: int,
       w, h = im.size
       if w * h > max_pixels:
         raise SkipExample("image_too_large", f"{w}x{h} > {max_pixels} pixels")
-      im = im.convert("RGB")
-      if im.size != (image_size, image_size):
-        im = im.resize((image_size, image_size), Image.BILINEAR)
-      arr = np.asarray(im, dtype=np.float32)
+      im.draft("RGB", (image_size, image_size))  # JPEG: decode at a reduced scale when possible
+      return fit(im.convert("RGB"), image_size)
   except SkipExample:
     raise
   except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, bombs).
     raise SkipExample("bad_image", f"{type(e).__name__}: {e}") from e
-  return arr * (2.0 / 255.0) - 1.0
 
 
 def decode_record_or_skip(data: bytes) -> dict:
@@ -90,7 +127,10 @@ class ExampleBuilder:
   """
 
   def __init__(self, tokenizer, *, image_size: int, num_image_tokens: int,
-               max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+               max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, resize: str = "stretch"):
+    if resize not in RESIZE_MODES:
+      raise ValueError(f"resize must be one of {sorted(RESIZE_MODES)}, got {resize!r}")
+    self.resize = resize
     self.tokenizer = tokenizer
     self.image_size = int(image_size)
     self.num_image_tokens = int(num_image_tokens)
@@ -131,7 +171,8 @@ class ExampleBuilder:
         if not isinstance(idx, int) or not 0 <= idx < len(images_bytes):
           raise SkipExample("bad_image_ref", f"image index {idx!r} of {len(images_bytes)}")
         if idx not in decoded:
-          decoded[idx] = decode_image(images_bytes[idx], self.image_size, self.max_image_pixels)
+          decoded[idx] = decode_image(images_bytes[idx], self.image_size, self.max_image_pixels,
+                                      self.resize)
         start = len(tokens)
         tokens += [self.image_id] * k
         mask_ar += [1] + [0] * (k - 1)

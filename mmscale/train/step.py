@@ -60,7 +60,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     metrics = {
         "loss": sums["nll"] / weight, "z_loss": sums["z"] / weight,
         "token_accuracy": sums["correct"] / weight, "targets": sums["weight"],
-        "grad_norm": optax.global_norm(grads), "lr": schedule(state.step),
+        "grad_norm": optax.tree.norm(grads), "lr": schedule(state.step),
     }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

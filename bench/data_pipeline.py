@@ -1,0 +1,106 @@
+"""Data-pipeline speed at the reference config: examples/s, tokens/s, packing efficiency.
+
+Reference config (docs/performance.md): 64x64 images, patch 8 -> 64 image tokens per image, text
+up to 128 tokens, batch 16 rows of seq_len 192 (so at most 2 images per row). The data is a
+knowledge world built with image_size 64 on a 4x4 grid (built once into --world_dir), mixed
+caption : interleaved : text = 45 : 45 : 10 as in MM1. Each measured batch pays for the whole
+host path: ArrayRecord read, msgpack decode, PNG decode + resize + normalise, SentencePiece
+tokenisation, first-fit packing and batching.
+
+  python bench/data_pipeline.py [--batches=60] [--num_workers=0] [--train_tokens_per_s=3000]
+
+`--train_tokens_per_s` is what the reference train step consumes (sequence positions per second,
+16 x 192 per step); the ratio printed is how many such trainers this pipeline could feed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ml_collections  # noqa: E402
+
+from mmscale.data import pipeline  # noqa: E402
+from mmscale.data import tokenizer as tokenizer_lib  # noqa: E402
+from mmscale.data.world import build_world  # noqa: E402
+from mmscale.data.world_spec import WorldSpec  # noqa: E402
+
+IMAGE_SIZE, PATCH, SEQ_LEN, BATCH = 64, 8, 192, 16
+NUM_IMAGE_TOKENS = (IMAGE_SIZE // PATCH) ** 2
+
+
+def ensure_world(world_dir: str, num_scenes: int) -> str:
+  if not os.path.exists(os.path.join(world_dir, "world.json")):
+    t = time.time()
+    build_world(world_dir, num_scenes=num_scenes, num_eval_scenes=50, seed=0,
+                spec=WorldSpec(image_size=IMAGE_SIZE, grid=4))
+    print(f"built world in {world_dir} ({time.time() - t:.1f} s)")
+  return world_dir
+
+
+def configs(args) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
+  data = ml_collections.ConfigDict(dict(
+      world_dir=args.world_dir, mixture={"caption": 45.0, "interleaved": 45.0, "text": 10.0},
+      seq_len=SEQ_LEN, max_images_per_seq=SEQ_LEN // NUM_IMAGE_TOKENS, pack=True,
+      global_batch=BATCH, shuffle_seed=0, max_skip_fraction=0.01,
+      num_workers=args.num_workers, read_threads=args.read_threads, resize=args.resize,
+      log_every_batches=0))
+  model = ml_collections.ConfigDict({"vit": {"image_size": IMAGE_SIZE},
+                                     "connector": {"num_tokens": NUM_IMAGE_TOKENS}})
+  return data, model
+
+
+def main(argv=None) -> dict:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--world_dir", default="/tmp/mmscale_bench_world64")
+  p.add_argument("--num_scenes", type=int, default=3000)
+  p.add_argument("--batches", type=int, default=60)
+  p.add_argument("--warmup", type=int, default=5)
+  p.add_argument("--num_workers", type=int, default=0)
+  p.add_argument("--read_threads", type=int, default=2)
+  p.add_argument("--resize", default="stretch", choices=["stretch", "pad", "crop"])
+  p.add_argument("--train_tokens_per_s", type=float, default=3000.0,
+                 help="sequence positions/s the reference train step consumes")
+  args = p.parse_args(argv)
+  ensure_world(args.world_dir, args.num_scenes)
+  data, model = configs(args)
+  tok = tokenizer_lib.Tokenizer(os.path.join(args.world_dir, "tokenizer.model"))
+  it = pipeline.make_train_iterator(data, model, tok, process_index=0, process_count=1, seed=0)
+  for _ in range(args.warmup):
+    next(it)
+  before = pipeline.pipeline_stats(it)
+  t = time.perf_counter()
+  for _ in range(args.batches):
+    next(it)
+  dt = time.perf_counter() - t
+  after = pipeline.pipeline_stats(it)
+  examples = after["examples"] - before["examples"]
+  pk0, pk1 = before["packing"], after["packing"]
+  real_tokens = pk1["tokens"] - pk0["tokens"]
+  rows = pk1["rows"] - pk0["rows"]
+  positions_per_s = rows * SEQ_LEN / dt
+  result = {
+      "batches": args.batches, "seconds": round(dt, 3),
+      "examples_per_s": round(examples / dt, 1),
+      "tokens_per_s": round(real_tokens / dt, 1),        # non-pad tokens (text + image)
+      "positions_per_s": round(positions_per_s, 1),      # rows x seq_len, what a step consumes
+      "batches_per_s": round(args.batches / dt, 2),
+      "packing_efficiency": round(real_tokens / max(rows * SEQ_LEN, 1), 4),
+      "examples_per_row": round(examples / max(rows, 1), 3),
+      "realised_mixture": {a: round(n / max(sum(after["arms"].values()), 1), 3)
+                           for a, n in sorted(after["arms"].items())},
+      "skipped": after["skipped"], "truncated": after["truncated"],
+      "train_tokens_per_s": args.train_tokens_per_s,
+      "supply_over_demand": round(positions_per_s / args.train_tokens_per_s, 2),
+      "num_workers": args.num_workers, "read_threads": args.read_threads, "resize": args.resize}
+  print(json.dumps(result, indent=1))
+  return result
+
+
+if __name__ == "__main__":
+  main()

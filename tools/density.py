@@ -1,0 +1,57 @@
+"""Knowledge-density report of a record directory (docs/knowledge_engine.md, "density report").
+
+  python tools/density.py data/world/arms/knowledge --inventory=data/world/eval/vqa
+  python tools/density.py DIR --describe --vocab=vocab.json --tokenizer=tok.model --out=r.json
+
+`--inventory`: an eval record directory or a JSON inventory file; default: the world's eval/vqa
+when DIR lies in a knowledge world. `--describe`: parse text of records without a descriptor with
+the offline describer. Prints the JSON report.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mmscale.knowledge import density, parse  # noqa: E402
+from mmscale.knowledge import vocab as vocab_lib  # noqa: E402
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("dir", nargs="+", help="record directories (one report each)")
+  p.add_argument("--inventory", default=None)
+  p.add_argument("--describe", action="store_true")
+  p.add_argument("--vocab", default=None)
+  p.add_argument("--tokenizer", default=None, help="SentencePiece model for token counts")
+  p.add_argument("--out", default=None, help="also write the JSON here")
+  args = p.parse_args(argv)
+  count_tokens = None
+  if args.tokenizer:
+    from mmscale.data.tokenizer import Tokenizer  # pylint: disable=import-outside-toplevel
+    tok = Tokenizer(args.tokenizer)
+    count_tokens = lambda t: len(tok.encode(t))  # noqa: E731
+  reports = []
+  for d in args.dir:
+    world = vocab_lib.find_world_file(d)
+    inv_path = args.inventory or (os.path.join(os.path.dirname(world), "eval", "vqa")
+                                  if world else None)
+    describe = None
+    if args.describe:
+      voc = vocab_lib.load_vocabulary(args.vocab or world)
+      describe = lambda r: parse.describe(  # noqa: E731
+          " ".join(s["text"] for s in r["segments"] if "text" in s), voc)
+    inv = density.load_inventory(inv_path) if inv_path else None
+    reports.append({**density.report_dir(d, inventory=inv, count_tokens=count_tokens,
+                                         describe=describe), "inventory": inv_path})
+  text = json.dumps(reports[0] if len(reports) == 1 else reports, indent=1)
+  print(text)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text + "\n")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
