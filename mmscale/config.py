@@ -59,6 +59,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.shuffle_seed = 0
   c.data.max_skip_fraction = 0.01
   c.data.num_workers = 0
+  c.data.sources = ml_collections.ConfigDict()  # name -> {"type": "records"|"tfds", ...}
+  c.data.resize = "stretch"  # stretch | pad (keep aspect) | crop (centre)
+  c.data.log_every_batches = 100  # realised mixture / packing / skip log interval
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "mllm"
@@ -114,11 +117,14 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return out
 
 
+# Fields whose keys are user-chosen names (arms, sources, mesh axes): checked as a whole.
+_OPEN_FIELDS = ("data.mixture", "data.sources", "mesh.shape")
+
+
 def _flat_keys(cfg, prefix=""):
   for key, value in cfg.items():
     name = f"{prefix}{key}"
-    if isinstance(value, ml_collections.ConfigDict) and not name.endswith("mixture") \
-        and not name.endswith("mesh.shape"):
+    if isinstance(value, ml_collections.ConfigDict) and name not in _OPEN_FIELDS:
       yield from _flat_keys(value, name + ".")
     else:
       yield name

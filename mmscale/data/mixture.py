@@ -29,6 +29,8 @@ import grain
 import numpy as np
 
 from mmscale.data import records
+from mmscale.data.ingest import common as ingest_common
+from mmscale.data.ingest import tfds_source
 from mmscale.errors import ConfigError
 
 
@@ -75,7 +77,6 @@ def _records_component(name: str, spec: dict, field: str) -> grain.MapDataset:
 
 
 def _tfds_component(name: str, spec: dict, field: str) -> grain.MapDataset:
-  from mmscale.data.ingest import tfds_source  # pylint: disable=import-outside-toplevel
   if not spec.get("name"):
     raise ConfigError(f"{field}.name", "missing: the tfds dataset name")
   image_key = str(spec.get("image_key") or "image")
@@ -100,11 +101,10 @@ class _TfdsToRecord(grain.transforms.Map):
     self.prefix, self.image_key, self.text_key = prefix, image_key, text_key
 
   def map(self, example: dict):
-    from mmscale.data.ingest import common, tfds_source  # pylint: disable=import-outside-toplevel
     try:
       return tfds_source.record_bytes(example, self.prefix, self.image_key,
                                       self.text_key)
-    except common.Skip as e:
+    except ingest_common.Skip as e:
       return {"skip": e.reason}
 
 

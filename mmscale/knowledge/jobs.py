@@ -283,6 +283,9 @@ def run(cfg: JobConfig, beam_args: list = ()) -> dict:
     cfg.num_shards = max(len(manifest["shards"]), -(-total // 2000), 1)
   if cfg.vocab is None:
     cfg.vocab = vocab_lib.find_world_file(cfg.input_dir)
+  if cfg.backend == "offline" and not cfg.vocab:
+    raise ValueError(f"{cfg.input_dir} is not inside a knowledge world: the offline backend needs "
+                     "--vocab (a world.json, world directory or vocabulary JSON)")
   if cfg.kb is None and cfg.vocab:
     world_dir = cfg.vocab if os.path.isdir(cfg.vocab) else os.path.dirname(cfg.vocab)
     if os.path.isfile(os.path.join(world_dir, "kb.jsonl")):
