@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from mmscale.models.layers import (BATCH_LENGTH_EMBED, Attention, Dtype, RMSNorm, SwiGLU,
-                                   constrain, dense, partitioned)
+                                   constrain, dense, partitioned, replace_with_nearest)
 
 # decoder.remat_policy -> jax.checkpoint policy. 'none' = no rematerialisation at all; 'full' =
 # recompute everything in the backward pass (the smallest memory).
@@ -30,6 +30,13 @@ class DecoderBlock(nn.Module):
 
   `decode` / `deterministic` are fields, not call arguments, so that nn.remat and nn.scan see only
   arrays as arguments. Returns (x, None) to be usable as an nn.scan body.
+
+  Analysis hooks (mmscale/analysis; both free when unused):
+  - the block output is sown as 'intermediates'/'hidden' (stored only when the caller makes the
+    collection mutable; a Python no-op otherwise);
+  - `erase_layer` = (centroids float[C, D], active bool[]) and `erase_mask` bool[B, T]: where
+    active, positions in the mask are replaced by their nearest centroid after the block
+    (`layers.replace_with_nearest`). None (the normal path) adds no operation.
   """
   heads: int
   kv_heads: int
@@ -43,7 +50,7 @@ class DecoderBlock(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x, positions, segment_ids, mask_ar):
+  def __call__(self, x, positions, segment_ids, mask_ar, erase_layer=None, erase_mask=None):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     drop = nn.Dropout(self.dropout_rate, deterministic=self.deterministic)
     h = RMSNorm(name="norm_attn", **kw)(x)
@@ -52,6 +59,10 @@ class DecoderBlock(nn.Module):
     x = constrain(x + drop(h), BATCH_LENGTH_EMBED)
     h = SwiGLU(self.mlp_dim, name="mlp", **kw)(RMSNorm(name="norm_mlp", **kw)(x))
     x = constrain(x + drop(h), BATCH_LENGTH_EMBED)
+    self.sow("intermediates", "hidden", x)
+    if erase_layer is not None:
+      centroids, active = erase_layer
+      x = replace_with_nearest(x, centroids, erase_mask & active)
     return x, None
 
 
@@ -99,8 +110,8 @@ class Decoder(nn.Module):
                   param_dtype=self.param_dtype)
     if self.scan_layers:
       stack = nn.scan(
-          block, variable_axes={"params": 0, "cache": 0},
-          split_rngs={"params": True, "dropout": True}, in_axes=(nn.broadcast,) * 3,
+          block, variable_axes={"params": 0, "cache": 0, "intermediates": 0},
+          split_rngs={"params": True, "dropout": True}, in_axes=(nn.broadcast,) * 3 + (0, nn.broadcast),
           length=self.depth, metadata_params={nn.PARTITION_NAME: "layers"})
       self.layers = stack(**kwargs)
     else:
@@ -111,13 +122,22 @@ class Decoder(nn.Module):
     x = self.embedding(tokens) * jnp.asarray(self.width ** 0.5, self.dtype)
     return constrain(x, BATCH_LENGTH_EMBED)
 
-  def __call__(self, x, positions, segment_ids, mask_ar):
-    """x float[B, T, D] embeddings -> logits float32[B, T, V]."""
+  def __call__(self, x, positions, segment_ids, mask_ar, erase=None):
+    """x float[B, T, D] embeddings -> logits float32[B, T, V].
+
+    `erase` (optional, the centroid-replacement probe): {"centroids": float[depth, C, D],
+    "active": bool[depth], "mask": bool[B, T]}; after each active layer the hidden states at mask
+    positions become their nearest centroid of that layer. Per-layer arrays are scanned with the
+    layers, the mask is broadcast; None leaves the normal path as it was.
+    """
+    layer_erase = None if erase is None else (erase["centroids"], erase["active"])
+    mask = None if erase is None else erase["mask"]
     if self.scan_layers:
-      x, _ = self.layers(x, positions, segment_ids, mask_ar)
+      x, _ = self.layers(x, positions, segment_ids, mask_ar, layer_erase, mask)
     else:
-      for layer in self.layers:
-        x, _ = layer(x, positions, segment_ids, mask_ar)
+      for i, layer in enumerate(self.layers):
+        this = None if erase is None else jax.tree.map(lambda a, i=i: a[i], layer_erase)
+        x, _ = layer(x, positions, segment_ids, mask_ar, this, mask)
     return self.logits(x)
 
   def logits(self, x):

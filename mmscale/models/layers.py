@@ -250,3 +250,18 @@ class Attention(nn.Module):
     is_new = (rel >= 0) & (rel < t)
     new = jnp.take(local_mask, jnp.clip(rel, 0, t - 1), axis=2) & is_new[None, None, :]
     return ck.value, cv.value, earlier | new
+
+
+def replace_with_nearest(x: jax.Array, centroids: jax.Array, where: jax.Array) -> jax.Array:
+  """Centroid replacement (the erasure probe): x[b, t] -> its nearest centroid where `where`.
+
+  x float[B, T, D], centroids float[C, D], where bool[B, T] -> float[B, T, D] (dtype of x).
+  Nearest by squared Euclidean distance, computed in float32 as |c|^2 - 2 x.c (|x|^2 is the same
+  for every centroid, so it cannot change the argmin). Positions outside `where` keep x exactly,
+  and a replaced row is the centroid itself, so a centroid set holding every distinct hidden
+  state maps each state to itself (the identity).
+  """
+  x32, c32 = x.astype(jnp.float32), centroids.astype(jnp.float32)
+  scores = jnp.sum(jnp.square(c32), axis=-1) - 2.0 * jnp.einsum("btd,cd->btc", x32, c32)
+  nearest = jnp.take(centroids, jnp.argmin(scores, axis=-1), axis=0).astype(x.dtype)
+  return jnp.where(where[..., None], nearest, x)

@@ -75,8 +75,14 @@ class MLLM(nn.Module):
     return tokens.reshape(b, m * tokens.shape[1], tokens.shape[2])
 
   @nn.compact
-  def __call__(self, batch: dict, *, decode: bool = False, deterministic: bool = True):
+  def __call__(self, batch: dict, *, decode: bool = False, deterministic: bool = True,
+               erase: dict | None = None):
     """batch (contracts §4) -> logits float32[B, T, V].
+
+    `erase` (optional): centroid replacement in the decoder, {"centroids": float[depth, C, D],
+    "active": bool[depth], "mask": bool[B, T]} (see `Decoder.__call__`; built by
+    mmscale/analysis). Hidden states of every decoder block are sown as
+    'intermediates'/decoder/.../'hidden' when that collection is mutable.
 
     `mask_ar` defaults to all ones (causal) and `segment_ids` to all ones, which is what decode
     steps need. Images are used when the batch has `images` and `image_positions` (index T =
@@ -107,4 +113,4 @@ class MLLM(nn.Module):
       rows = jnp.arange(tokens.shape[0])[:, None]
       x = x.at[rows, batch["image_positions"]].set(img, mode="drop")
       x = constrain(x, BATCH_LENGTH_EMBED)
-    return decoder(x, positions, segment_ids, mask_ar)
+    return decoder(x, positions, segment_ids, mask_ar, erase)

@@ -11,6 +11,10 @@ import time
 from mmscale.knowledge.llm.base import parse_task_message
 
 
+class _Server(http.server.ThreadingHTTPServer):
+  request_queue_size = 256  # the default 5 drops bursts of concurrent connects (1 s SYN retry)
+
+
 class LoopbackServer:
   """`answer(task, payload) -> dict`; `fault(key, attempt) -> None | (kind, arg)` with kind in
   malformed, bad_schema, 429 (arg = Retry-After), 500, hang (arg = seconds), slow (arg = s).
@@ -24,7 +28,7 @@ class LoopbackServer:
     self.hits: dict = {}
     self.auth: list = []
     self.lock = threading.Lock()
-    self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+    self.server = _Server(("127.0.0.1", 0), self._handler())
     self.server.daemon_threads = True
     self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
