@@ -110,8 +110,13 @@ class RecordToExample(grain.transforms.Map):
 
 
 def example_dataset(data_config, model_config, tokenizer, *, process_index: int = 0,
-                    process_count: int = 1, seed: int = 0) -> grain.IterDataset:
-  """This process's infinite stream of examples (transforms docstring), skips counted."""
+                    process_count: int = 1, seed: int = 0, read_threads: int | None = None,
+                    num_workers: int | None = None) -> grain.IterDataset:
+  """This process's infinite stream of examples (transforms docstring), skips counted.
+
+  `process_index` / `process_count` select a slice of every arm; they may name a data shard
+  rather than a process (make_train_iterator). `read_threads` / `num_workers` override the
+  config's, so several shards of one process share its threads and workers."""
   t, m, k, s = _layout(data_config, model_config)
   if not 0 <= process_index < process_count:
     raise ConfigError("process_index", f"{process_index} not in [0, {process_count})")
@@ -126,10 +131,10 @@ def example_dataset(data_config, model_config, tokenizer, *, process_index: int 
       tokenizer, image_size=s, num_image_tokens=k, resize=resize,
       max_image_pixels=int(_field(data_config, "max_image_pixels",
                                   transforms.DEFAULT_MAX_IMAGE_PIXELS)))
-  threads = int(_field(data_config, "read_threads", 2))
+  threads = read_threads or int(_field(data_config, "read_threads", 2))
   ds = mixed.map(RecordToExample(builder, t, m)).to_iter_dataset(
       grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(4 * threads, 8)))
-  workers = int(_field(data_config, "num_workers", 0))
+  workers = int(_field(data_config, "num_workers", 0) if num_workers is None else num_workers)
   if workers > 0:
     _ensure_absl_flags_parsed()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
@@ -142,29 +147,79 @@ def example_dataset(data_config, model_config, tokenizer, *, process_index: int 
 
 
 def make_train_iterator(data_config, model_config, tokenizer, *, process_index: int,
-                        process_count: int, seed: int) -> grain.DatasetIterator:
+                        process_count: int, seed: int, num_shards: int | None = None,
+                        shards: list[int] | None = None) -> grain.DatasetIterator:
   """Infinite iterator of this process's batches (module docstring), B = global // processes.
 
+  By default process p reads slice p of `process_count` (one shard per process). With
+  `num_shards` (and `shards`, the ones this process loads; default its equal share), the global
+  batch is cut into `num_shards` blocks of rows, block i always read from slice i of every arm and
+  packed on its own, and the process's batch is its blocks concatenated in order. The global
+  batch is then the same whatever the process count (the trainer uses one shard per data-parallel
+  mesh slot, `mmscale.parallel.mesh.process_batch_shards`), at the cost of one small pipeline per
+  shard; their packing groups hold at least 16 rows so packing stays tight.
   `pack=False` puts one example per row (padding only), for ablations and debugging.
   """
   gb = global_batch_size(data_config)
-  if gb % process_count:
-    raise ConfigError("data.global_batch", f"{gb} is not divisible by {process_count} processes")
-  rows = gb // process_count
-  t, m, k, s = _layout(data_config, model_config)
-  ds = example_dataset(data_config, model_config, tokenizer, process_index=process_index,
-                       process_count=process_count, seed=seed)
-  pack = bool(_field(data_config, "pack", True))
-  ds = packing.PackIterDataset(
-      ds, seq_len=t, max_images=m, num_image_tokens=k, image_size=s,
-      num_rows=int(_field(data_config, "pack_rows", rows)) if pack else rows,
-      max_examples_per_row=None if pack else 1)
-  it = ds.batch(rows, drop_remainder=True).__iter__()
+  if num_shards is None:
+    if gb % process_count:
+      raise ConfigError("data.global_batch", f"{gb} is not divisible by {process_count} processes")
+    it = _shard_iterator(data_config, model_config, tokenizer, shard=process_index,
+                         num_shards=process_count, rows=gb // process_count, seed=seed)
+  else:
+    shards = list(range(process_index * num_shards // process_count,
+                        (process_index + 1) * num_shards // process_count)) \
+        if shards is None else list(shards)
+    if gb % num_shards or not shards:
+      raise ConfigError("data.global_batch", f"{gb} is not divisible by {num_shards} batch "
+                        "shards (data x fsdp)" if gb % num_shards else "no shards to load")
+    rows = gb // num_shards
+    threads = max(1, int(_field(data_config, "read_threads", 2)) // len(shards))
+    workers = -(-int(_field(data_config, "num_workers", 0)) // len(shards))
+    its = [_shard_iterator(data_config, model_config, tokenizer, shard=shard,
+                           num_shards=num_shards, rows=rows, seed=seed,
+                           min_pack_rows=16 if num_shards > 1 else 1, read_threads=threads,
+                           num_workers=workers) for shard in shards]
+    it = its[0] if len(its) == 1 else ConcatShardsIterator(its)
   every = int(_field(data_config, "log_every_batches", 100))
   if every <= 0:
     return it
   return StatsLoggingIterator(it, every, mixture_lib.normalised_weights(
       _field(data_config, "mixture")), process_index)
+
+
+def _shard_iterator(data_config, model_config, tokenizer, *, shard: int, num_shards: int,
+                    rows: int, seed: int, min_pack_rows: int = 1, read_threads=None,
+                    num_workers=None) -> grain.DatasetIterator:
+  """Batches of `rows` rows packed from slice `shard` of `num_shards` of every arm."""
+  t, m, k, s = _layout(data_config, model_config)
+  ds = example_dataset(data_config, model_config, tokenizer, process_index=shard,
+                       process_count=num_shards, seed=seed, read_threads=read_threads,
+                       num_workers=num_workers)
+  pack = bool(_field(data_config, "pack", True))
+  ds = packing.PackIterDataset(
+      ds, seq_len=t, max_images=m, num_image_tokens=k, image_size=s,
+      num_rows=int(_field(data_config, "pack_rows", max(rows, min_pack_rows))) if pack else rows,
+      max_examples_per_row=None if pack else 1)
+  return ds.batch(rows, drop_remainder=True).__iter__()
+
+
+class ConcatShardsIterator(grain.DatasetIterator):
+  """Concatenates the batches of several shard iterators along rows; state = theirs, in order."""
+
+  def __next__(self) -> dict:
+    batches = [next(it) for it in self._parents]
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+  def get_state(self):
+    return {"shards": [it.get_state() for it in self._parents]}
+
+  def set_state(self, state):
+    if len(state["shards"]) != len(self._parents):
+      raise ConfigError("data", f"the checkpoint's data state has {len(state['shards'])} shards "
+                        f"for this process, the run {len(self._parents)}: restore on the same mesh")
+    for it, st in zip(self._parents, state["shards"]):
+      it.set_state(st)
 
 
 def stats_summary(stats: dict, weights: dict | None = None) -> str:

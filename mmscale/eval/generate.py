@@ -1,18 +1,68 @@
-"""Batched autoregressive decoding with a KV cache (jitted prefill + scanned decode steps).
+"""Batched autoregressive decoding: one jitted prefill + a scanned decode step with a KV cache.
 
 Prompts are left-padded to a common length, so every row's next token lands in the same cache
 column and one scalar cache index serves the whole batch. Padding has segment id 0 and is never
 attended to.
+
+Decoding runs one or more *passes* (`Pass`: a model, its apply arguments, a prompt transform),
+each with its own params and its own KV cache. A `logits_processor` combines their next-token
+logits before the token is chosen (greedy / temperature / top-p, `sampling.py`). One pass with
+no processor is plain decoding; two passes with `(1 + a) * l0 - a * l1` is contrastive decoding
+(the second pass may use other params, another module, e.g. one with hidden-state hooks, or
+another prompt, e.g. without images). `generate(..., use_cache=False)` is the reference that
+re-runs the full sequence for every token; both paths share the token choice, so they agree
+token for token (tests/test_eval_generate.py).
+
+Everything static (models, processor, sampling settings) is a jit static argument: pass the same
+objects (module-level functions, not fresh lambdas) to reuse compilations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mmscale.eval import sampling
+
+# logits_processor(pass_logits: tuple[float[B, V], ...], step: int32[]) -> float[B, V]
+LogitsProcessor = Callable[[tuple, jax.Array], jax.Array]
+PROMPT_KEYS = ("tokens", "positions", "segment_ids", "mask_ar", "mask_loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pass:
+  """One forward pass producing next-token logits.
+
+  model: any module with the MLLM call signature `(batch, decode=...) -> float[B, T, V]`.
+  prompt_fn: batch -> batch of the same shapes (e.g. images dropped); None keeps the prompt.
+  apply_kwargs: extra `model.apply` keyword arguments as (name, value) pairs (hashable).
+  """
+  model: nn.Module
+  prompt_fn: Callable | None = None
+  apply_kwargs: tuple = ()
+
+  def prompt(self, batch: dict) -> dict:
+    return self.prompt_fn(batch) if self.prompt_fn is not None else batch
+
+  def apply(self, variables: dict, batch: dict, **kwargs):
+    return self.model.apply(variables, batch, **dict(self.apply_kwargs), **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSettings:
+  """How tokens are chosen (static under jit). temperature 0 = greedy."""
+  max_new_tokens: int
+  temperature: float = 0.0
+  top_p: float = 1.0
+  stop_ids: tuple[int, ...] = ()
+  pad_id: int = 0
+  logits_processor: LogitsProcessor | None = None
 
 
 def left_pad(examples: list[dict], length: int, image_slots: int, num_image_tokens: int,
@@ -24,26 +74,28 @@ def left_pad(examples: list[dict], length: int, image_slots: int, num_image_toke
       `image_positions` (int[n_i * K], the index of each image token), as
       `mmscale.data.transforms.ExampleBuilder(..., prompt_only=True)` makes them.
     length: common prompt length T_p >= every L_i.
+    image_slots: M >= every n_i (interleaved and few-shot prompts carry several images).
   Returns: the batch, int32[B, T_p] fields, `images` float32[B, M, H, W, 3] and
     `image_positions` int32[B, M*K] (T_p for unused slots).
   """
   b = len(examples)
-  out = {k: np.zeros((b, length), np.int32)
-         for k in ("tokens", "positions", "segment_ids", "mask_ar", "mask_loss")}
+  out = {k: np.zeros((b, length), np.int32) for k in PROMPT_KEYS}
   out["images"] = np.zeros((b, image_slots, *image_shape), np.float32)
   out["image_positions"] = np.full((b, image_slots * num_image_tokens), length, np.int32)
   for row, ex in enumerate(examples):
     n = len(ex["tokens"])
     if n > length:
       raise ValueError(f"prompt of {n} tokens exceeds the prompt length {length}")
+    images = np.asarray(ex["images"])
+    if len(images) > image_slots:
+      raise ValueError(f"prompt with {len(images)} images exceeds {image_slots} image slots")
     pad = length - n
     out["tokens"][row, pad:] = ex["tokens"]
     out["mask_ar"][row, pad:] = ex["mask_ar"]
     out["positions"][row, pad:] = np.arange(n)
     out["segment_ids"][row, pad:] = 1
-    images = np.asarray(ex["images"])[:image_slots]
     out["images"][row, :len(images)] = images
-    positions = np.asarray(ex["image_positions"])[:image_slots * num_image_tokens]
+    positions = np.asarray(ex["image_positions"])
     out["image_positions"][row, :len(positions)] = pad + positions
   return out
 
@@ -52,65 +104,139 @@ def init_cache(model: nn.Module, batch_rows: int, cache_len: int, prompt: dict):
   """Zero KV cache for `batch_rows` x `cache_len` (shapes only: no params are initialised)."""
   template = {k: jnp.zeros((batch_rows, cache_len) + v.shape[2:], v.dtype)
               for k, v in prompt.items() if k not in ("images", "image_positions")}
-  template["images"] = prompt["images"]
-  template["image_positions"] = jnp.full(prompt["image_positions"].shape, cache_len, jnp.int32)
+  if "images" in prompt:
+    template["images"] = prompt["images"]
+    template["image_positions"] = jnp.full(prompt["image_positions"].shape, cache_len, jnp.int32)
   shapes = jax.eval_shape(functools.partial(model.init, decode=True), jax.random.key(0), template)
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), nn.meta.unbox(shapes["cache"]))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_new_tokens"))
-def greedy_generate(model: nn.Module, params, prompt: dict, *, max_new_tokens: int) -> jax.Array:
-  """Greedy continuation of a left-padded prompt batch.
+def _choose(settings: DecodeSettings, pass_logits: tuple, step, rng, done):
+  """The shared token choice of both paths: combine passes, select, apply stops."""
+  if settings.logits_processor is None:
+    logits = pass_logits[0]
+  else:
+    logits = settings.logits_processor(tuple(pass_logits), step)
+  token = sampling.select(logits, jax.random.fold_in(rng, step),
+                          temperature=settings.temperature, top_p=settings.top_p)
+  return sampling.apply_stop(token, done, settings.stop_ids, settings.pad_id)
 
-  Args:
-    prompt: batch of docs/contracts.md §4 with T_p columns, left-padded (see `left_pad`).
-  Returns: int32[B, max_new_tokens] generated tokens (callers cut at the first EOS).
-  """
+
+@functools.partial(jax.jit, static_argnames=("passes", "settings"))
+def _generate_cached(passes: tuple, params: tuple, prompt: dict, rng, *,
+                     settings: DecodeSettings) -> jax.Array:
   rows, prompt_len = prompt["tokens"].shape
-  cache = init_cache(model, rows, prompt_len + max_new_tokens, prompt)
-  logits, mutated = model.apply({"params": params, "cache": cache}, prompt, decode=True,
-                                mutable=["cache"])
-  first = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)
+  n = settings.max_new_tokens
+  caches, first = [], []
+  for p, prm in zip(passes, params):
+    batch = p.prompt(prompt)
+    cache = init_cache(p.model, rows, prompt_len + n, batch)
+    logits, mutated = p.apply({"params": prm, "cache": cache}, batch, decode=True,
+                              mutable=["cache"])
+    caches.append(mutated["cache"])
+    first.append(logits[:, -1])
+  token, done = _choose(settings, tuple(first), jnp.int32(0), rng, jnp.zeros((rows,), bool))
   last_pos = prompt["positions"][:, -1]
+  ones = jnp.ones((rows, 1), jnp.int32)
 
   def body(carry, i):
-    token, cache = carry
-    step = {"tokens": token[:, None], "positions": (last_pos + 1 + i)[:, None],
-            "segment_ids": jnp.ones((rows, 1), jnp.int32), "mask_ar": jnp.ones((rows, 1), jnp.int32)}
-    logits, mutated = model.apply({"params": params, "cache": cache}, step, decode=True,
-                                  mutable=["cache"])
-    nxt = jnp.argmax(logits[:, -1], axis=-1).astype(jnp.int32)
-    return (nxt, mutated["cache"]), token
+    token, done, caches = carry
+    step = {"tokens": token[:, None], "positions": (last_pos + i)[:, None],
+            "segment_ids": ones, "mask_ar": ones}
+    logits, new_caches = [], []
+    for p, prm, cache in zip(passes, params, caches):
+      out, mutated = p.apply({"params": prm, "cache": cache}, step, decode=True,
+                             mutable=["cache"])
+      logits.append(out[:, -1])
+      new_caches.append(mutated["cache"])
+    nxt, done = _choose(settings, tuple(logits), i, rng, done)
+    return (nxt, done, tuple(new_caches)), token
 
-  (last, _), tokens = jax.lax.scan(body, (first, mutated["cache"]), jnp.arange(max_new_tokens - 1))
-  return jnp.concatenate([tokens.T, last[:, None]], axis=1) if max_new_tokens > 1 else first[:, None]
+  if n == 1:
+    return token[:, None]
+  (last, _, _), tokens = jax.lax.scan(body, (token, done, tuple(caches)),
+                                      jnp.arange(1, n, dtype=jnp.int32))
+  return jnp.concatenate([tokens.T, last[:, None]], axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "max_new_tokens"))
-def greedy_generate_recompute(model: nn.Module, params, prompt: dict, *,
-                              max_new_tokens: int) -> jax.Array:
-  """The reference: greedy decoding by re-running the full sequence for every new token."""
+def _grow(prompt: dict, n: int) -> dict:
+  """The prompt with n more columns for generated tokens (causal, segment 1)."""
   rows, prompt_len = prompt["tokens"].shape
-  total = prompt_len + max_new_tokens
-  grow = lambda x, fill: jnp.concatenate(
-      [x, jnp.full((rows, max_new_tokens), fill, x.dtype)], axis=1)
+  total = prompt_len + n
+  grow = lambda x, fill: jnp.concatenate([x, jnp.full((rows, n), fill, x.dtype)], axis=1)
   batch = dict(prompt)
   batch["tokens"] = grow(prompt["tokens"], 0)
   batch["positions"] = jnp.concatenate(
-      [prompt["positions"], prompt["positions"][:, -1:] + 1 + jnp.arange(max_new_tokens)], axis=1)
+      [prompt["positions"], prompt["positions"][:, -1:] + 1 + jnp.arange(n)], axis=1)
   batch["segment_ids"] = grow(prompt["segment_ids"], 1)
   batch["mask_ar"] = grow(prompt["mask_ar"], 1)
   batch["mask_loss"] = grow(prompt["mask_loss"], 0)
-  batch["image_positions"] = jnp.where(prompt["image_positions"] >= prompt_len, total,
-                                       prompt["image_positions"])
+  if "image_positions" in prompt:
+    batch["image_positions"] = jnp.where(prompt["image_positions"] >= prompt_len, total,
+                                         prompt["image_positions"])
+  return batch
 
-  def body(tokens, t):
-    logits = model.apply({"params": params}, dict(batch, tokens=tokens))
-    nxt = jnp.argmax(logits[:, t - 1], axis=-1).astype(jnp.int32)
-    return tokens.at[:, t].set(nxt), nxt
 
-  _, out = jax.lax.scan(body, batch["tokens"], prompt_len + jnp.arange(max_new_tokens))
+@functools.partial(jax.jit, static_argnames=("passes", "settings"))
+def _generate_recompute(passes: tuple, params: tuple, prompt: dict, rng, *,
+                        settings: DecodeSettings) -> jax.Array:
+  rows, prompt_len = prompt["tokens"].shape
+  batch = _grow(prompt, settings.max_new_tokens)
+
+  def body(carry, i):
+    tokens, done = carry
+    full = dict(batch, tokens=tokens)
+    logits = tuple(p.apply({"params": prm}, p.prompt(full))[:, prompt_len + i - 1]
+                   for p, prm in zip(passes, params))
+    nxt, done = _choose(settings, logits, i, rng, done)
+    return (tokens.at[:, prompt_len + i].set(nxt), done), nxt
+
+  _, out = jax.lax.scan(body, (batch["tokens"], jnp.zeros((rows,), bool)),
+                        jnp.arange(settings.max_new_tokens, dtype=jnp.int32))
   return out.T
+
+
+def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
+             max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+             stop_ids: tuple[int, ...] = (), pad_id: int = 0, rng: jax.Array | None = None,
+             logits_processor: LogitsProcessor | None = None,
+             use_cache: bool = True) -> jax.Array:
+  """Continuation of a left-padded prompt batch (see `left_pad`).
+
+  Args:
+    model: a model (one pass), or a tuple of `Pass`es; then `params` is a same-length tuple.
+    prompt: batch of docs/contracts.md §4 with T_p columns; may be sharded over the batch.
+    max_new_tokens: N, the generated length (a row stops early only by a stop token).
+    temperature, top_p: 0 = greedy; else sampling with key `fold_in(rng, step)`.
+    stop_ids: a row emitting one of these keeps it and then emits `pad_id`.
+    logits_processor: combines the passes' float[B, V] logits (default: the first pass's).
+    use_cache: False = the full-recompute reference (N full forward passes).
+  Returns: int32[B, N] generated tokens.
+  """
+  if isinstance(model, nn.Module):
+    passes, params = (Pass(model),), (params,)
+  else:
+    passes, params = tuple(model), tuple(params)
+  if len(passes) != len(params):
+    raise ValueError(f"{len(passes)} passes but {len(params)} params")
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  settings = DecodeSettings(int(max_new_tokens), float(temperature), float(top_p),
+                            tuple(int(s) for s in stop_ids), int(pad_id), logits_processor)
+  rng = jax.random.key(0) if rng is None else rng
+  fn = _generate_cached if use_cache else _generate_recompute
+  return fn(passes, params, prompt, rng, settings=settings)
+
+
+def greedy_generate(model: nn.Module, params, prompt: dict, *, max_new_tokens: int) -> jax.Array:
+  """Greedy continuation with the KV cache: int32[B, max_new_tokens]."""
+  return generate(model, params, prompt, max_new_tokens=max_new_tokens)
+
+
+def greedy_generate_recompute(model: nn.Module, params, prompt: dict, *,
+                              max_new_tokens: int) -> jax.Array:
+  """The reference: greedy decoding by re-running the full sequence for every new token."""
+  return generate(model, params, prompt, max_new_tokens=max_new_tokens, use_cache=False)
 
 
 def cut_at_stop(tokens: np.ndarray, stop_ids: tuple[int, ...]) -> list[list[int]]:

@@ -111,7 +111,8 @@ class Decoder(nn.Module):
     if self.scan_layers:
       stack = nn.scan(
           block, variable_axes={"params": 0, "cache": 0, "intermediates": 0},
-          split_rngs={"params": True, "dropout": True}, in_axes=(nn.broadcast,) * 3 + (0, nn.broadcast),
+          split_rngs={"params": True, "dropout": True},
+          in_axes=(nn.broadcast,) * 3 + (0, nn.broadcast),  # + per-layer erase, erase mask
           length=self.depth, metadata_params={nn.PARTITION_NAME: "layers"})
       self.layers = stack(**kwargs)
     else:

@@ -27,12 +27,15 @@ def loss_sums(logits: jax.Array, batch: dict, z_loss: float = 0.0) -> dict[str, 
   Returns:
     {'nll': sum of token NLLs, 'z': sum of log(Z)^2, 'weight': number of targets, 'correct': argmax hits}
   """
-  logits = logits[:, :-1].astype(jnp.float32)
-  targets = batch["tokens"][:, 1:]
-  weights = target_weights(batch)
-  log_z = jax.nn.logsumexp(logits, axis=-1)
+  # Full-length arrays with the last column weighted 0, rather than slicing `logits[:, :-1]`:
+  # the slice would copy the largest activation of the step ([B, T, V]).
+  logits = logits.astype(jnp.float32)
+  targets = jnp.pad(batch["tokens"][:, 1:], ((0, 0), (0, 1)))
+  weights = jnp.pad(target_weights(batch), ((0, 0), (0, 1)))
+  max_logit = jax.lax.stop_gradient(jnp.max(logits, axis=-1))
+  log_z = max_logit + jnp.log(jnp.sum(jnp.exp(logits - max_logit[..., None]), axis=-1))
   target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
   nll = (log_z - target_logit) * weights
-  correct = (jnp.argmax(logits, axis=-1) == targets) * weights
+  correct = (target_logit >= max_logit) * weights  # argmax hit, without a second pass over V
   return {"nll": nll.sum(), "z": z_loss * (jnp.square(log_z) * weights).sum(),
           "weight": weights.sum(), "correct": correct.sum()}

@@ -32,10 +32,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def global_batch(local_batch: dict, mesh: Mesh, rules) -> dict:
-  """Per-process numpy batch -> global `jax.Array`s (each process contributes its rows)."""
+def global_batch(local_batch: dict, mesh: Mesh, rules, global_rows: int | None = None) -> dict:
+  """Per-process numpy batch -> global `jax.Array`s (each process contributes its rows).
+
+  `global_rows` must be given when processes share rows (fewer batch shards than processes);
+  without it JAX infers the global batch as the processes' rows side by side.
+  """
   sharding = batch_sharding(mesh, rules)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+  def to_global(x):
+    shape = None if global_rows is None else (global_rows,) + x.shape[1:]
+    return jax.make_array_from_process_local_data(sharding, x, shape)
+  return jax.tree.map(to_global, local_batch)
 
 
 def param_shardings(model, example_batch: dict, mesh: Mesh, rules):

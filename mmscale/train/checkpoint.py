@@ -21,7 +21,7 @@ class Checkpointer:
   """Thin policy layer over `ocp.CheckpointManager`: when to save, what to keep, how to resume."""
 
   def __init__(self, directory: str, *, save_every: int, keep: int, async_save: bool = True):
-    self.directory = os.path.abspath(directory)
+    self.directory = directory if "://" in directory else os.path.abspath(directory)  # gs://
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(

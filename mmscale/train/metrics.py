@@ -45,7 +45,7 @@ class StepLogger:
     self.pending = None
     self.last_push = None
     self.last_logged: dict[str, float] = {}
-    self.history_path = history_path if jax.process_index() == 0 else None
+    self.history = _History(history_path) if history_path and jax.process_index() == 0 else None
 
   def push(self, step: int, metrics) -> None:
     """Records step `step`'s (device) metrics and flushes the previous step's.
@@ -67,7 +67,7 @@ class StepLogger:
 
   def _flush(self, entry) -> None:
     step, metrics, step_time = entry
-    values = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+    values = {k: float(np.asarray(_local_value(v))) for k, v in metrics.items()}
     if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
       raise TrainingDivergedError(
           f"loss is {values['loss']} (grad norm {values['grad_norm']}) at step {step}; stopping. "
@@ -82,10 +82,43 @@ class StepLogger:
       values["mfu"] = self.flops_per_step / step_time / self.peak_flops_total
     self.last_logged = values
     self.writer.write_scalars(step, values)
-    if self.history_path:
-      with open(self.history_path, "a") as f:
-        f.write(json.dumps({"step": step, **values}) + "\n")
+    if self.history:
+      self.history.append(json.dumps({"step": step, **values}))
 
   def mark_time(self) -> None:
     """Restarts step timing (after checkpoints or evals, which are not train steps)."""
     self.last_push = None
+
+
+def _local_value(x):
+  """A replicated metric's value from this process's first shard.
+
+  `jax.device_get` refuses arrays that span processes; metrics are replicated, so any local
+  shard holds the whole value.
+  """
+  return x.addressable_data(0) if isinstance(x, jax.Array) else x
+
+
+class _History:
+  """metrics.jsonl: one JSON line per logged step, appended; on process 0 only.
+
+  Object stores (`gs://`) cannot append, so there the whole file is rewritten from memory (it is
+  small: one line per `log_every` steps), starting from what a previous run left.
+  """
+
+  def __init__(self, path: str):
+    self.path = path
+    self.remote = "://" in path
+    self.lines = None
+    if self.remote:
+      from etils import epath  # pylint: disable=import-outside-toplevel
+      self.path = epath.Path(path)
+      self.lines = self.path.read_text().splitlines() if self.path.exists() else []
+
+  def append(self, line: str) -> None:
+    if not self.remote:
+      with open(self.path, "a") as f:
+        f.write(line + "\n")
+      return
+    self.lines.append(line)
+    self.path.write_text("\n".join(self.lines) + "\n")

@@ -16,10 +16,14 @@ from typing import Protocol
 
 import flax.linen as nn
 import jax
+import numpy as np
+from etils import epath
+from jax.sharding import NamedSharding, PartitionSpec
 
 from mmscale.data import pipeline
 from mmscale.data.tokenizer import Tokenizer
 from mmscale.models import flops as flops_lib
+from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
 from mmscale.runtime import build_runtime
 from mmscale.train import metrics as metrics_lib
@@ -76,10 +80,37 @@ class _SignalFlag:
       signal.signal(sig, handler)
 
 
+class _StopVote:
+  """Makes every process stop after the same step when any of them is signalled.
+
+  A preemption's SIGTERM reaches the hosts of a slice at slightly different steps; a host that
+  stopped alone would leave the others waiting in a collective forever. Each step, the local
+  flags are max-reduced on the devices (a one-element collective dispatched behind the step) and
+  read one step later, when the host waits for that step's metrics anyway: all processes see
+  the same vote at the same step. One process: the flag itself, at once.
+  """
+
+  def __init__(self, mesh):
+    self.multi = jax.process_count() > 1
+    self.pending = None
+    if self.multi:
+      self.sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names))
+      self.reduce = jax.jit(lambda x: x.max(), out_shardings=NamedSharding(mesh, PartitionSpec()))
+
+  def __call__(self, raised: bool) -> bool:
+    if not self.multi:
+      return raised
+    local = [jax.device_put(np.full((1,), raised, np.int32), d)
+             for d in self.sharding.addressable_devices]
+    vote = self.reduce(jax.make_array_from_single_device_arrays(
+        (jax.device_count(),), self.sharding, local))
+    previous, self.pending = self.pending, vote
+    return previous is not None and bool(np.asarray(previous.addressable_data(0)))
+
+
 def _write_config(config, workdir: str) -> None:
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
 
 def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
@@ -87,9 +118,11 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   """Trains `config` in `workdir`, resuming from its latest checkpoint. Returns the context.
 
   `stop_at_step` ends the loop early (as a preemption would), for tests and sweeps.
+  `workdir` may be a local or shared path or a `gs://` URL (every process passes the same one).
   """
+  mesh_lib.check_mesh_fits(config, jax.device_count())  # first: a wrong mesh fails in seconds
   rt = build_runtime(config)
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   ctx = TrainContext(config=rt.config, workdir=workdir, mesh=rt.mesh, rules=rt.rules,
                      model=rt.model, tokenizer=rt.tokenizer)
   cfg, mesh, rules = ctx.config, ctx.mesh, ctx.rules
@@ -101,9 +134,11 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   tx, schedule = optim.make_optimizer(cfg.optim, total_steps, num_params)
   state, state_shardings = create_sharded_state(ctx.model, tx, cfg, mesh, rules,
                                                 jax.random.key(cfg.seed))
+  num_shards, local_shards = mesh_lib.process_batch_shards(mesh, rules)
   data_iter = pipeline.make_train_iterator(
       cfg.data, cfg.model, ctx.tokenizer, process_index=jax.process_index(),
-      process_count=jax.process_count(), seed=cfg.data.shuffle_seed)
+      process_count=jax.process_count(), seed=cfg.data.shuffle_seed, num_shards=num_shards,
+      shards=local_shards)
 
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
                               save_every=cfg.train.checkpoint_every,
@@ -112,7 +147,7 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   if checkpointer.latest_step() is not None:
     state, data_iter = checkpointer.restore(abstract_state(state), data_iter)
   _write_config(cfg, workdir)
-  start_step = int(jax.device_get(state.step))
+  start_step = int(np.asarray(state.step.addressable_data(0)))
   logging.info("model: %s parameters (%.2fM); lr peak %.3g; mesh %s; start step %d",
                num_params, num_params / 1e6, optim.peak_learning_rate(cfg.optim, num_params),
                dict(mesh.shape), start_step)
@@ -133,21 +168,23 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
 
   end_step = min(total_steps, stop_at_step or total_steps)
   step = start_step
+  vote = _StopVote(mesh)
   with jax.set_mesh(mesh), _SignalFlag() as flag:
     while step < end_step:
-      batch = sharding_rules.global_batch(next(data_iter), mesh, rules)
+      batch = sharding_rules.global_batch(next(data_iter), mesh, rules, global_rows=rows)
       ctx.state, metrics = step_fn(ctx.state, batch)
       step += 1
       logger.push(step, metrics)
       progress(step)
       for hook in hooks:
         hook(ctx, step)
-      stop = flag.raised or step == end_step
+      signalled = vote(flag.raised)
+      stop = signalled or step == end_step
       if step % cfg.train.checkpoint_every == 0 or stop:
         logger.finish()  # a diverged step raises here, before its state is saved
         checkpointer.save(step, ctx.state, data_iter, force=stop)
         logger.mark_time()
-      if flag.raised:
+      if signalled:
         ctx.stopped_by_signal = True
         break
     logger.finish()

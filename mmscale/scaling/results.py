@@ -1,0 +1,110 @@
+"""The results table: one row per finished point, written as DIR/results.json and DIR/results.csv.
+
+A row holds the point's coordinates (tags), its config spec and overrides, the git commit it ran
+at, the realised budget (steps, tokens = steps x batch x seq_len, FLOPs from
+`mmscale.models.flops`), the final training loss, every eval result (`vqa/accuracy/<qtype>`,
+`heldout/loss`, ...) and the arm's density (coverage, task diversity). The table is everything
+`tools/report.py` needs: the report regenerates from it with no run directories.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+
+from mmscale.models import flops as flops_lib
+
+FIRST_COLUMNS = ("name", "group", "arm", "size", "tokens", "seed", "config", "overrides",
+                 "git_commit", "steps", "batch_size", "seq_len", "tokens_trained", "flops",
+                 "final_loss", "wall_s", "coverage", "task_diversity")
+
+
+def git_commit(repo_dir: str) -> str:
+  """HEAD, with '+dirty' when the working tree has changes (the run is then not exactly HEAD)."""
+  def git(*args):
+    return subprocess.run(["git", "-C", repo_dir, *args], capture_output=True, text=True,
+                          check=False).stdout.strip()
+  head = git("rev-parse", "HEAD") or "unknown"
+  return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def budget(config) -> dict:
+  """What the point trains on: steps, tokens (packed rows x seq_len) and analytic FLOPs."""
+  rows, seq_len, steps = config.data.batch_size, config.data.seq_len, config.train.steps
+  per_seq = flops_lib.train_flops_per_sequence(config.model, seq_len,
+                                               config.data.max_images_per_seq)
+  return {"steps": steps, "batch_size": rows, "seq_len": seq_len,
+          "tokens_trained": steps * rows * seq_len, "flops": float(steps * rows * per_seq)}
+
+
+def read_metrics(workdir: str) -> dict:
+  """Final loss and step from the trainer's metrics.jsonl (the last logged line)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  last = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        if line.strip():
+          last = json.loads(line)
+  return {"final_loss": last.get("loss"), "final_step": last.get("step")}
+
+
+def read_eval(workdir: str) -> dict | None:
+  path = os.path.join(workdir, "eval", "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    results = json.load(f)
+  return {("eval_step" if k == "step" else k): v for k, v in results.items()}
+
+
+def make_row(point, config, workdir: str, commit: str, density: dict, wall_s) -> dict:
+  tags = point.tag_dict
+  row = {"name": point.name, "group": tags.get("group", ""), **tags, "config": point.config,
+         "overrides": json.dumps(point.override_dict, sort_keys=True), "git_commit": commit,
+         **budget(config), **read_metrics(workdir), "wall_s": wall_s, **density}
+  row.update(read_eval(workdir) or {})
+  return row
+
+
+def _columns(rows: list[dict]) -> list[str]:
+  seen = [c for c in FIRST_COLUMNS if any(c in r for r in rows)]
+  for r in rows:
+    seen += [k for k in r if k not in seen]
+  return seen
+
+
+def write_table(sweep_dir: str, rows: list[dict], failed: list[dict], pending: list[dict]) -> str:
+  """Writes results.json ({rows, failed, pending}) and results.csv (rows only)."""
+  with open(os.path.join(sweep_dir, "results.json"), "w") as f:
+    json.dump({"rows": rows, "failed": failed, "pending": pending}, f, indent=1, sort_keys=False)
+  path = os.path.join(sweep_dir, "results.csv")
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=_columns(rows))
+    writer.writeheader()
+    writer.writerows(rows)
+  return path
+
+
+def _number(text: str):
+  if text == "":
+    return None
+  try:
+    return float(text)
+  except ValueError:
+    return text
+
+
+def read_table(path: str) -> list[dict]:
+  """Rows from a sweep dir, a results.json or a results.csv (CSV cells parsed back to numbers)."""
+  if os.path.isdir(path):
+    path = os.path.join(path, "results.json") if os.path.exists(
+        os.path.join(path, "results.json")) else os.path.join(path, "results.csv")
+  if path.endswith(".json"):
+    with open(path) as f:
+      data = json.load(f)
+    return data["rows"] if isinstance(data, dict) else data
+  with open(path, newline="") as f:
+    return [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]

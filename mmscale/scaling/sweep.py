@@ -1,0 +1,179 @@
+"""The sweep loop: every point trained + evaluated once, resumable, into one results table.
+
+State lives in files under `DIR/points/<name>/` (also the point's workdir), so a sweep can be
+killed at any moment and rerun with the same command:
+- `DONE`:      the point's results-table row (JSON); the point is skipped from then on.
+- `FAILED`:    attempts and the log tail of the last failure; a rerun tries the point again.
+- `SUBMITTED`: a batch job id (slurm); the point is collected once its eval results exist.
+- `log.txt`:   every command run for the point and its output; `point.json`: spec and commands.
+A point whose eval results already exist (e.g. the sweep died after eval, before DONE) is
+collected without rerunning; the trainer itself resumes an interrupted run from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import logging
+import os
+import time
+
+from mmscale.scaling import density as density_lib
+from mmscale.scaling import results as results_lib
+from mmscale.scaling.launchers import Job, get_launcher
+
+LOG_TAIL_LINES = 30
+
+
+@dataclasses.dataclass
+class SweepOptions:
+  sweep_dir: str
+  launcher: str = "local"
+  dry_run: bool = False
+  only: str = ""  # fnmatch pattern (or substring) over point names
+  retries: int = 1  # extra attempts after a failure, per sweep run
+  collect_only: bool = False
+  remote_sweep_dir: str = ""  # where tpu/slurm workers see DIR (default: DIR itself)
+  repo_dir: str = "."  # for the git commit
+
+
+def select(points, pattern: str):
+  if not pattern:
+    return list(points)
+  glob = any(ch in pattern for ch in "*?[")
+  return [p for p in points if (fnmatch.fnmatch(p.name, pattern) if glob else pattern in p.name)]
+
+
+def _read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _write_json(path: str, obj) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)  # atomic: a kill never leaves half a marker
+
+
+def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+  if not os.path.exists(path):
+    return ""
+  with open(path, errors="replace") as f:
+    return "".join(f.readlines()[-lines:])
+
+
+class Sweep:
+  """Runs (or prints) the points of one sweep; see the module docstring for the file protocol."""
+
+  def __init__(self, points, opts: SweepOptions, launch_opts):
+    self.points, self.opts = points, opts
+    self.launcher = get_launcher(opts.launcher, launch_opts)
+    self.commit = results_lib.git_commit(opts.repo_dir)
+
+  def point_dir(self, point) -> str:
+    return os.path.join(self.opts.sweep_dir, "points", point.name)
+
+  def job(self, point) -> Job:
+    if self.opts.launcher == "local":
+      return Job(point, os.path.abspath(self.point_dir(point)))
+    root = self.opts.remote_sweep_dir or os.path.abspath(self.opts.sweep_dir)
+    return Job(point, os.path.join(root, "points", point.name))
+
+  def dry_run(self, out=print) -> None:
+    for point in self.points:
+      out(f"# {point.name}")
+      for command in self.launcher.commands(self.job(point)):
+        out(command)
+
+  def _collect(self, point, wall_s=None) -> dict | None:
+    """The point's row if its eval results exist (then DONE is written), else None."""
+    workdir = self.point_dir(point)
+    if results_lib.read_eval(workdir) is None:
+      return None
+    config = point.load()
+    components = _arm_components(point)
+    dens = density_lib.arm_density(config.data.world_dir, components,
+                                   os.path.join(self.opts.sweep_dir, "density"))
+    row = results_lib.make_row(point, config, workdir, self.commit, dens, wall_s)
+    _write_json(os.path.join(workdir, "DONE"), row)
+    for stale in ("FAILED", "SUBMITTED"):
+      if os.path.exists(os.path.join(workdir, stale)):
+        os.remove(os.path.join(workdir, stale))
+    return row
+
+  def _run_point(self, point) -> str:
+    """Runs one point with retries; returns its status."""
+    workdir = self.point_dir(point)
+    os.makedirs(workdir, exist_ok=True)
+    job = self.job(point)
+    _write_json(os.path.join(workdir, "point.json"), {
+        "name": point.name, "config": point.config, "overrides": point.override_dict,
+        "tags": point.tag_dict, "commands": self.launcher.commands(job), "git_commit": self.commit})
+    log_path = os.path.join(workdir, "log.txt")
+    failed_path = os.path.join(workdir, "FAILED")
+    previous = _read_json(failed_path)["attempts"] if os.path.exists(failed_path) else 0
+    for attempt in range(1, self.opts.retries + 2):
+      logging.info("point %s: attempt %d (%s)", point.name, attempt, self.opts.launcher)
+      start = time.time()
+      outcome = self.launcher.run(job, log_path)
+      if outcome.status == "submitted":
+        _write_json(os.path.join(workdir, "SUBMITTED"), {"job_id": outcome.detail})
+        return "submitted"
+      if outcome.status == "done" and self._collect(point, round(time.time() - start, 1)):
+        return "done"
+      detail = outcome.detail or "finished without eval/results.json"
+      _write_json(failed_path, {"attempts": previous + attempt, "error": detail,
+                                "log_tail": log_tail(log_path)})
+      logging.warning("point %s failed (%s)", point.name, detail)
+    return "failed"
+
+  def run(self) -> dict:
+    """Runs every unfinished point; writes the table; returns {status: [names]}."""
+    status = {}
+    for point in self.points:
+      workdir = self.point_dir(point)
+      if os.path.exists(os.path.join(workdir, "DONE")):
+        status[point.name] = "done"
+      elif self._collect(point) is not None:
+        status[point.name] = "done"
+      elif os.path.exists(os.path.join(workdir, "SUBMITTED")) or self.opts.collect_only:
+        status[point.name] = "submitted" if os.path.exists(
+            os.path.join(workdir, "SUBMITTED")) else "missing"
+      else:
+        status[point.name] = self._run_point(point)
+    self.write_table(status)
+    by_status = {}
+    for name, s in status.items():
+      by_status.setdefault(s, []).append(name)
+    return by_status
+
+  def write_table(self, status: dict) -> str:
+    rows, failed, pending = [], [], []
+    for point in self.points:
+      workdir = self.point_dir(point)
+      s = status.get(point.name)
+      if s == "done":
+        rows.append(_read_json(os.path.join(workdir, "DONE")))
+      elif s == "failed":
+        failed.append({"name": point.name, **_read_json(os.path.join(workdir, "FAILED"))})
+      elif s is not None:
+        pending.append({"name": point.name, "status": s})
+    return results_lib.write_table(self.opts.sweep_dir, rows, failed, pending)
+
+
+def _arm_components(point) -> list[str]:
+  """The arm's own world arms: the mixture at vqa_share=0 when the config takes that argument."""
+  from mmscale.scaling.spec import Point  # pylint: disable=import-outside-toplevel
+  tags = point.tag_dict
+  spec = point.config
+  if "vqa_share" in tags or "arm" in tags:
+    path, _, arg = spec.partition(":")
+    items = [i for i in arg.split(",") if i and not i.startswith("vqa_share=")]
+    spec = f"{path}:{','.join(items + ['vqa_share=0'])}"
+  try:
+    config = Point(point.name, spec, point.overrides).load()
+  except Exception:  # pylint: disable=broad-except  # a config without vqa_share: as it is
+    config = point.load()
+  return [k for k, w in config.data.mixture.items() if w > 0]
