@@ -11,13 +11,14 @@ some are still pending (submitted or, with --collect_only, missing). docs/scalin
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 
 from mmscale.scaling import spec as spec_lib
 from mmscale.scaling.launchers import LAUNCHERS, LaunchOptions
-from mmscale.scaling.sweep import Sweep, SweepOptions
+from mmscale.scaling.sweep import Sweep, SweepOptions, select
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +64,6 @@ def main(argv=None) -> int:
       slurm_gpus_per_node=args.slurm_gpus_per_node, slurm_partition=args.slurm_partition,
       slurm_time=args.slurm_time, slurm_extra=tuple(args.slurm_extra))
   points = spec_lib.load_sweep(args.sweep, spec_lib.parse_overrides(args.override))
-  from mmscale.scaling.sweep import select  # pylint: disable=import-outside-toplevel
   points = select(points, args.only)
   opts = SweepOptions(sweep_dir=args.sweep_dir, launcher=args.launcher, dry_run=args.dry_run,
                       only=args.only, retries=args.retries, collect_only=args.collect_only,
@@ -87,7 +87,6 @@ def main(argv=None) -> int:
 
 
 def _failures(sweep_dir: str) -> list[dict]:
-  import json  # pylint: disable=import-outside-toplevel
   with open(os.path.join(sweep_dir, "results.json")) as f:
     return json.load(f)["failed"]
 

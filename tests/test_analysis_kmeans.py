@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+from jax.sharding import AxisType
 
 from mmscale.analysis import kmeans
 
@@ -25,7 +26,7 @@ def test_recovers_well_separated_clusters():
 def test_sharded_equals_unsharded():
   points, _ = _blobs(n_per=50, k=6, d=5, seed=3)
   points = points[:296]  # 296 = 8 x 37, so both runs see the same points (no padding)
-  mesh = jax.make_mesh((8, 1), ("data", "fsdp"))
+  mesh = jax.make_mesh((8, 1), ("data", "fsdp"), axis_types=(AxisType.Auto,) * 2)  # as mesh.py
   single = kmeans.fit(points, 6, seed=2, max_iters=20)
   sharded = kmeans.fit(points, 6, seed=2, max_iters=20, mesh=mesh)
   np.testing.assert_allclose(sharded[0], single[0], rtol=1e-5, atol=1e-5)

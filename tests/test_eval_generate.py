@@ -31,7 +31,7 @@ def setup():
   return model, params, params_b, prompt
 
 
-@pytest.mark.parametrize("temperature,top_p", [(0.0, 1.0), (1.0, 0.9), (2.0, 1.0)])
+@pytest.mark.parametrize("temperature,top_p", [(0.0, 1.0), (1.0, 0.9)])
 def test_cache_equals_recompute(setup, temperature, top_p):
   model, params, _, prompt = setup
   kw = dict(max_new_tokens=N, temperature=temperature, top_p=top_p, rng=jax.random.key(3))

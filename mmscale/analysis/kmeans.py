@@ -61,11 +61,12 @@ def lloyd_step(points, weights, centroids):
 
   An empty cluster keeps its centroid (no re-seeding: a deterministic, jit-able rule).
   """
-  scores = _scores(points, centroids)
-  assign = jnp.argmin(scores, axis=-1)
-  inertia = jnp.sum(weights * jnp.maximum(
-      jnp.min(scores, -1) + jnp.sum(jnp.square(points), -1), 0.0))
-  onehot = jax.nn.one_hot(assign, centroids.shape[0], dtype=points.dtype) * weights[:, None]
+  assign = jnp.argmin(_scores(points, centroids), axis=-1)
+  hard = jax.nn.one_hot(assign, centroids.shape[0], dtype=points.dtype)
+  # The inertia from explicit differences: |x|^2 - 2 x.c + |c|^2 cancels badly far from 0.
+  nearest = jnp.einsum("nc,cd->nd", hard, centroids, precision=HIGHEST)
+  inertia = jnp.sum(weights * jnp.sum(jnp.square(points - nearest), -1))
+  onehot = hard * weights[:, None]
   counts = jnp.sum(onehot, axis=0)
   sums = jnp.einsum("nc,nd->cd", onehot, points, precision=HIGHEST)
   new = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1e-12)[:, None], centroids)

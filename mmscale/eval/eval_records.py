@@ -1,21 +1,27 @@
-"""The held-out evaluation records of a world (or any record dir of `vqa` records)."""
+"""The held-out evaluation records of a world: `eval/vqa` questions and `eval/caption` captions."""
 
 from __future__ import annotations
 
 import os
 
 from mmscale.data import records
+from mmscale.eval.settings import setting
 
 
-def eval_dir(config) -> str:
-  return os.path.join(config.data.world_dir, "eval", "vqa")
+def eval_dir(config, split: str = "vqa") -> str:
+  return os.path.join(config.data.world_dir, "eval", split)
 
 
-def load_eval_records(config) -> list[dict]:
-  """All eval records (up to `eval.max_examples` if > 0), in file order."""
+def read_records(directory: str, limit: int = 0) -> list[dict]:
+  """Records of a record directory in file order (the first `limit` if > 0)."""
   out = []
-  for rec in records.iter_records(eval_dir(config)):
+  for rec in records.iter_records(directory):
     out.append(rec)
-    if config.eval.max_examples and len(out) >= config.eval.max_examples:
+    if limit and len(out) >= limit:
       break
   return out
+
+
+def load_eval_records(config, split: str = "vqa") -> list[dict]:
+  """All records of `world_dir/eval/<split>` (up to `eval.max_examples` if > 0), in file order."""
+  return read_records(eval_dir(config, split), int(setting(config, "max_examples")))

@@ -63,6 +63,7 @@ class DecodeSettings:
   stop_ids: tuple[int, ...] = ()
   pad_id: int = 0
   logits_processor: LogitsProcessor | None = None
+  valid_vocab: int = 0  # > 0: ids >= this are never chosen (model vocab padded past the tokenizer)
 
 
 def left_pad(examples: list[dict], length: int, image_slots: int, num_image_tokens: int,
@@ -113,6 +114,9 @@ def init_cache(model: nn.Module, batch_rows: int, cache_len: int, prompt: dict):
 
 def _choose(settings: DecodeSettings, pass_logits: tuple, step, rng, done):
   """The shared token choice of both paths: combine passes, select, apply stops."""
+  if settings.valid_vocab:
+    valid = jnp.arange(pass_logits[0].shape[-1]) < settings.valid_vocab
+    pass_logits = tuple(jnp.where(valid, x, -jnp.inf) for x in pass_logits)
   if settings.logits_processor is None:
     logits = pass_logits[0]
   else:
@@ -199,7 +203,7 @@ def _generate_recompute(passes: tuple, params: tuple, prompt: dict, rng, *,
 def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
              max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
              stop_ids: tuple[int, ...] = (), pad_id: int = 0, rng: jax.Array | None = None,
-             logits_processor: LogitsProcessor | None = None,
+             logits_processor: LogitsProcessor | None = None, valid_vocab: int = 0,
              use_cache: bool = True) -> jax.Array:
   """Continuation of a left-padded prompt batch (see `left_pad`).
 
@@ -210,6 +214,8 @@ def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
     temperature, top_p: 0 = greedy; else sampling with key `fold_in(rng, step)`.
     stop_ids: a row emitting one of these keeps it and then emits `pad_id`.
     logits_processor: combines the passes' float[B, V] logits (default: the first pass's).
+    valid_vocab: > 0 masks ids >= valid_vocab in every pass (the tokenizer's size when the
+      model's vocabulary is padded beyond it, so decoded ids are always decodable).
     use_cache: False = the full-recompute reference (N full forward passes).
   Returns: int32[B, N] generated tokens.
   """
@@ -222,7 +228,8 @@ def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
   if max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
   settings = DecodeSettings(int(max_new_tokens), float(temperature), float(top_p),
-                            tuple(int(s) for s in stop_ids), int(pad_id), logits_processor)
+                            tuple(int(s) for s in stop_ids), int(pad_id), logits_processor,
+                            int(valid_vocab))
   rng = jax.random.key(0) if rng is None else rng
   fn = _generate_cached if use_cache else _generate_recompute
   return fn(passes, params, prompt, rng, settings=settings)

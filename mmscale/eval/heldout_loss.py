@@ -13,6 +13,7 @@ from mmscale.data.transforms import ExampleBuilder
 from mmscale.eval.context import EvalContext, batches_of
 from mmscale.eval.eval_records import load_eval_records
 from mmscale.eval.registry import register_evaluator
+from mmscale.eval.settings import setting
 from mmscale.models.loss import loss_sums
 
 
@@ -43,23 +44,32 @@ def _loss_sums(model: nn.Module, params, batch: dict) -> dict:
   return loss_sums(model.apply({"params": params}, batch), batch)
 
 
+def loss_of_examples(ctx: EvalContext, examples: list[dict], max_batches: int = 0) -> dict:
+  """Summed target NLL and target count over `examples` (one per row, `data.seq_len` columns):
+  {"nll", "weight", "loss" (mean), "perplexity"}. Padding rows repeat a real one and count 0."""
+  cfg = ctx.config
+  rows = ctx.rows_per_batch()
+  if max_batches:
+    examples = examples[:max_batches * rows]
+  size = cfg.model.vit.image_size
+  nll = weight = 0.0
+  for chunk, n_real in batches_of(examples, rows):
+    batch = pad_rows(chunk, cfg.data.seq_len, cfg.data.max_images_per_seq,
+                     cfg.model.connector.num_tokens, (size, size, 3))
+    batch["mask_loss"][n_real:] = 0
+    sums = jax.device_get(_loss_sums(ctx.model, ctx.params, ctx.to_global(batch)))
+    nll += float(sums["nll"])
+    weight += float(sums["weight"])
+  loss = nll / max(weight, 1.0)
+  return {"nll": nll, "weight": weight, "loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+
 @register_evaluator("heldout_loss")
 def evaluate_heldout_loss(ctx: EvalContext) -> dict[str, float]:
   cfg = ctx.config
   builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
                            num_image_tokens=cfg.model.connector.num_tokens)
   examples = [builder(rec) for rec in load_eval_records(cfg)]
-  rows = ctx.rows_per_batch()
-  limit = cfg.eval.loss_batches * rows if cfg.eval.loss_batches else len(examples)
-  size = cfg.model.vit.image_size
-  nll = weight = 0.0
-  for chunk, n_real in batches_of(examples[:limit], rows):
-    batch = pad_rows(chunk, cfg.data.seq_len, cfg.data.max_images_per_seq,
-                     cfg.model.connector.num_tokens, (size, size, 3))
-    batch["mask_loss"][n_real:] = 0  # padding rows repeat a real one: do not count them twice
-    sums = jax.device_get(_loss_sums(ctx.model, ctx.params, ctx.to_global(batch)))
-    nll += float(sums["nll"])
-    weight += float(sums["weight"])
-  loss = nll / max(weight, 1.0)
-  return {"heldout/loss": loss, "heldout/perplexity": math.exp(min(loss, 50.0)),
-          "heldout/targets": weight}
+  sums = loss_of_examples(ctx, examples, int(setting(cfg, "loss_batches")))
+  return {"heldout/loss": sums["loss"], "heldout/perplexity": sums["perplexity"],
+          "heldout/targets": sums["weight"]}

@@ -3,48 +3,87 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 
 import flax.linen as nn
 import jax
 
 from mmscale.eval.context import EvalContext
 from mmscale.eval.registry import get_evaluator
+from mmscale.eval.settings import setting
 
-DEFAULT_EVALS = ("heldout_loss", "vqa")
+DEFAULT_EVALS = ("heldout_loss", "vqa", "caption", "pairs", "text", "fewshot")
+
+
+def configured_evals(config) -> tuple[str, ...]:
+  """`eval.evals` when set, else DEFAULT_EVALS."""
+  names = setting(config, "evals")
+  if isinstance(names, str):
+    names = [n for n in names.split(",") if n]
+  return tuple(names) or DEFAULT_EVALS
 
 
 def run_evaluators(ctx: EvalContext, names=DEFAULT_EVALS) -> dict[str, float]:
+  """All `names` in order; every process runs them (collectives) and gets the same results."""
   results = {}
   with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(ctx.rules):
     for name in names:
+      start = time.time()
       results.update(get_evaluator(name)(ctx))
+      logging.info("evaluator %s: %.1fs", name, time.time() - start)
   return results
 
 
 def write_results(workdir: str, step: int, results: dict) -> str:
-  """Writes results on process 0; returns the path of results.json."""
+  """Writes on process 0 `step_<N>.json` (this run's results) and `results.json`: the latest
+  value of every metric so far (evaluators on different schedules each leave their newest
+  results), with `step` and `metric_steps` (metric -> step it was computed at). Returns the
+  path of results.json."""
   directory = os.path.join(workdir, "eval")
   path = os.path.join(directory, "results.json")
   if jax.process_index() == 0:
     os.makedirs(directory, exist_ok=True)
-    payload = json.dumps({"step": step, **results}, indent=2, sort_keys=True)
-    for name in ("results.json", f"step_{step}.json"):
-      with open(os.path.join(directory, name), "w") as f:
-        f.write(payload + "\n")
+    latest = {}
+    if os.path.isfile(path):
+      with open(path) as f:
+        latest = json.load(f)
+    metric_steps = {**latest.pop("metric_steps", {}), **{k: step for k in results}}
+    latest.pop("step", None)
+    latest.update(results)
+    with open(os.path.join(directory, f"step_{step}.json"), "w") as f:
+      f.write(json.dumps({"step": step, **results}, indent=2, sort_keys=True) + "\n")
+    with open(path, "w") as f:
+      f.write(json.dumps({"step": step, **latest, "metric_steps": metric_steps}, indent=2,
+                         sort_keys=True) + "\n")
   return path
 
 
 def format_table(results: dict) -> str:
-  """The per-type accuracy vs majority-baseline table printed after the main job."""
+  """Per-type accuracy (exact / soft) vs majority baseline, then the other evaluators' headlines."""
+  lines = []
   qtypes = sorted(k.split("/")[-1] for k in results if k.startswith("vqa/majority/"))
-  lines = [f"{'question type':<14} {'n':>6} {'accuracy':>9} {'majority':>9}"]
-  for qtype in qtypes:
-    lines.append(f"{qtype:<14} {int(results[f'vqa/count/{qtype}']):>6} "
-                 f"{results[f'vqa/accuracy/{qtype}']:>9.3f} {results[f'vqa/majority/{qtype}']:>9.3f}")
-  if "vqa/accuracy/all" in results:
-    lines.append(f"{'all':<14} {int(results['vqa/count/all']):>6} {results['vqa/accuracy/all']:>9.3f}")
-  if "heldout/loss" in results:
-    lines.append(f"held-out loss {results['heldout/loss']:.3f}, "
-                 f"perplexity {results['heldout/perplexity']:.2f}")
+  if qtypes or "vqa/accuracy/all" in results:
+    lines.append(f"{'question type':<14} {'n':>6} {'accuracy':>9} {'soft':>6} {'majority':>9}")
+    for qtype in qtypes + ["all"]:
+      if f"vqa/accuracy/{qtype}" not in results:
+        continue
+      majority = results.get(f"vqa/majority/{qtype}")
+      lines.append(f"{qtype:<14} {int(results[f'vqa/count/{qtype}']):>6} "
+                   f"{results[f'vqa/accuracy/{qtype}']:>9.3f} "
+                   f"{results.get(f'vqa/soft_accuracy/{qtype}', float('nan')):>6.3f} "
+                   + (f"{majority:>9.3f}" if majority is not None else ""))
+  shots = sorted(int(k.split("/")[1][:-4]) for k in results
+                 if k.startswith("fewshot/") and k.endswith("/accuracy/all"))
+  if shots:
+    lines.append("few-shot accuracy: " + ", ".join(
+        f"{s}-shot {results[f'fewshot/{s}shot/accuracy/all']:.3f}" for s in shots))
+  for key, label in (("pairs/accuracy/all", "multi-image accuracy"),
+                     ("caption/cider_d", "caption CIDEr-D"), ("caption/bleu4", "caption BLEU-4"),
+                     ("text/perplexity", "text perplexity"),
+                     ("text/fact_accuracy/all", "text-only fact accuracy"),
+                     ("heldout/perplexity", "held-out VQA perplexity")):
+    if key in results:
+      lines.append(f"{label}: {results[key]:.3f}")
   return "\n".join(lines)

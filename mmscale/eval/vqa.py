@@ -1,7 +1,9 @@
-"""Exact-match VQA by greedy decoding with the KV cache, overall and per question type.
+"""VQA by decoding with the KV cache: exact match and VQAv2 soft accuracy, per question type.
 
 Beside each accuracy we report the majority-answer baseline of the same questions (the accuracy
 of always answering the most frequent answer of that type), so "learned" is visible at a glance.
+Two sources share the scoring: the world's held-out `eval/vqa` (`vqa`) and a local VQA JSON file
+(`vqa_file`, `eval.vqa_json`).
 """
 
 from __future__ import annotations
@@ -9,15 +11,14 @@ from __future__ import annotations
 import collections
 
 from mmscale.data.transforms import ExampleBuilder
-from mmscale.eval import generate
-from mmscale.eval.context import EvalContext, batches_of
+from mmscale.errors import ConfigError
+from mmscale.eval import local_files
+from mmscale.eval.answers import normalize_answer, soft_accuracy
+from mmscale.eval.context import EvalContext
 from mmscale.eval.eval_records import load_eval_records
+from mmscale.eval.predict import generate_texts
 from mmscale.eval.registry import register_evaluator
-
-
-def normalize_answer(text: str) -> str:
-  """Lowercase, single-spaced, without surrounding punctuation (VQA-style normalisation)."""
-  return " ".join(text.lower().strip().strip(".?!,").split())
+from mmscale.eval.settings import setting
 
 
 def majority_baseline(answers: list[str]) -> float:
@@ -25,44 +26,51 @@ def majority_baseline(answers: list[str]) -> float:
   return counts.most_common(1)[0][1] / len(answers) if answers else 0.0
 
 
-def summarize(qtypes: list[str], answers: list[str], predictions: list[str]) -> dict[str, float]:
-  """Accuracy and majority baseline overall and per qtype, from aligned lists."""
+def summarize(qtypes: list[str], answers: list[list[str]], predictions: list[str],
+              prefix: str = "vqa") -> dict[str, float]:
+  """Exact match (vs the first answer), soft accuracy and majority baseline, overall and per
+  qtype. `answers` and `predictions` are normalised and aligned with `qtypes`."""
   out = {}
   groups = collections.defaultdict(list)
-  for qtype, answer, pred in zip(qtypes, answers, predictions):
-    groups[qtype].append((answer, pred))
-    groups["all"].append((answer, pred))
-  for qtype, pairs in sorted(groups.items()):
-    out[f"vqa/accuracy/{qtype}"] = sum(a == p for a, p in pairs) / len(pairs)
+  for qtype, refs, pred in zip(qtypes, answers, predictions):
+    groups[qtype].append((refs, pred))
+    groups["all"].append((refs, pred))
+  for qtype, items in sorted(groups.items()):
+    n = len(items)
+    out[f"{prefix}/accuracy/{qtype}"] = sum(refs[0] == p for refs, p in items) / n
+    out[f"{prefix}/soft_accuracy/{qtype}"] = sum(soft_accuracy(p, refs) for refs, p in items) / n
     if qtype != "all":
-      out[f"vqa/majority/{qtype}"] = majority_baseline([a for a, _ in pairs])
-    out[f"vqa/count/{qtype}"] = len(pairs)
+      out[f"{prefix}/majority/{qtype}"] = majority_baseline([refs[0] for refs, _ in items])
+    out[f"{prefix}/count/{qtype}"] = n
   return out
 
 
-def predict(ctx: EvalContext, prompts: list[dict]) -> list[str]:
-  """Greedy answers (decoded text) for prompt examples, batched and sharded like training."""
-  cfg, tok = ctx.config, ctx.tokenizer
-  length = max(len(p["tokens"]) for p in prompts)
-  size = cfg.model.vit.image_size
-  texts = []
-  for chunk, n_real in batches_of(prompts, ctx.rows_per_batch()):
-    batch = generate.left_pad(chunk, length, cfg.data.max_images_per_seq,
-                              cfg.model.connector.num_tokens, (size, size, 3))
-    out = generate.greedy_generate(ctx.model, ctx.params, ctx.to_global(batch),
-                                   max_new_tokens=cfg.eval.max_decode_len)
-    ids = generate.cut_at_stop(ctx.to_host(out)[:n_real], (tok.eos_id, tok.pad_id))
-    texts += [tok.decode(row) for row in ids]
-  return texts
+def score_vqa_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[str, float]:
+  """Decodes an answer for every VQA record and scores it (`summarize`)."""
+  cfg = ctx.config
+  builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
+                           num_image_tokens=cfg.model.connector.num_tokens)
+  prompts = [builder(rec, prompt_only=True) for rec in recs]
+  texts = generate_texts(ctx, prompts, max_new_tokens=int(setting(cfg, "max_decode_len")))
+  predictions = [normalize_answer(t) for t in texts]
+  answers = [[normalize_answer(a) for a in rec["meta"].get("answers") or [rec["meta"]["answer"]]]
+             for rec in recs]
+  qtypes = [str(rec["meta"].get("qtype") or "all") for rec in recs]
+  return summarize(qtypes, answers, predictions, prefix)
 
 
 @register_evaluator("vqa")
 def evaluate_vqa(ctx: EvalContext) -> dict[str, float]:
-  recs = load_eval_records(ctx.config)
-  builder = ExampleBuilder(ctx.tokenizer, image_size=ctx.config.model.vit.image_size,
-                           num_image_tokens=ctx.config.model.connector.num_tokens)
-  prompts = [builder(rec, prompt_only=True) for rec in recs]
-  predictions = [normalize_answer(p) for p in predict(ctx, prompts)]
-  answers = [normalize_answer(str(rec["meta"]["answer"])) for rec in recs]
-  qtypes = [str(rec["meta"].get("qtype", "all")) for rec in recs]
-  return summarize(qtypes, answers, predictions)
+  """The world's held-out questions (types attribute / count / relation / knowledge)."""
+  return score_vqa_records(ctx, load_eval_records(ctx.config), "vqa")
+
+
+@register_evaluator("vqa_file")
+def evaluate_vqa_file(ctx: EvalContext) -> dict[str, float]:
+  """A local VQA JSON file (`eval.vqa_json`, images under `eval.image_root`)."""
+  path = setting(ctx.config, "vqa_json")
+  if not path:
+    raise ConfigError("eval.vqa_json", "the vqa_file evaluator needs a VQA JSON path")
+  recs = local_files.load_vqa_json(path, setting(ctx.config, "image_root"),
+                                   int(setting(ctx.config, "max_examples")))
+  return score_vqa_records(ctx, recs, "vqa_file")

@@ -53,11 +53,13 @@ def _hybrid_devices(sizes: tuple[int, ...], num_slices: int, devices) -> np.ndar
   return mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices)
 
 
-def check_mesh_fits(config, num_devices: int) -> dict[str, int]:
+def check_mesh_fits(config, num_devices: int, num_processes: int | None = None) -> dict[str, int]:
   """`resolve_mesh_shape`, with a failure message naming the mesh, the devices and a mesh that fits.
 
   Multi-host launches reach this right after `jax.distributed.initialize` (before any state is
-  built or compiled), so a mesh written for another slice size fails in seconds on every host.
+  built or compiled), so a mesh written for another slice size fails in seconds on every host. Launchers call it
+  with the target's device and host counts before they start anything (`num_processes`; default
+  this runtime's).
   """
   try:
     return resolve_mesh_shape(config, num_devices)
@@ -68,7 +70,7 @@ def check_mesh_fits(config, num_devices: int) -> dict[str, int]:
     fixed = {a: (s if s > 0 else 1) for a, s in asked.items()}
     fit = suggest_mesh(fixed, num_devices)
     flags = " ".join(f"--config.mesh.shape.{a}={s}" for a, s in fit.items())
-    procs = jax.process_count()
+    procs = jax.process_count() if num_processes is None else num_processes
     raise ConfigError(e.field, f"mesh {asked} does not fit {num_devices} devices ({procs} "
                       f"process(es) x {num_devices // procs} local); a mesh that fits "
                       f"{num_devices} devices: {fit} ({flags}). Cause: {e}") from None
@@ -97,6 +99,21 @@ def distributed_env() -> str:
   return "none"
 
 
+def _slurm_local_device_ids() -> list[int] | None:
+  """GPUs this SLURM task drives. JAX alone assumes one GPU per task, GPU = SLURM_LOCALID:
+  right for `--ntasks-per-node=<gpus>` without binding, wrong when SLURM binds one GPU per task
+  (the task sees it as GPU 0) or when one task per node drives all of them."""
+  visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+  if not visible:
+    return None
+  nodes = int(os.environ.get("SLURM_STEP_NUM_NODES") or os.environ.get("SLURM_NNODES") or 1)
+  if len(visible) == 1:
+    return [0]
+  if _slurm_tasks() <= nodes:  # one task per node: all its GPUs
+    return list(range(len(visible)))
+  return None
+
+
 def maybe_initialize_distributed() -> None:
   """Starts JAX's multi-controller runtime when the environment describes several processes.
 
@@ -122,7 +139,7 @@ def maybe_initialize_distributed() -> None:
       raise RuntimeError(f"SLURM job with {_slurm_tasks()} tasks but no srun step environment: "
                          "start training with `srun python -m mmscale.train ...` "
                          "(launch/slurm_gpu.sbatch does)")
-    jax.distributed.initialize()
+    jax.distributed.initialize(local_device_ids=_slurm_local_device_ids())
   elif env == "tpu":
     jax.distributed.initialize()
   logging.info("process %d of %d, %d local / %d global devices", jax.process_index(),

@@ -2,7 +2,8 @@
 
 A row holds the point's coordinates (tags), its config spec and overrides, the git commit it ran
 at, the realised budget (steps, tokens = steps x batch x seq_len, FLOPs from
-`mmscale.models.flops`), the final training loss, every eval result (`vqa/accuracy/<qtype>`,
+the trainer's own analytic
+count, `mmscale.models.flops`, read back from its log), the final training loss, every eval result (`vqa/accuracy/<qtype>`,
 `heldout/loss`, ...) and the arm's density (coverage, task diversity). The table is everything
 `tools/report.py` needs: the report regenerates from it with no run directories.
 """
@@ -13,8 +14,6 @@ import csv
 import json
 import os
 import subprocess
-
-from mmscale.models import flops as flops_lib
 
 FIRST_COLUMNS = ("name", "group", "arm", "size", "tokens", "seed", "config", "overrides",
                  "git_commit", "steps", "batch_size", "seq_len", "tokens_trained", "flops",
@@ -31,24 +30,35 @@ def git_commit(repo_dir: str) -> str:
 
 
 def budget(config) -> dict:
-  """What the point trains on: steps, tokens (packed rows x seq_len) and analytic FLOPs."""
+  """What the point trains on: steps, rows, seq_len and tokens = steps x rows x seq_len."""
   rows, seq_len, steps = config.data.batch_size, config.data.seq_len, config.train.steps
-  per_seq = flops_lib.train_flops_per_sequence(config.model, seq_len,
-                                               config.data.max_images_per_seq)
   return {"steps": steps, "batch_size": rows, "seq_len": seq_len,
-          "tokens_trained": steps * rows * seq_len, "flops": float(steps * rows * per_seq)}
+          "tokens_trained": steps * rows * seq_len}
 
 
 def read_metrics(workdir: str) -> dict:
-  """Final loss and step from the trainer's metrics.jsonl (the last logged line)."""
+  """Final loss and step from the trainer's metrics.jsonl (the last logged line), and the
+  training FLOPs per token.
+
+  FLOPs per token come from the trainer's log: `tflops_per_device / tokens_per_s_per_device`
+  is its analytic `flops_per_step / tokens_per_step` (step time and device count cancel), so
+  the count is `mmscale.models.flops` exactly, without this package importing `models`
+  (setup.cfg: scaling reaches training only through its entry point). A `flops_per_step` key,
+  when the log has one, is used as is."""
   path = os.path.join(workdir, "metrics.jsonl")
-  last = {}
+  last, per_token = {}, None
   if os.path.exists(path):
     with open(path) as f:
       for line in f:
-        if line.strip():
-          last = json.loads(line)
-  return {"final_loss": last.get("loss"), "final_step": last.get("step")}
+        if not line.strip():
+          continue
+        last = json.loads(line)
+        if last.get("flops_per_step") and last.get("tokens_per_step"):
+          per_token = last["flops_per_step"] / last["tokens_per_step"]
+        elif last.get("tflops_per_device") and last.get("tokens_per_s_per_device"):
+          per_token = 1e12 * last["tflops_per_device"] / last["tokens_per_s_per_device"]
+  return {"final_loss": last.get("loss"), "final_step": last.get("step"),
+          "flops_per_token": per_token}
 
 
 def read_eval(workdir: str) -> dict | None:
@@ -65,6 +75,8 @@ def make_row(point, config, workdir: str, commit: str, density: dict, wall_s) ->
   row = {"name": point.name, "group": tags.get("group", ""), **tags, "config": point.config,
          "overrides": json.dumps(point.override_dict, sort_keys=True), "git_commit": commit,
          **budget(config), **read_metrics(workdir), "wall_s": wall_s, **density}
+  if row["flops_per_token"] is not None:
+    row["flops"] = row["flops_per_token"] * row["tokens_trained"]
   row.update(read_eval(workdir) or {})
   return row
 

@@ -22,6 +22,7 @@ import time
 from mmscale.scaling import density as density_lib
 from mmscale.scaling import results as results_lib
 from mmscale.scaling.launchers import Job, get_launcher
+from mmscale.scaling.spec import Point
 
 LOG_TAIL_LINES = 30
 
@@ -165,7 +166,6 @@ class Sweep:
 
 def _arm_components(point) -> list[str]:
   """The arm's own world arms: the mixture at vqa_share=0 when the config takes that argument."""
-  from mmscale.scaling.spec import Point  # pylint: disable=import-outside-toplevel
   tags = point.tag_dict
   spec = point.config
   if "vqa_share" in tags or "arm" in tags:

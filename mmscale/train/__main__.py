@@ -28,7 +28,7 @@ def main(argv):
     sys.exit(f"error: {e}")
   if ctx.stopped_by_signal:
     logging.info("stopped by signal at step %d; rerun the same command to resume",
-                 int(ctx.state.step))
+                 int(ctx.state.step.addressable_data(0)))  # multi-host: read a local shard
 
 
 if __name__ == "__main__":

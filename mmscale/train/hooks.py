@@ -5,22 +5,27 @@ from __future__ import annotations
 import logging
 
 from mmscale.eval.context import EvalContext
-from mmscale.eval.runner import DEFAULT_EVALS, format_table, run_evaluators, write_results
+from mmscale.eval.runner import configured_evals, format_table, run_evaluators, write_results
+from mmscale.eval.schedule import due_evaluators
 
 
 class EvalHook:
-  """Runs the evaluators every `every` steps and at the last step, writing results + scalars."""
+  """Runs the due evaluators (`mmscale.eval.schedule`) after a step, on every process, and writes
+  results to W/eval/ and the metric writers. `every` is the interval of evaluators without their
+  own `eval.every` entry; `names` defaults to `eval.evals` (else the runner's defaults)."""
 
-  def __init__(self, every: int, names=DEFAULT_EVALS):
+  def __init__(self, every: int, names=None):
     self.every = every
-    self.names = tuple(names)
+    self.names = tuple(names) if names is not None else None
 
   def __call__(self, ctx, step: int) -> None:
-    if not self.every or (step % self.every and step != ctx.config.train.steps):
+    names = self.names if self.names is not None else configured_evals(ctx.config)
+    due = due_evaluators(ctx.config, names, step, self.every)
+    if not due:
       return
     eval_ctx = EvalContext(config=ctx.config, model=ctx.model, params=ctx.state.params,
                            tokenizer=ctx.tokenizer, mesh=ctx.mesh, rules=ctx.rules)
-    results = run_evaluators(eval_ctx, self.names)
+    results = run_evaluators(eval_ctx, due)
     write_results(ctx.workdir, step, results)
     ctx.writer.write_scalars(step, {k: v for k, v in results.items() if "/count/" not in k})
-    logging.info("eval at step %d:\n%s", step, format_table(results))
+    logging.info("eval at step %d (%s):\n%s", step, ",".join(due), format_table(results))

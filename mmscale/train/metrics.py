@@ -74,6 +74,8 @@ class StepLogger:
           "The last good checkpoint is kept; lower optim.lr or check the data.")
     if step % self.log_every and step != 1:
       return
+    values["flops_per_step"] = self.flops_per_step
+    values["tokens_per_step"] = self.tokens_per_step
     if step_time:  # the first step includes compilation: no speed figures for it
       values["step_time_s"] = step_time
       values["tokens_per_s"] = self.tokens_per_step / step_time

@@ -1,0 +1,174 @@
+"""The modality-balance probe on a run's VQA eval: calibration, erasure evaluations, TCCD sweep.
+
+- Calibration: hidden states of full examples (prompt + answer) of training-arm records (default
+  the world's `vqa` arm: held-out eval questions never shape the centroids), K-means per
+  modality and layer (`centroids.fit_centroids`).
+- Erasure: exact-match VQA per question type with no erasure, text erased, image erased (all
+  chosen layers at once); drop = baseline accuracy - erased accuracy (positive = worse), and
+  ratio = text drop / image drop (the paper reports ~4 on 7 pretrained MLLMs).
+- TCCD: the same evaluation decoded with `contrastive.tccd_generate` for each alpha.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+
+import numpy as np
+
+from mmscale.analysis import centroids as centroids_lib
+from mmscale.analysis import contrastive, decode, hidden
+from mmscale.data import records
+from mmscale.data.transforms import ExampleBuilder
+from mmscale.eval import generate
+from mmscale.eval.vqa import normalize_answer
+from mmscale.eval.context import EvalContext, batches_of
+from mmscale.eval.eval_records import load_eval_records
+
+
+def _builder(ctx: EvalContext) -> ExampleBuilder:
+  return ExampleBuilder(ctx.tokenizer, image_size=ctx.config.model.vit.image_size,
+                        num_image_tokens=ctx.config.model.connector.num_tokens)
+
+
+def _batches(ctx: EvalContext, examples: list[dict]):
+  """(global left-padded batch, n_real) over `examples`, one padded length for the whole set."""
+  cfg = ctx.config
+  length = max(len(e["tokens"]) for e in examples)
+  size = cfg.model.vit.image_size
+  for chunk, n_real in batches_of(examples, ctx.rows_per_batch()):
+    batch = generate.left_pad(chunk, length, cfg.data.max_images_per_seq,
+                              cfg.model.connector.num_tokens, (size, size, 3))
+    yield ctx.to_global(batch), n_real
+
+
+def calibration_examples(ctx: EvalContext, arms=("vqa",), per_arm: int = 2000) -> list[dict]:
+  """Full examples (with answers/targets) of the first `per_arm` records of each world arm."""
+  build = _builder(ctx)
+  out = []
+  for arm in arms:
+    directory = os.path.join(ctx.config.data.world_dir, "arms", arm)
+    for rec in itertools.islice(records.iter_records(directory), per_arm):
+      out.append(build(rec))
+  return out
+
+
+def fit_probe_centroids(ctx: EvalContext, layers, k: int, *, arms=("vqa",), per_arm: int = 2000,
+                        seed: int = 0, max_points: int = 0) -> centroids_lib.CentroidSet:
+  """Collects hidden states on the calibration set and fits the centroid set (sharded K-means)."""
+  examples = calibration_examples(ctx, arms, per_arm)
+  states = hidden.collect(ctx.model, ctx.params, _batches(ctx, examples), tuple(layers),
+                          ctx.to_host)
+  cset = centroids_lib.fit_centroids(states, layers, k, seed=seed, mesh=ctx.mesh,
+                                     max_points=max_points)
+  cset.meta.update(calibration={"arms": list(arms), "per_arm": per_arm,
+                                "examples": len(examples)}, seed=seed)
+  return cset
+
+
+def eval_questions(ctx: EvalContext, max_examples: int = 0):
+  """(prompts, normalised answers, qtypes) of the VQA eval; an evenly strided subset of at most
+  `max_examples` (> 0) records, since the records are grouped by scene and question type."""
+  recs = load_eval_records(ctx.config)
+  if max_examples and len(recs) > max_examples:
+    recs = recs[::-(-len(recs) // max_examples)][:max_examples]
+  build = _builder(ctx)
+  prompts = [build(r, prompt_only=True) for r in recs]
+  answers = [normalize_answer(str(r["meta"]["answer"])) for r in recs]
+  qtypes = [str(r["meta"].get("qtype", "all")) for r in recs]
+  return prompts, answers, qtypes
+
+
+def score(qtypes: list[str], answers: list[str], predictions: list[str]) -> dict[str, dict]:
+  """{"accuracy": {qtype|all: exact match}, "majority": {qtype: most-frequent-answer rate},
+  "count": {qtype|all: n}} from aligned normalised lists. Kept here (not the evaluator's
+  summary) so the probe's numbers do not move with evaluator output formats."""
+  groups = collections.defaultdict(list)
+  for q, a, p in zip(qtypes, answers, predictions):
+    groups[q].append((a, p))
+    groups["all"].append((a, p))
+  return {
+      "accuracy": {q: sum(a == p for a, p in v) / len(v) for q, v in sorted(groups.items())},
+      "majority": {q: collections.Counter(a for a, _ in v).most_common(1)[0][1] / len(v)
+                   for q, v in sorted(groups.items()) if q != "all"},
+      "count": {q: len(v) for q, v in sorted(groups.items())},
+  }
+
+
+def evaluate(ctx: EvalContext, questions, generate_fn) -> dict[str, dict]:
+  """`score` of `generate_fn(global prompt batch) -> int32[B, N]` answers (cut at EOS/pad)."""
+  prompts, answers, qtypes = questions
+  tok = ctx.tokenizer
+  predictions = []
+  for batch, n_real in _batches(ctx, prompts):
+    ids = generate.cut_at_stop(ctx.to_host(generate_fn(batch))[:n_real],
+                               (tok.eos_id, tok.pad_id))
+    predictions += [normalize_answer(tok.decode(row)) for row in ids]
+  return score(qtypes, answers, predictions)
+
+
+def drops(base: dict, text: dict, image: dict) -> dict[str, dict]:
+  """Per qtype (and 'all'): accuracies, drops (base - erased) and text/image drop ratio
+  (None when the image drop is 0)."""
+  b, t, i = base["accuracy"], text["accuracy"], image["accuracy"]
+  out = {}
+  for q in b:
+    dt, di = b[q] - t[q], b[q] - i[q]
+    out[q] = {"base": b[q], "text_erased": t[q], "image_erased": i[q], "text_drop": dt,
+              "image_drop": di, "ratio": dt / di if di else None}
+  return out
+
+
+def run(ctx: EvalContext, cset, *, alphas=(0.0, 0.5, 1.0, 2.0), beta: float = 0.1,
+        max_examples: int = 0, log=print) -> dict:
+  """Erasure evaluations and the TCCD alpha sweep; returns the JSON-ready result."""
+  depth = ctx.config.model.decoder.depth
+  max_len = ctx.config.eval.max_decode_len
+  questions = eval_questions(ctx, max_examples)
+  model, params = ctx.model, ctx.params
+  layers = {m: centroids_lib.erase_layers(cset, m, depth) for m in ("text", "image")}
+  runs = {
+      "none": lambda b: decode.erased_generate(model, params, b, None, max_new_tokens=max_len),
+      "text": lambda b: decode.erased_generate(model, params, b, layers["text"],
+                                               modality="text", max_new_tokens=max_len),
+      "image": lambda b: decode.erased_generate(model, params, b, layers["image"],
+                                                modality="image", max_new_tokens=max_len),
+  }
+  summaries = {}
+  for name, fn in runs.items():
+    summaries[name] = evaluate(ctx, questions, fn)
+    log(f"erase={name}: accuracy {summaries[name]['accuracy']['all']:.4f}")
+  tccd = {}
+  for alpha in alphas:
+    fn = lambda b, a=alpha: contrastive.tccd_generate(model, params, b, layers["text"], a, beta,
+                                                     max_new_tokens=max_len)
+    tccd[str(alpha)] = evaluate(ctx, questions, fn)["accuracy"]
+    log(f"tccd alpha={alpha} beta={beta}: accuracy {tccd[str(alpha)]['all']:.4f}")
+  base = summaries["none"]["accuracy"]
+  return {
+      "layers": list(cset.layers), "k": cset.k, "beta": beta, "alphas": list(alphas),
+      "num_questions": len(questions[0]),
+      "counts": summaries["none"]["count"], "majority": summaries["none"]["majority"],
+      "erasure": drops(summaries["none"], summaries["text"], summaries["image"]),
+      "tccd": {a: {q: {"accuracy": acc[q], "gain": acc[q] - base[q]} for q in acc}
+               for a, acc in tccd.items()},
+      "centroids": cset.meta,
+  }
+
+
+def format_report(result: dict) -> str:
+  """A plain-text table of the erasure drops and TCCD gains per question type."""
+  er = result["erasure"]
+  lines = [f"layers {result['layers']}  k {result['k']}  questions {result['num_questions']}",
+           f"{'qtype':<10} {'base':>6} {'-text':>6} {'-image':>6} {'drop_t':>7} {'drop_i':>7} "
+           f"{'ratio':>6}"]
+  for q, r in sorted(er.items()):
+    ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+    lines.append(f"{q:<10} {r['base']:>6.3f} {r['text_erased']:>6.3f} {r['image_erased']:>6.3f} "
+                 f"{r['text_drop']:>7.3f} {r['image_drop']:>7.3f} {ratio:>6}")
+  lines.append(f"TCCD (beta {result['beta']}): accuracy (gain) per alpha")
+  for a, per in result["tccd"].items():
+    cells = "  ".join(f"{q} {v['accuracy']:.3f} ({v['gain']:+.3f})" for q, v in sorted(per.items()))
+    lines.append(f"  alpha {a}: {cells}")
+  return "\n".join(lines)

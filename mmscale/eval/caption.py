@@ -1,0 +1,52 @@
+"""Captioning: decode a caption per image, score CIDEr-D and BLEU-4 against its references.
+
+Sources: the world's held-out `eval/caption` (`caption`; one short reference per image, so
+scores are lower than on 5-reference COCO) and a COCO-style caption file (`caption_file`,
+`eval.caption_json`).
+"""
+
+from __future__ import annotations
+
+from mmscale.data.transforms import ExampleBuilder
+from mmscale.errors import ConfigError
+from mmscale.eval import caption_metrics, local_files
+from mmscale.eval.context import EvalContext
+from mmscale.eval.eval_records import load_eval_records
+from mmscale.eval.predict import generate_texts
+from mmscale.eval.registry import register_evaluator
+from mmscale.eval.settings import setting
+
+
+def references_of(rec: dict) -> list[str]:
+  """meta.references if present, else the record's text segments with loss (its caption)."""
+  refs = (rec.get("meta") or {}).get("references")
+  if refs:
+    return [str(r) for r in refs]
+  return [" ".join(s["text"] for s in rec["segments"] if "text" in s and s.get("loss"))]
+
+
+def score_caption_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[str, float]:
+  cfg = ctx.config
+  builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
+                           num_image_tokens=cfg.model.connector.num_tokens)
+  prompts = [builder(rec, prompt_only=True) for rec in recs]
+  texts = generate_texts(ctx, prompts, max_new_tokens=int(setting(cfg, "caption_max_len")))
+  refs = [references_of(rec) for rec in recs]
+  cider, _ = caption_metrics.cider_d(texts, refs)
+  return {f"{prefix}/cider_d": cider, f"{prefix}/bleu4": caption_metrics.bleu(texts, refs),
+          f"{prefix}/count/all": len(recs)}
+
+
+@register_evaluator("caption")
+def evaluate_caption(ctx: EvalContext) -> dict[str, float]:
+  return score_caption_records(ctx, load_eval_records(ctx.config, "caption"), "caption")
+
+
+@register_evaluator("caption_file")
+def evaluate_caption_file(ctx: EvalContext) -> dict[str, float]:
+  path = setting(ctx.config, "caption_json")
+  if not path:
+    raise ConfigError("eval.caption_json", "the caption_file evaluator needs a COCO caption JSON")
+  recs = local_files.load_coco_captions(path, setting(ctx.config, "image_root"),
+                                        int(setting(ctx.config, "max_examples")))
+  return score_caption_records(ctx, recs, "caption_file")

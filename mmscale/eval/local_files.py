@@ -1,0 +1,104 @@
+"""Local evaluation files in common formats -> records (docs/contracts.md §1 dicts).
+
+- VQA JSON: a list (or {"questions": [...]}) of {"question": str, "image": path,
+  "answers": [str, ...] | "answer": str, optional "question_type" / "qtype", "id"}; answers may
+  also be VQAv2-style dicts {"answer": str}.
+- COCO captions: {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}.
+Image paths are relative to `image_root` (default: the JSON file's directory). Every problem
+raises `DataError` naming the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+
+from mmscale.errors import DataError
+
+
+def _load_json(path: str):
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: file not found")
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise DataError(f"{path}: not valid JSON ({e})") from e
+
+
+def _field(entry, key: str, path: str, where: str, kind=str):
+  if not isinstance(entry, dict) or key not in entry:
+    raise DataError(f"{path}: {where} has no field '{key}'")
+  value = entry[key]
+  if not isinstance(value, kind):
+    expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+    raise DataError(f"{path}: {where} field '{key}' must be {expected}, "
+                    f"got {type(value).__name__}")
+  return value
+
+
+def _image_bytes(root: str, rel: str, path: str, where: str) -> bytes:
+  full = rel if os.path.isabs(rel) else os.path.join(root, rel)
+  if not os.path.isfile(full):
+    raise DataError(f"{path}: {where} image '{rel}' not found (looked for {full})")
+  with open(full, "rb") as f:
+    return f.read()
+
+
+def load_vqa_json(path: str, image_root: str = "", limit: int = 0) -> list[dict]:
+  """VQA records: [image, question (no loss), first answer (loss)], meta {qtype, answer, answers}."""
+  data = _load_json(path)
+  if isinstance(data, dict):
+    data = _field(data, "questions", path, "top level", list)
+  if not isinstance(data, list):
+    raise DataError(f"{path}: expected a list of questions, got {type(data).__name__}")
+  root = image_root or os.path.dirname(os.path.abspath(path))
+  out = []
+  for i, entry in enumerate(data[:limit] if limit else data):
+    where = f"entry {i}"
+    question = _field(entry, "question", path, where)
+    if "answers" in entry:
+      answers = _field(entry, "answers", path, where, list)
+      answers = [a["answer"] if isinstance(a, dict) and "answer" in a else a for a in answers]
+      if not answers or not all(isinstance(a, str) for a in answers):
+        raise DataError(f"{path}: {where} field 'answers' must be a non-empty list of strings")
+    else:
+      answers = [_field(entry, "answer", path, where)]
+    image = _image_bytes(root, _field(entry, "image", path, where), path, where)
+    qtype = str(entry.get("question_type") or entry.get("qtype") or "all")
+    out.append({"id": str(entry.get("id", i)), "kind": "vqa", "images": [image],
+                "segments": [{"image": 0}, {"text": question, "loss": False},
+                             {"text": answers[0], "loss": True}],
+                "descriptor": None,
+                "meta": {"qtype": qtype, "answer": answers[0], "answers": answers}})
+  return out
+
+
+def load_coco_captions(path: str, image_root: str = "", limit: int = 0) -> list[dict]:
+  """Caption records (one per image): [image, first caption], meta {references: all captions}."""
+  data = _load_json(path)
+  if not isinstance(data, dict):
+    raise DataError(f"{path}: expected an object with 'images' and 'annotations'")
+  images = _field(data, "images", path, "top level", list)
+  annotations = _field(data, "annotations", path, "top level", list)
+  captions = collections.defaultdict(list)
+  for i, ann in enumerate(annotations):
+    where = f"annotations[{i}]"
+    image_id = _field(ann, "image_id", path, where, (int, str))
+    captions[image_id].append(_field(ann, "caption", path, where))
+  root = image_root or os.path.dirname(os.path.abspath(path))
+  out = []
+  for i, img in enumerate(images):
+    where = f"images[{i}]"
+    image_id = _field(img, "id", path, where, (int, str))
+    refs = captions.get(image_id)
+    if not refs:
+      raise DataError(f"{path}: {where} (id {image_id}) has no caption in 'annotations'")
+    data_bytes = _image_bytes(root, _field(img, "file_name", path, where), path, where)
+    out.append({"id": str(image_id), "kind": "caption", "images": [data_bytes],
+                "segments": [{"image": 0}, {"text": refs[0], "loss": True}],
+                "descriptor": None, "meta": {"references": refs}})
+    if limit and len(out) >= limit:
+      break
+  return out

@@ -1,0 +1,44 @@
+"""Batched text generation for evaluators: prompts -> decoded strings, sharded like training."""
+
+from __future__ import annotations
+
+import jax
+
+from mmscale.eval import generate
+from mmscale.eval.context import EvalContext, batches_of
+from mmscale.eval.settings import setting
+
+
+def generate_ids(ctx: EvalContext, prompts: list[dict], *, max_new_tokens: int) -> list[list[int]]:
+  """Generated token ids per prompt, cut before EOS / padding.
+
+  prompts: unpacked prompt examples (`ExampleBuilder(..., prompt_only=True)` output or the
+  few-shot concatenation). All batches share one prompt length and image-slot count (the
+  maxima over `prompts`), so an evaluator compiles its decode once. Sampling follows
+  `eval.temperature` / `eval.top_p` / `eval.seed` (greedy by default); the key of a batch is
+  folded with its index, so results do not depend on the mesh.
+  """
+  if not prompts:
+    return []
+  cfg, tok = ctx.config, ctx.tokenizer
+  length = max(len(p["tokens"]) for p in prompts)
+  slots = max(1, max(len(p["images"]) for p in prompts))
+  size = cfg.model.vit.image_size
+  rng = jax.random.key(int(setting(cfg, "seed")))
+  out = []
+  for index, (chunk, n_real) in enumerate(batches_of(prompts, ctx.rows_per_batch())):
+    batch = generate.left_pad(chunk, length, slots, cfg.model.connector.num_tokens,
+                              (size, size, 3))
+    tokens = generate.generate(
+        ctx.model, ctx.params, ctx.to_global(batch), max_new_tokens=max_new_tokens,
+        temperature=float(setting(cfg, "temperature")), top_p=float(setting(cfg, "top_p")),
+        stop_ids=(tok.eos_id,), pad_id=tok.pad_id, valid_vocab=tok.vocab_size,
+        rng=jax.random.fold_in(rng, index))
+    out += generate.cut_at_stop(ctx.to_host(tokens)[:n_real], (tok.eos_id, tok.pad_id))
+  return out
+
+
+def generate_texts(ctx: EvalContext, prompts: list[dict], *, max_new_tokens: int) -> list[str]:
+  """Decoded continuations of `prompts` (see `generate_ids`)."""
+  return [ctx.tokenizer.decode(ids)
+          for ids in generate_ids(ctx, prompts, max_new_tokens=max_new_tokens)]

@@ -1,0 +1,95 @@
+"""`python -m mmscale.generate --workdir=W --image=PATH [--image=PATH2] --prompt="..."`.
+
+One-off generation from a trained run: the config is W/config.json, params the latest (or
+--step) checkpoint, or an exported params directory (--params=EXPORT_DIR, whose config.json is
+used when W has none). Images come first, then the prompt text, as in training (a question after
+an image joins the image's prefix block). Sampling: --temperature, --top_p, --seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import flax.linen as nn
+import jax
+from absl import app, flags
+
+from mmscale.data.transforms import ExampleBuilder, SkipExample
+from mmscale.errors import CheckpointError, DataError, MmscaleError
+from mmscale.eval import generate
+from mmscale.eval.loading import load_context, load_run_config
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "training workdir (config.json, checkpoints/)")
+_PARAMS = flags.DEFINE_string("params", None, "exported params directory (tools/export.py)")
+_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
+_IMAGES = flags.DEFINE_multi_string("image", [], "image file(s), PNG or JPEG, in prompt order")
+_PROMPT = flags.DEFINE_string("prompt", "", "text after the images")
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 32, "generated tokens at most")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "0 = greedy")
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "nucleus mass when sampling")
+_SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
+
+
+def build_record(image_paths: list[str], prompt: str) -> dict:
+  """A prompt record: the images, then the prompt text (no loss). Missing files raise."""
+  images = []
+  for path in image_paths:
+    if not os.path.isfile(path):
+      raise DataError(f"image file {path} not found")
+    with open(path, "rb") as f:
+      images.append(f.read())
+  segments = [{"image": i} for i in range(len(images))]
+  if prompt:
+    segments.append({"text": prompt, "loss": False})
+  return {"id": "prompt", "kind": "vqa", "images": images, "segments": segments, "meta": {}}
+
+
+def run(workdir: str | None, params_dir: str | None, step: int | None, image_paths: list[str],
+        prompt: str, *, max_new_tokens: int, temperature: float, top_p: float,
+        seed: int) -> str:
+  """The generated text (stops at EOS)."""
+  if not workdir and not params_dir:
+    raise CheckpointError("pass --workdir=W (a training run) or --params=EXPORT_DIR")
+  record = build_record(image_paths, prompt)
+  source = workdir if workdir and os.path.isfile(os.path.join(workdir, "config.json")) \
+      else params_dir or workdir
+  config = load_run_config(source)
+  config.eval.batch_size = 1
+  ctx, _ = load_context(config, workdir, step=step, params_dir=params_dir)
+  cfg, tok = ctx.config, ctx.tokenizer
+  builder = ExampleBuilder(tok, image_size=cfg.model.vit.image_size,
+                           num_image_tokens=cfg.model.connector.num_tokens)
+  try:
+    example = builder(record, prompt_only=True)
+  except SkipExample as e:
+    raise DataError(f"cannot use the image(s) {image_paths}: {e}") from e
+  rows = ctx.rows_per_batch()
+  size = cfg.model.vit.image_size
+  batch = generate.left_pad([example] * rows, len(example["tokens"]),
+                            max(1, len(example["images"])), cfg.model.connector.num_tokens,
+                            (size, size, 3))
+  with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(ctx.rules):
+    out = generate.generate(ctx.model, ctx.params, ctx.to_global(batch),
+                            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                            stop_ids=(tok.eos_id,), pad_id=tok.pad_id,
+                            valid_vocab=tok.vocab_size, rng=jax.random.key(seed))
+  ids = generate.cut_at_stop(ctx.to_host(out)[:1], (tok.eos_id, tok.pad_id))[0]
+  return tok.decode(ids)
+
+
+def main(argv):
+  del argv
+  logging.getLogger().setLevel(logging.WARNING)
+  try:
+    text = run(_WORKDIR.value, _PARAMS.value, _STEP.value, _IMAGES.value, _PROMPT.value,
+               max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,
+               top_p=_TOP_P.value, seed=_SEED.value)
+  except MmscaleError as e:
+    sys.exit(f"error: {e}")
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)

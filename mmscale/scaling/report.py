@@ -1,0 +1,215 @@
+"""The markdown scaling report, from a results table alone (no run directories needed).
+
+Conditions are the values of the `--by` columns (default `arm`) within a comparison `group`;
+seeds are collapsed into mean ± std (and min-max) for every number shown, since a one-seed gap
+at CPU scale is mostly noise (../shared/CALIBRATION.md: up to 17 points on knowledge).
+Sections: per-comparison tables by question type; per-condition power-law fits of eval error vs
+training FLOPs with t-based and bootstrap intervals of the exponent; Spearman correlation of the
+score with semantic coverage and with task diversity across conditions (on seed means, and per
+seed as mean ± std); the points table; failed and pending points.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+
+
+from mmscale.scaling import fit as fit_lib
+from mmscale.scaling import plots
+
+ACC_PREFIX = "vqa/accuracy/"
+
+
+def _num(x):
+  if x is None or x == "":
+    return None
+  try:
+    v = float(x)
+  except (TypeError, ValueError):
+    return None
+  return None if math.isnan(v) else v
+
+
+def _label(row, by) -> str:
+  return ",".join(str(row.get(col, "")) for col in by)
+
+
+def _fmt(x, spec=".3g") -> str:
+  v = _num(x)
+  return "-" if v is None else format(v, spec)
+
+
+def _table(header: list, rows: list) -> list[str]:
+  out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+  return out
+
+
+def qtypes(rows) -> list[str]:
+  keys = {k[len(ACC_PREFIX):] for r in rows for k in r if k.startswith(ACC_PREFIX)}
+  return sorted(keys - {"all"}) + (["all"] if "all" in keys else [])
+
+
+class Report:
+  """Builds the markdown and figures; `metric` is an accuracy (error = 1 - metric)."""
+
+  def __init__(self, rows: list[dict], *, by=("arm",), metric: str = ACC_PREFIX + "all",
+               title: str = "Scaling report", source: str = "", failed=(), pending=()):
+    self.rows, self.by, self.metric = rows, tuple(by), metric
+    self.title, self.source, self.failed, self.pending = title, source, failed, pending
+
+  def groups(self) -> dict:
+    out = collections.defaultdict(list)
+    for r in self.rows:
+      out[str(r.get("group") or "all")].append(r)
+    return dict(sorted(out.items()))
+
+  def cells(self, rows) -> dict:
+    """(condition, size, tokens) -> rows over seeds, in first-seen order."""
+    out = {}
+    for r in rows:
+      out.setdefault((_label(r, self.by), str(r.get("size", "")), _fmt(r.get("tokens"), ".0f")),
+                     []).append(r)
+    return out
+
+  def seed_table(self, rows, types) -> list[str]:
+    header = [",".join(self.by), "size", "tokens", "seeds"] + [f"acc {t}" for t in types] + [
+        "range (all)", "majority (all)", "held-out loss", "train loss", "coverage", "formats"]
+    body = []
+    for (cond, size, tokens), rs in self.cells(rows).items():
+      col = lambda k: fit_lib.summarize([_num(r.get(k)) for r in rs])  # noqa: E731
+      acc_all = col(self.metric)
+      body.append([cond, size, tokens, len(rs)] + [col(ACC_PREFIX + t) for t in types] + [
+          f"{acc_all.low:.3f}-{acc_all.high:.3f}" if acc_all.n else "-",
+          col("vqa/majority/all") if any("vqa/majority/all" in r for r in rs) else "-",
+          col("heldout/loss"), col("final_loss"), col("coverage"), col("task_diversity")])
+    return _table(header, body)
+
+  def fits(self, rows) -> tuple[list[str], dict]:
+    curves, body = {}, []
+    by_cond = collections.defaultdict(list)
+    for r in rows:
+      c, acc = _num(r.get("flops")), _num(r.get(self.metric))
+      if c and acc is not None and acc < 1:
+        by_cond[_label(r, self.by)].append((c, 1 - acc))
+    for cond, pts in sorted(by_cond.items()):
+      comp, err = [p[0] for p in pts], [p[1] for p in pts]
+      try:
+        f = fit_lib.fit_power_law(comp, err)
+        lo, hi = fit_lib.bootstrap_exponent(comp, err)
+        body.append([cond, f.n, len(set(comp)), f"{f.a:.3g}", f"{f.b:.4f}",
+                     f"[{f.b_low:.4f}, {f.b_high:.4f}]", f"[{lo:.4f}, {hi:.4f}]", f"{f.r2:.3f}"])
+      except ValueError as e:
+        f = None
+        body.append([cond, len(pts), len(set(comp)), "-", "-", "-", "-", f"no fit: {e}"])
+      curves[cond] = (comp, err, f)
+    header = [",".join(self.by), "points", "compute values", "a", "b (err = a C^-b)",
+              "95% CI (t)", "95% CI (bootstrap)", "R²"]
+    return _table(header, body), curves
+
+  def correlations(self, rows) -> tuple[list[str], dict]:
+    """Spearman across conditions of the score vs coverage and vs task diversity."""
+    per_cond = collections.defaultdict(list)
+    for r in rows:
+      per_cond[_label(r, self.by)].append(r)
+    conds = sorted(per_cond)
+    score = {c: fit_lib.summarize([_num(r.get(self.metric)) for r in per_cond[c]]) for c in conds}
+    body, panels = [], {}
+    for xname in ("coverage", "task_diversity"):
+      xs = {c: fit_lib.summarize([_num(r.get(xname)) for r in per_cond[c]]).mean for c in conds}
+      ok = [c for c in conds if not math.isnan(xs[c]) and score[c].n]
+      rho = fit_lib.spearman([xs[c] for c in ok], [score[c].mean for c in ok])
+      seeds = sorted({str(r.get("seed", "")) for r in rows})
+      per_seed = []
+      for s in seeds:
+        pairs = [(xs[c], _num(r.get(self.metric))) for c in ok for r in per_cond[c]
+                 if str(r.get("seed", "")) == s and _num(r.get(self.metric)) is not None]
+        rs = fit_lib.spearman([p[0] for p in pairs], [p[1] for p in pairs])
+        if not math.isnan(rs):
+          per_seed.append(rs)
+      body.append([xname, len(ok), "-" if math.isnan(rho) else f"{rho:.3f}",
+                   fit_lib.summarize(per_seed) if per_seed else "-", len(per_seed)])
+      if ok:
+        panels[xname] = ([xs[c] for c in ok], [score[c].mean for c in ok],
+                         [score[c].std for c in ok], ok, rho)
+    header = [f"{self.metric} vs", "conditions", "Spearman rho (seed means)",
+              "rho per seed (mean ± std)", "seeds"]
+    return _table(header, body), panels
+
+  def points_table(self) -> list[str]:
+    header = ["name", "group", "seed", "steps", "tokens trained", "FLOPs", "train loss",
+              self.metric, "held-out loss", "commit"]
+    body = [[r.get("name"), r.get("group", ""), _fmt(r.get("seed"), ".0f"),
+             _fmt(r.get("steps"), ".0f"), _fmt(r.get("tokens_trained"), ".0f"),
+             _fmt(r.get("flops"), ".3g"), _fmt(r.get("final_loss"), ".4f"),
+             _fmt(r.get(self.metric), ".3f"), _fmt(r.get("heldout/loss"), ".4f"),
+             str(r.get("git_commit", ""))[:12]] for r in self.rows]
+    return _table(header, body)
+
+  def write(self, out_path: str) -> str:
+    """Writes the markdown to out_path and its figures to `<stem>_plots/` beside it."""
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    stem = os.path.splitext(os.path.basename(out_path))[0]
+    plot_dir = os.path.join(out_dir, f"{stem}_plots")
+    os.makedirs(plot_dir, exist_ok=True)
+    rel = lambda p: os.path.relpath(p, out_dir)  # noqa: E731
+    types = qtypes(self.rows)
+    lines = [f"# {self.title}", "",
+             f"Generated by `python tools/report.py` from {self.source or 'a results table'} "
+             f"({len(self.rows)} points; commits: "
+             f"{', '.join(sorted({str(r.get('git_commit', ''))[:12] for r in self.rows}))}). "
+             f"Score: `{self.metric}`; error = 1 - score. Every cell over seeds is mean ± sample "
+             "std (one seed: the value).", ""]
+    for group, rows in self.groups().items():
+      lines += [f"## Comparison: {group}", "", "### Accuracy by question type (seeds collapsed)",
+                ""] + self.seed_table(rows, types) + [""]
+      if types:
+        conds = list(self.cells(rows))
+        series = {}
+        for t in types:
+          sums = [fit_lib.summarize([_num(r.get(ACC_PREFIX + t)) for r in self.cells(rows)[k]])
+                  for k in conds]
+          series[t] = ([s.mean for s in sums], [s.std for s in sums])
+        png = plots.bars([" ".join(k) for k in conds], series,
+                         os.path.join(plot_dir, f"{group}_accuracy.png"), "accuracy")
+        lines += [f"![accuracy by question type]({rel(png)})", ""]
+      table, curves = self.fits(rows)
+      lines += ["### Scaling fits: error vs training FLOPs", ""] + table + [""]
+      if any(len(set(c)) >= 2 for c, _, _ in curves.values()):
+        png = plots.scaling(curves, os.path.join(plot_dir, f"{group}_scaling.png"),
+                            f"1 - {self.metric}")
+        lines += [f"![scaling]({rel(png)})", ""]
+      table, panels = self.correlations(rows)
+      lines += ["### Knowledge density vs task format", "",
+                "Spearman correlation across conditions of the score with the semantic coverage "
+                "of the eval inventory and with the number of task formats (density report).",
+                ""] + table + [""]
+      if panels:
+        png = plots.correlation(panels, os.path.join(plot_dir, f"{group}_correlation.png"),
+                                self.metric)
+        lines += [f"![correlation]({rel(png)})", ""]
+    lines += ["## Points", ""] + self.points_table() + [""]
+    if self.failed or self.pending:
+      lines += ["## Not finished", ""]
+      lines += [f"- failed: `{f['name']}` after {f.get('attempts')} attempt(s): {f.get('error')}"
+                for f in self.failed]
+      lines += [f"- {p['status']}: `{p['name']}`" for p in self.pending]
+      lines += [""]
+    with open(out_path, "w") as f:
+      f.write("\n".join(lines))
+    return out_path
+
+
+def load(path: str) -> tuple[list, list, list]:
+  """(rows, failed, pending) from a sweep dir, results.json or results.csv."""
+  from mmscale.scaling.results import read_table  # pylint: disable=import-outside-toplevel
+  json_path = os.path.join(path, "results.json") if os.path.isdir(path) else path
+  if json_path.endswith(".json") and os.path.exists(json_path):
+    with open(json_path) as f:
+      data = json.load(f)
+    if isinstance(data, dict):
+      return data["rows"], data.get("failed", []), data.get("pending", [])
+  return read_table(path), [], []
