@@ -47,7 +47,8 @@ def test_coco_captions(image_dir):
 @pytest.mark.parametrize("obj,message", [
     ([{"image": "a.png", "answer": "x"}], r"entry 0 has no field 'question'"),
     ([{"question": "q", "image": "b.png", "answer": "x"}], r"entry 0 image 'b.png' not found"),
-    ([{"question": "q", "image": "a.png", "answers": []}], r"entry 0 field 'answers' must be a non-empty list"),
+    ([{"question": "q", "image": "a.png", "answers": []}],
+     r"entry 0 field 'answers' must be a non-empty list"),
     ({"data": []}, r"top level has no field 'questions'"),
 ])
 def test_vqa_json_errors(image_dir, obj, message):

@@ -25,7 +25,6 @@ from mmscale.runtime import build_runtime
 def eval_config(world):
   c = tiny_train_config(world)
   c.eval.update(batch_size=16, max_examples=16, max_decode_len=3)
-  c.eval.caption_max_len = 8  # an eval field base_config may not have yet (read with a default)
   return c
 
 
@@ -35,6 +34,9 @@ def make_ctx(config, devices):
   all_devices.mesh.shape.update(data=-1, fsdp=1, tensor=1)
   rt = build_runtime(all_devices)  # validation counts every device; the mesh uses `devices`
   mesh = mesh_lib.make_mesh(config, devices)
+  # A newer eval field (mmscale.eval.settings), set after validation so that this test does not
+  # depend on base_config listing it yet.
+  config.eval.caption_max_len = 8
   abstract, shardings = sharding_rules.param_shardings(
       rt.model, example_batch(config, rows=1), mesh, rt.rules)
   del abstract
@@ -116,7 +118,8 @@ def test_fewshot_prompt_is_supports_then_query(sharded):
   np.testing.assert_array_equal(prompt["images"][-1], builder(query, prompt_only=True)["images"][0])
   short, used = fewshot.build_prompt(builder, supports, query,
                                      max_len=len(expected) - 1)  # too long: drops the first
-  assert used == 1 and short["tokens"].tolist()[1:] == expected[len(expected) - len(short["tokens"]) + 1:]
+  assert used == 1
+  assert short["tokens"].tolist()[1:] == expected[len(expected) - len(short["tokens"]) + 1:]
 
 
 def test_pair_questions_from_ground_truth():
@@ -142,3 +145,44 @@ def test_per_evaluator_schedule(tiny_world):
   assert due(20) == ["vqa", "text"]
   assert due(7) == []
   assert due(40) == ["vqa", "text"]
+
+
+class _Writer:
+  def __init__(self):
+    self.rows = []
+
+  def write_scalars(self, step, scalars):
+    self.rows.append((step, scalars))
+
+
+def test_eval_hook_runs_due_evaluators(sharded, tmp_path):
+  from mmscale.train.hooks import EvalHook  # pylint: disable=import-outside-toplevel
+  import types  # pylint: disable=import-outside-toplevel
+  ctx, results, _ = sharded
+  config = ctx.config.copy_and_resolve_references()
+  config.train.steps = 20
+  config.eval.every = {"vqa": 5}
+  train_ctx = types.SimpleNamespace(
+      config=config, model=ctx.model, state=types.SimpleNamespace(params=ctx.params),
+      tokenizer=ctx.tokenizer, mesh=ctx.mesh, rules=ctx.rules, workdir=str(tmp_path),
+      writer=_Writer())
+  hook = EvalHook(every=0, names=("vqa", "text"))
+  for step in (3, 5):
+    hook(train_ctx, step)
+  assert [s for s, _ in train_ctx.writer.rows] == [5]
+  with open(tmp_path / "eval" / "results.json") as f:
+    saved = json.load(f)
+  assert saved["step"] == 5 and saved["vqa/accuracy/all"] == results["vqa/accuracy/all"]
+  assert "text/perplexity" not in saved  # text has no interval (eval_every 0, no eval.every)
+
+
+def test_generate_cli_errors(tmp_path):
+  from mmscale import generate as cli  # pylint: disable=import-outside-toplevel
+  from mmscale.errors import CheckpointError, DataError  # pylint: disable=import-outside-toplevel
+  kw = dict(max_new_tokens=2, temperature=0.0, top_p=1.0, seed=0)
+  with pytest.raises(DataError, match="image file .*nope.png not found"):
+    cli.run(str(tmp_path), None, None, [str(tmp_path / "nope.png")], "hi", **kw)
+  with pytest.raises(CheckpointError, match="config.json not found"):
+    cli.run(str(tmp_path), None, None, [], "hi", **kw)
+  with pytest.raises(CheckpointError, match="--workdir"):
+    cli.run(None, None, None, [], "hi", **kw)

@@ -32,7 +32,8 @@ def _field(entry, key: str, path: str, where: str, kind=str):
     raise DataError(f"{path}: {where} has no field '{key}'")
   value = entry[key]
   if not isinstance(value, kind):
-    expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    expected = " or ".join(k.__name__ for k in kinds)
     raise DataError(f"{path}: {where} field '{key}' must be {expected}, "
                     f"got {type(value).__name__}")
   return value
@@ -47,7 +48,7 @@ def _image_bytes(root: str, rel: str, path: str, where: str) -> bytes:
 
 
 def load_vqa_json(path: str, image_root: str = "", limit: int = 0) -> list[dict]:
-  """VQA records: [image, question (no loss), first answer (loss)], meta {qtype, answer, answers}."""
+  """VQA records: [image, question (no loss), first answer (loss)]; meta {qtype, answer(s)}."""
   data = _load_json(path)
   if isinstance(data, dict):
     data = _field(data, "questions", path, "top level", list)

@@ -19,7 +19,7 @@ DEFAULTS = {
     "seed": 0,                   # sampling and few-shot support selection
     "caption_max_len": 24,       # generated tokens per caption
     "fewshot_shots": (0, 4, 8),  # in-context example counts
-    "fewshot_max_len": 0,        # longest few-shot prompt in tokens (0 = no limit); shots drop to fit
+    "fewshot_max_len": 0,        # few-shot prompt limit in tokens (0 = none); shots drop to fit
     "text_docs": 64,             # held-out text documents for text perplexity
     "vqa_json": "",              # local VQA JSON file for the `vqa_file` evaluator
     "caption_json": "",          # local COCO-style caption JSON for the `caption_file` evaluator
