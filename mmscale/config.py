@@ -14,6 +14,7 @@ import os
 import ml_collections
 
 from mmscale.errors import ConfigError
+from mmscale.eval import settings as eval_settings
 
 MESH_AXES = ("data", "fsdp", "tensor", "expert")
 
@@ -88,8 +89,8 @@ def base_config() -> ml_collections.ConfigDict:
       steps=1000, log_every=50, checkpoint_every=250, keep_checkpoints=3, async_checkpoint=True,
       eval_every=0, peak_flops_per_device=0.0))
 
-  c.eval = ml_collections.ConfigDict(dict(
-      batch_size=64, max_examples=0, max_decode_len=4, loss_batches=4))
+  # Evaluation fields and defaults have one source: the evaluation suite's own table.
+  c.eval = ml_collections.ConfigDict(eval_settings.DEFAULTS)
   return c
 
 
@@ -118,7 +119,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 
 
 # Fields whose keys are user-chosen names (arms, sources, mesh axes): checked as a whole.
-_OPEN_FIELDS = ("data.mixture", "data.sources", "mesh.shape")
+_OPEN_FIELDS = ("data.mixture", "data.sources", "mesh.shape", "eval.every")
 
 
 def _flat_keys(cfg, prefix=""):

@@ -15,12 +15,11 @@ import collections
 import itertools
 import os
 
-import numpy as np
 
 from mmscale.analysis import centroids as centroids_lib
 from mmscale.analysis import contrastive, decode, hidden
 from mmscale.data import records
-from mmscale.data.transforms import ExampleBuilder
+from mmscale.data.transforms import ExampleBuilder, builder_for
 from mmscale.eval import generate
 from mmscale.eval.vqa import normalize_answer
 from mmscale.eval.context import EvalContext, batches_of
@@ -28,8 +27,7 @@ from mmscale.eval.eval_records import load_eval_records
 
 
 def _builder(ctx: EvalContext) -> ExampleBuilder:
-  return ExampleBuilder(ctx.tokenizer, image_size=ctx.config.model.vit.image_size,
-                        num_image_tokens=ctx.config.model.connector.num_tokens)
+  return builder_for(ctx.config, ctx.tokenizer)
 
 
 def _batches(ctx: EvalContext, examples: list[dict]):

@@ -211,6 +211,14 @@ class ExampleBuilder:
     }
 
 
+def builder_for(config, tokenizer) -> "ExampleBuilder":
+  """The ExampleBuilder a run's config implies (image size, image tokens, resize mode), so
+  evaluation and analysis prepare images exactly as training does."""
+  return ExampleBuilder(tokenizer, image_size=int(config.model.vit.image_size),
+                        num_image_tokens=int(config.model.connector.num_tokens),
+                        resize=config.data.get("resize", "stretch"))
+
+
 class SkipCountingIterDataset(grain.IterDataset):
   """Drops skip markers `{"skip": reason, ...}` from the stream and counts them by reason.
 

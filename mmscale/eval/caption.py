@@ -7,7 +7,7 @@ scores are lower than on 5-reference COCO) and a COCO-style caption file (`capti
 
 from __future__ import annotations
 
-from mmscale.data.transforms import ExampleBuilder
+from mmscale.data.transforms import builder_for
 from mmscale.errors import ConfigError
 from mmscale.eval import caption_metrics, local_files
 from mmscale.eval.context import EvalContext
@@ -27,8 +27,7 @@ def references_of(rec: dict) -> list[str]:
 
 def score_caption_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[str, float]:
   cfg = ctx.config
-  builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
-                           num_image_tokens=cfg.model.connector.num_tokens)
+  builder = builder_for(cfg, ctx.tokenizer)
   prompts = [builder(rec, prompt_only=True) for rec in recs]
   texts = generate_texts(ctx, prompts, max_new_tokens=int(setting(cfg, "caption_max_len")))
   refs = [references_of(rec) for rec in recs]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmscale.data.transforms import ExampleBuilder
+from mmscale.data.transforms import ExampleBuilder, builder_for
 from mmscale.eval.answers import normalize_answer
 from mmscale.eval.context import EvalContext
 from mmscale.eval.eval_records import eval_dir, read_records
@@ -77,8 +77,7 @@ def evaluate_fewshot(ctx: EvalContext) -> dict[str, float]:
   cfg = ctx.config
   pool = read_records(eval_dir(cfg))
   queries = limit(cfg, pool)
-  builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
-                           num_image_tokens=cfg.model.connector.num_tokens)
+  builder = builder_for(cfg, ctx.tokenizer)
   seed, max_len = int(setting(cfg, "seed")), int(setting(cfg, "fewshot_max_len"))
   answers = [[normalize_answer(q["meta"]["answer"])] for q in queries]
   qtypes = [str(q["meta"].get("qtype") or "all") for q in queries]

@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from mmscale.data.transforms import ExampleBuilder
+from mmscale.data.transforms import builder_for
 from mmscale.eval.context import EvalContext, batches_of
 from mmscale.eval.eval_records import load_eval_records
 from mmscale.eval.registry import register_evaluator
@@ -67,8 +67,7 @@ def loss_of_examples(ctx: EvalContext, examples: list[dict], max_batches: int = 
 @register_evaluator("heldout_loss")
 def evaluate_heldout_loss(ctx: EvalContext) -> dict[str, float]:
   cfg = ctx.config
-  builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
-                           num_image_tokens=cfg.model.connector.num_tokens)
+  builder = builder_for(cfg, ctx.tokenizer)
   examples = [builder(rec) for rec in load_eval_records(cfg)]
   sums = loss_of_examples(ctx, examples, int(setting(cfg, "loss_batches")))
   return {"heldout/loss": sums["loss"], "heldout/perplexity": sums["perplexity"],

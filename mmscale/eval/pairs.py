@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from mmscale.data.transforms import ExampleBuilder
+from mmscale.data.transforms import builder_for
 from mmscale.eval.answers import normalize_answer
 from mmscale.eval.context import EvalContext
 from mmscale.eval.eval_records import read_records
@@ -87,8 +87,7 @@ def evaluate_pairs(ctx: EvalContext) -> dict[str, float]:
   limit = int(setting(cfg, "max_examples"))
   recs = read_records(pairs_dir(cfg), limit)
   questions = [q for i, rec in enumerate(recs) for q in pair_questions(rec, i)]
-  builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
-                           num_image_tokens=cfg.model.connector.num_tokens)
+  builder = builder_for(cfg, ctx.tokenizer)
   prompts = [builder(q, prompt_only=True) for q in questions]
   texts = generate_texts(ctx, prompts, max_new_tokens=int(setting(cfg, "max_decode_len")))
   answers = [[normalize_answer(q["meta"]["answer"])] for q in questions]

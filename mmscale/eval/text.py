@@ -15,7 +15,7 @@ import os
 
 from mmscale.data import world as world_lib
 from mmscale.data import world_text
-from mmscale.data.transforms import ExampleBuilder
+from mmscale.data.transforms import builder_for
 from mmscale.eval.answers import normalize_answer
 from mmscale.eval.context import EvalContext
 from mmscale.eval.eval_records import load_eval_records, read_records
@@ -60,8 +60,7 @@ def fact_questions(config) -> list[dict]:
 @register_evaluator("text")
 def evaluate_text(ctx: EvalContext) -> dict[str, float]:
   cfg = ctx.config
-  builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
-                           num_image_tokens=cfg.model.connector.num_tokens)
+  builder = builder_for(cfg, ctx.tokenizer)
   sums = loss_of_examples(ctx, [builder(r) for r in heldout_text_records(cfg)])
   out = {"text/loss": sums["loss"], "text/perplexity": sums["perplexity"],
          "text/targets": sums["weight"]}

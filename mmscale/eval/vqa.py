@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 
-from mmscale.data.transforms import ExampleBuilder
+from mmscale.data.transforms import builder_for
 from mmscale.errors import ConfigError
 from mmscale.eval import local_files
 from mmscale.eval.answers import normalize_answer, soft_accuracy
@@ -48,8 +48,7 @@ def summarize(qtypes: list[str], answers: list[list[str]], predictions: list[str
 def score_vqa_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[str, float]:
   """Decodes an answer for every VQA record and scores it (`summarize`)."""
   cfg = ctx.config
-  builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
-                           num_image_tokens=cfg.model.connector.num_tokens)
+  builder = builder_for(cfg, ctx.tokenizer)
   prompts = [builder(rec, prompt_only=True) for rec in recs]
   texts = generate_texts(ctx, prompts, max_new_tokens=int(setting(cfg, "max_decode_len")))
   predictions = [normalize_answer(t) for t in texts]
