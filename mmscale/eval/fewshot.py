@@ -77,6 +77,8 @@ def evaluate_fewshot(ctx: EvalContext) -> dict[str, float]:
   cfg = ctx.config
   pool = read_records(eval_dir(cfg))
   queries = limit(cfg, pool)
+  if int(setting(cfg, "fewshot_queries")):  # 3 shot counts x long prompts: the costliest evaluator
+    queries = queries[:int(setting(cfg, "fewshot_queries"))]
   builder = builder_for(cfg, ctx.tokenizer)
   seed, max_len = int(setting(cfg, "seed")), int(setting(cfg, "fewshot_max_len"))
   answers = [[normalize_answer(q["meta"]["answer"])] for q in queries]

@@ -84,7 +84,7 @@ def pair_questions(rec: dict, index: int) -> list[dict]:
 @register_evaluator("pairs")
 def evaluate_pairs(ctx: EvalContext) -> dict[str, float]:
   cfg = ctx.config
-  limit = int(setting(cfg, "max_examples"))
+  limit = int(setting(cfg, "pairs_records")) or int(setting(cfg, "max_examples"))
   recs = read_records(pairs_dir(cfg), limit)
   questions = [q for i, rec in enumerate(recs) for q in pair_questions(rec, i)]
   builder = builder_for(cfg, ctx.tokenizer)

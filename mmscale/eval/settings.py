@@ -20,6 +20,8 @@ DEFAULTS = {
     "caption_max_len": 24,       # generated tokens per caption
     "fewshot_shots": (0, 4, 8),  # in-context example counts
     "fewshot_max_len": 0,        # few-shot prompt limit in tokens (0 = none); shots drop to fit
+    "fewshot_queries": 512,      # query questions per shot count (0 = as many as max_examples)
+    "pairs_records": 1024,       # pair records the multi-image evaluator reads (0 = max_examples)
     "text_docs": 64,             # held-out text documents for text perplexity
     "vqa_json": "",              # local VQA JSON file for the `vqa_file` evaluator
     "caption_json": "",          # local COCO-style caption JSON for the `caption_file` evaluator
