@@ -4,6 +4,8 @@ One-off generation from a trained run: the config is W/config.json, params the l
 --step) checkpoint, or an exported params directory (--params=EXPORT_DIR, whose config.json is
 used when W has none). Images come first, then the prompt text, as in training (a question after
 an image joins the image's prefix block). Sampling: --temperature, --top_p, --seed.
+Text-centroid contrastive decoding (mmscale/eval/contrastive.py): --tccd_alpha=A (0 = off),
+--tccd_beta, --tccd_centroids (default W/analysis/centroids.npz, written by tools/probe.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from absl import app, flags
 
 from mmscale.data.transforms import ExampleBuilder, SkipExample
 from mmscale.errors import CheckpointError, DataError, MmscaleError
-from mmscale.eval import generate
+from mmscale.eval import contrastive, generate
 from mmscale.eval.loading import load_context, load_run_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training workdir (config.json, checkpoints/)")
@@ -30,6 +32,10 @@ _MAX_NEW = flags.DEFINE_integer("max_new_tokens", 32, "generated tokens at most"
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.0, "0 = greedy")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "nucleus mass when sampling")
 _SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
+_TCCD_ALPHA = flags.DEFINE_float("tccd_alpha", 0.0, "TCCD weight (0 = plain decoding)")
+_TCCD_BETA = flags.DEFINE_float("tccd_beta", 0.1, "TCCD plausibility cut-off in [0, 1]")
+_TCCD_CENTROIDS = flags.DEFINE_string("tccd_centroids", "", "TCCD centroids.npz (tools/probe.py; "
+                                      "default W/analysis/centroids.npz)")
 
 
 def build_record(image_paths: list[str], prompt: str) -> dict:
@@ -48,15 +54,18 @@ def build_record(image_paths: list[str], prompt: str) -> dict:
 
 def run(workdir: str | None, params_dir: str | None, step: int | None, image_paths: list[str],
         prompt: str, *, max_new_tokens: int, temperature: float, top_p: float,
-        seed: int) -> str:
-  """The generated text (stops at EOS)."""
+        seed: int, tccd_alpha: float = 0.0, tccd_beta: float = 0.1,
+        tccd_centroids: str = "") -> str:
+  """The generated text (stops at EOS); tccd_alpha != 0 decodes with TCCD (`eval.tccd_*`)."""
   if not workdir and not params_dir:
     raise CheckpointError("pass --workdir=W (a training run) or --params=EXPORT_DIR")
   record = build_record(image_paths, prompt)
   source = workdir if workdir and os.path.isfile(os.path.join(workdir, "config.json")) \
       else params_dir or workdir
   config = load_run_config(source)
-  config.eval.batch_size = 1
+  with config.unlocked():  # a run's older config.json may lack the tccd fields
+    config.eval.update(batch_size=1, tccd_alpha=tccd_alpha, tccd_beta=tccd_beta,
+                       tccd_centroids=tccd_centroids)
   ctx, _ = load_context(config, workdir, step=step, params_dir=params_dir)
   cfg, tok = ctx.config, ctx.tokenizer
   builder = ExampleBuilder(tok, image_size=cfg.model.vit.image_size,
@@ -70,11 +79,12 @@ def run(workdir: str | None, params_dir: str | None, step: int | None, image_pat
   batch = generate.left_pad([example] * rows, len(example["tokens"]),
                             max(1, len(example["images"])), cfg.model.connector.num_tokens,
                             (size, size, 3))
+  decoding = contrastive.decoding(ctx)  # the plain model, or TCCD's two passes
   with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(ctx.rules):
-    out = generate.generate(ctx.model, ctx.params, ctx.to_global(batch),
-                            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                            stop_ids=(tok.eos_id,), pad_id=tok.pad_id,
-                            valid_vocab=tok.vocab_size, rng=jax.random.key(seed))
+    out = generate.generate(prompt=ctx.to_global(batch), max_new_tokens=max_new_tokens,
+                            temperature=temperature, top_p=top_p, stop_ids=(tok.eos_id,),
+                            pad_id=tok.pad_id, valid_vocab=tok.vocab_size,
+                            rng=jax.random.key(seed), **decoding)
   ids = generate.cut_at_stop(ctx.to_host(out)[:1], (tok.eos_id, tok.pad_id))[0]
   return tok.decode(ids)
 
@@ -85,7 +95,8 @@ def main(argv):
   try:
     text = run(_WORKDIR.value, _PARAMS.value, _STEP.value, _IMAGES.value, _PROMPT.value,
                max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,
-               top_p=_TOP_P.value, seed=_SEED.value)
+               top_p=_TOP_P.value, seed=_SEED.value, tccd_alpha=_TCCD_ALPHA.value,
+               tccd_beta=_TCCD_BETA.value, tccd_centroids=_TCCD_CENTROIDS.value)
   except MmscaleError as e:
     sys.exit(f"error: {e}")
   print(text)

@@ -119,3 +119,17 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_world, tmp_path):
     train(config, workdir, hooks=(PoisonAt(8),))
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
   assert manager.all_steps() == [5]
+
+
+def test_eval_loads_params_from_a_relative_workdir(uninterrupted, monkeypatch):
+  """`python -m mmscale.eval --workdir=runs/x` (relative, as the README runs it) finds the params."""
+  from mmscale.data.batch_spec import example_batch  # pylint: disable=import-outside-toplevel
+  from mmscale.eval import params_io  # pylint: disable=import-outside-toplevel
+  from mmscale.parallel import rules as sharding_rules  # pylint: disable=import-outside-toplevel
+  workdir, ctx = uninterrupted
+  monkeypatch.chdir(os.path.dirname(workdir))
+  abstract, shardings = sharding_rules.param_shardings(
+      ctx.model, example_batch(ctx.config, rows=1), ctx.mesh, ctx.rules)
+  params, step = params_io.load_params(os.path.basename(workdir), abstract, shardings)
+  assert step == 40
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), jax.device_get(ctx.state.params))

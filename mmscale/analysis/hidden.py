@@ -13,21 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MODALITIES = ("text", "image")
+from mmscale.eval.erasure import MODALITIES, modality_masks
 
-
-def modality_masks(batch: dict) -> dict[str, jax.Array]:
-  """{"image": bool[B, T], "text": bool[B, T]}: image = an `image_positions` index, text = every
-  other non-padding position (BOS, questions, answers). Padding (segment 0) is in neither."""
-  tokens = batch["tokens"]
-  b, t = tokens.shape
-  valid = batch.get("segment_ids", jnp.ones((b, t), jnp.int32)) != 0
-  image = jnp.zeros((b, t), jnp.bool_)
-  if "image_positions" in batch and batch.get("images") is not None:
-    rows = jnp.arange(b)[:, None]
-    image = image.at[rows, batch["image_positions"]].set(True, mode="drop")
-  image = image & valid
-  return {"image": image, "text": valid & ~image}
+__all__ = ["MODALITIES", "collect", "hidden_states", "modality_masks", "stack_sown"]
 
 
 def stack_sown(intermediates) -> jax.Array:

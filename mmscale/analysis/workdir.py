@@ -38,5 +38,5 @@ def load_context(workdir: str, step: int | None = None,
       rt.model, example_batch(config, rows=1), rt.mesh, rt.rules)
   params, step = params_io.load_params(workdir, abstract, shardings, step)
   ctx = EvalContext(config=rt.config, model=rt.model, params=params, tokenizer=rt.tokenizer,
-                    mesh=rt.mesh, rules=rt.rules)
+                    mesh=rt.mesh, rules=rt.rules, workdir=workdir)
   return ctx, step

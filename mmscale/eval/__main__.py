@@ -1,7 +1,10 @@
-"""`python -m mmscale.eval --config=... --workdir=W [--step=N] [--params=EXPORT_DIR] [--evals=...]`.
+"""`python -m mmscale.eval --config=... --workdir=W [--step=N] [--params=EXPORT_DIR] [--evals=...]
+[--tccd_alpha=A --tccd_beta=B --tccd_centroids=PATH]`.
 
 Without --config, the run's own `W/config.json` is used. Results go to W/eval/ (step -1 for
-exported params) and a table is printed.
+exported params), with the decoding settings used (`decoding`), and a table is printed. The
+--tccd_* flags set `eval.tccd_*` (text-centroid contrastive decoding, mmscale/eval/contrastive.py)
+on whichever config is used; with --config, `--config.eval.tccd_alpha=...` works too.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from mmscale.errors import MmscaleError
+from mmscale.eval import contrastive
 from mmscale.eval.loading import load_context, load_run_config
 from mmscale.eval.registry import evaluator_names
 from mmscale.eval.runner import configured_evals, format_table, run_evaluators, write_results
@@ -23,6 +27,20 @@ _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
 _PARAMS = flags.DEFINE_string("params", None, "an exported params directory (tools/export.py)")
 _EVALS = flags.DEFINE_list("evals", None, "evaluators to run (default: eval.evals or all "
                            "defaults); known: " + ",".join(evaluator_names()))
+_TCCD_ALPHA = flags.DEFINE_float("tccd_alpha", None, "TCCD weight (eval.tccd_alpha; 0 = off)")
+_TCCD_BETA = flags.DEFINE_float("tccd_beta", None, "TCCD plausibility cut-off (eval.tccd_beta)")
+_TCCD_CENTROIDS = flags.DEFINE_string(
+    "tccd_centroids", None, "centroids.npz of tools/probe.py (eval.tccd_centroids; default "
+    "W/analysis/centroids.npz)")
+
+
+def set_eval_fields(config, **values) -> None:
+  """config.eval.<name> = value for every value that is not None (adds fields that a run's older
+  config.json lacks)."""
+  with config.unlocked():
+    for name, value in values.items():
+      if value is not None:
+        config.eval[name] = value
 
 
 def main(argv):
@@ -30,12 +48,18 @@ def main(argv):
   logging.getLogger().setLevel(logging.INFO)
   try:
     config = _CONFIG.value or load_run_config(_PARAMS.value or _WORKDIR.value)
+    set_eval_fields(config, tccd_alpha=_TCCD_ALPHA.value, tccd_beta=_TCCD_BETA.value,
+                    tccd_centroids=_TCCD_CENTROIDS.value)
     ctx, step = load_context(config, _WORKDIR.value, step=_STEP.value, params_dir=_PARAMS.value)
+    decoding = contrastive.describe(ctx.config, ctx.workdir)  # checks the centroids first
     results = run_evaluators(ctx, _EVALS.value or configured_evals(config))
   except (MmscaleError, ValueError) as e:
     sys.exit(f"error: {e}")
-  path = write_results(_WORKDIR.value, step, results)
+  path = write_results(_WORKDIR.value, step, results, decoding)
   print(format_table(results))
+  if decoding["tccd_alpha"]:
+    print(f"decoded with TCCD: alpha {decoding['tccd_alpha']}, beta {decoding['tccd_beta']}, "
+          f"layers {decoding['tccd_layers']}, centroids {decoding['tccd_centroids']}")
   print(f"results: {path}")
 
 

@@ -20,6 +20,7 @@ class EvalContext:
   tokenizer: object
   mesh: jax.sharding.Mesh
   rules: tuple
+  workdir: str = ""  # the run directory when known (default TCCD centroids: W/analysis/)
 
   @property
   def batch_shards(self) -> int:

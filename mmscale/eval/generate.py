@@ -8,10 +8,12 @@ Decoding runs one or more *passes* (`Pass`: a model, its apply arguments, a prom
 each with its own params and its own KV cache. A `logits_processor` combines their next-token
 logits before the token is chosen (greedy / temperature / top-p, `sampling.py`). One pass with
 no processor is plain decoding; two passes with `(1 + a) * l0 - a * l1` is contrastive decoding
-(the second pass may use other params, another module, e.g. one with hidden-state hooks, or
-another prompt, e.g. without images). `generate(..., use_cache=False)` is the reference that
-re-runs the full sequence for every token; both paths share the token choice, so they agree
-token for token (tests/test_eval_generate.py).
+(the second pass may use other params, another module, e.g. one with hidden-state hooks, another
+prompt, e.g. without images, or its own `apply`, e.g. `erasure.ErasedPass`; TCCD,
+`contrastive.py`). `processor_args` are traced arguments of the processor (e.g. a contrast
+weight), so changing them reuses the compilation. `generate(..., use_cache=False)` is the
+reference that re-runs the full sequence for every token; both paths share the token choice, so
+they agree token for token (tests/test_eval_generate.py).
 
 Everything static (models, processor, sampling settings) is a jit static argument: pass the same
 objects (module-level functions, not fresh lambdas) to reuse compilations.
@@ -30,7 +32,8 @@ import numpy as np
 
 from mmscale.eval import sampling
 
-# logits_processor(pass_logits: tuple[float[B, V], ...], step: int32[]) -> float[B, V]
+# logits_processor(pass_logits: tuple[float[B, V], ...], step: int32[]) -> float[B, V], or with
+# `generate(..., processor_args=A)`: logits_processor(pass_logits, step, A) (A traced).
 LogitsProcessor = Callable[[tuple, jax.Array], jax.Array]
 PROMPT_KEYS = ("tokens", "positions", "segment_ids", "mask_ar", "mask_loss")
 
@@ -112,22 +115,24 @@ def init_cache(model: nn.Module, batch_rows: int, cache_len: int, prompt: dict):
   return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), nn.meta.unbox(shapes["cache"]))
 
 
-def _choose(settings: DecodeSettings, pass_logits: tuple, step, rng, done):
+def _choose(settings: DecodeSettings, pass_logits: tuple, step, rng, done, args=None):
   """The shared token choice of both paths: combine passes, select, apply stops."""
   if settings.valid_vocab:
     valid = jnp.arange(pass_logits[0].shape[-1]) < settings.valid_vocab
     pass_logits = tuple(jnp.where(valid, x, -jnp.inf) for x in pass_logits)
   if settings.logits_processor is None:
     logits = pass_logits[0]
-  else:
+  elif args is None:
     logits = settings.logits_processor(tuple(pass_logits), step)
+  else:
+    logits = settings.logits_processor(tuple(pass_logits), step, args)
   token = sampling.select(logits, jax.random.fold_in(rng, step),
                           temperature=settings.temperature, top_p=settings.top_p)
   return sampling.apply_stop(token, done, settings.stop_ids, settings.pad_id)
 
 
 @functools.partial(jax.jit, static_argnames=("passes", "settings"))
-def _generate_cached(passes: tuple, params: tuple, prompt: dict, rng, *,
+def _generate_cached(passes: tuple, params: tuple, prompt: dict, rng, args, *,
                      settings: DecodeSettings) -> jax.Array:
   rows, prompt_len = prompt["tokens"].shape
   n = settings.max_new_tokens
@@ -139,7 +144,8 @@ def _generate_cached(passes: tuple, params: tuple, prompt: dict, rng, *,
                               mutable=["cache"])
     caches.append(mutated["cache"])
     first.append(logits[:, -1])
-  token, done = _choose(settings, tuple(first), jnp.int32(0), rng, jnp.zeros((rows,), bool))
+  token, done = _choose(settings, tuple(first), jnp.int32(0), rng, jnp.zeros((rows,), bool),
+                        args)
   last_pos = prompt["positions"][:, -1]
   ones = jnp.ones((rows, 1), jnp.int32)
 
@@ -153,7 +159,7 @@ def _generate_cached(passes: tuple, params: tuple, prompt: dict, rng, *,
                              mutable=["cache"])
       logits.append(out[:, -1])
       new_caches.append(mutated["cache"])
-    nxt, done = _choose(settings, tuple(logits), i, rng, done)
+    nxt, done = _choose(settings, tuple(logits), i, rng, done, args)
     return (nxt, done, tuple(new_caches)), token
 
   if n == 1:
@@ -182,7 +188,7 @@ def _grow(prompt: dict, n: int) -> dict:
 
 
 @functools.partial(jax.jit, static_argnames=("passes", "settings"))
-def _generate_recompute(passes: tuple, params: tuple, prompt: dict, rng, *,
+def _generate_recompute(passes: tuple, params: tuple, prompt: dict, rng, args, *,
                         settings: DecodeSettings) -> jax.Array:
   rows, prompt_len = prompt["tokens"].shape
   batch = _grow(prompt, settings.max_new_tokens)
@@ -192,7 +198,7 @@ def _generate_recompute(passes: tuple, params: tuple, prompt: dict, rng, *,
     full = dict(batch, tokens=tokens)
     logits = tuple(p.apply({"params": prm}, p.prompt(full))[:, prompt_len + i - 1]
                    for p, prm in zip(passes, params))
-    nxt, done = _choose(settings, logits, i, rng, done)
+    nxt, done = _choose(settings, logits, i, rng, done, args)
     return (tokens.at[:, prompt_len + i].set(nxt), done), nxt
 
   _, out = jax.lax.scan(body, (batch["tokens"], jnp.zeros((rows,), bool)),
@@ -203,8 +209,8 @@ def _generate_recompute(passes: tuple, params: tuple, prompt: dict, rng, *,
 def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
              max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
              stop_ids: tuple[int, ...] = (), pad_id: int = 0, rng: jax.Array | None = None,
-             logits_processor: LogitsProcessor | None = None, valid_vocab: int = 0,
-             use_cache: bool = True) -> jax.Array:
+             logits_processor: LogitsProcessor | None = None, processor_args: Any = None,
+             valid_vocab: int = 0, use_cache: bool = True) -> jax.Array:
   """Continuation of a left-padded prompt batch (see `left_pad`).
 
   Args:
@@ -214,6 +220,8 @@ def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
     temperature, top_p: 0 = greedy; else sampling with key `fold_in(rng, step)`.
     stop_ids: a row emitting one of these keeps it and then emits `pad_id`.
     logits_processor: combines the passes' float[B, V] logits (default: the first pass's).
+    processor_args: a pytree of arrays given to the processor as its third argument (traced:
+      new values reuse the compilation); None calls it with (pass_logits, step).
     valid_vocab: > 0 masks ids >= valid_vocab in every pass (the tokenizer's size when the
       model's vocabulary is padded beyond it, so decoded ids are always decodable).
     use_cache: False = the full-recompute reference (N full forward passes).
@@ -232,7 +240,7 @@ def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
                             int(valid_vocab))
   rng = jax.random.key(0) if rng is None else rng
   fn = _generate_cached if use_cache else _generate_recompute
-  return fn(passes, params, prompt, rng, settings=settings)
+  return fn(passes, params, prompt, rng, processor_args, settings=settings)
 
 
 def greedy_generate(model: nn.Module, params, prompt: dict, *, max_new_tokens: int) -> jax.Array:

@@ -40,5 +40,5 @@ def load_context(config, workdir: str | None, *, step: int | None = None,
   else:
     raise CheckpointError("no params: pass --workdir with checkpoints or --params=EXPORT_DIR")
   ctx = EvalContext(config=rt.config, model=rt.model, params=params, tokenizer=rt.tokenizer,
-                    mesh=rt.mesh, rules=rt.rules)
+                    mesh=rt.mesh, rules=rt.rules, workdir=workdir or "")
   return ctx, step

@@ -35,7 +35,7 @@ def load_params(workdir: str, abstract_params, shardings, step: int | None = Non
   step = steps[-1] if step is None else step
   if step not in steps:
     raise CheckpointError(f"no checkpoint for step {step} in {workdir}; available: {steps}")
-  path = os.path.join(workdir, "checkpoints", str(step), "state")
+  path = os.path.abspath(os.path.join(workdir, "checkpoints", str(step), "state"))  # Orbax: absolute
   target = {"params": _abstract(abstract_params, shardings)}
   with ocp.PyTreeCheckpointer() as ckptr:
     restored = ckptr.restore(path, args=ocp.args.PyTreeRestore(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 
-from mmscale.eval import generate
+from mmscale.eval import contrastive, generate
 from mmscale.eval.context import EvalContext, batches_of
 from mmscale.eval.settings import setting
 
@@ -16,7 +16,8 @@ def generate_ids(ctx: EvalContext, prompts: list[dict], *, max_new_tokens: int) 
   few-shot concatenation). All batches share one prompt length and image-slot count (the
   maxima over `prompts`), so an evaluator compiles its decode once. Sampling follows
   `eval.temperature` / `eval.top_p` / `eval.seed` (greedy by default); the key of a batch is
-  folded with its index, so results do not depend on the mesh.
+  folded with its index, so results do not depend on the mesh. `eval.tccd_alpha` != 0 decodes
+  with text-centroid contrastive decoding (`contrastive.decoding`).
   """
   if not prompts:
     return []
@@ -25,15 +26,16 @@ def generate_ids(ctx: EvalContext, prompts: list[dict], *, max_new_tokens: int) 
   slots = max(1, max(len(p["images"]) for p in prompts))
   size = cfg.model.vit.image_size
   rng = jax.random.key(int(setting(cfg, "seed")))
+  decoding = contrastive.decoding(ctx)  # model + params, or TCCD's two passes
   out = []
   for index, (chunk, n_real) in enumerate(batches_of(prompts, ctx.rows_per_batch())):
     batch = generate.left_pad(chunk, length, slots, cfg.model.connector.num_tokens,
                               (size, size, 3))
     tokens = generate.generate(
-        ctx.model, ctx.params, ctx.to_global(batch), max_new_tokens=max_new_tokens,
+        prompt=ctx.to_global(batch), max_new_tokens=max_new_tokens,
         temperature=float(setting(cfg, "temperature")), top_p=float(setting(cfg, "top_p")),
         stop_ids=(tok.eos_id,), pad_id=tok.pad_id, valid_vocab=tok.vocab_size,
-        rng=jax.random.fold_in(rng, index))
+        rng=jax.random.fold_in(rng, index), **decoding)
     out += generate.cut_at_stop(ctx.to_host(tokens)[:n_real], (tok.eos_id, tok.pad_id))
   return out
 

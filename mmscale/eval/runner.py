@@ -36,11 +36,12 @@ def run_evaluators(ctx: EvalContext, names=DEFAULT_EVALS) -> dict[str, float]:
   return results
 
 
-def write_results(workdir: str, step: int, results: dict) -> str:
+def write_results(workdir: str, step: int, results: dict, decoding: dict | None = None) -> str:
   """Writes on process 0 `step_<N>.json` (this run's results) and `results.json`: the latest
   value of every metric so far (evaluators on different schedules each leave their newest
-  results), with `step` and `metric_steps` (metric -> step it was computed at). Returns the
-  path of results.json."""
+  results), with `step` and `metric_steps` (metric -> step it was computed at). `decoding`
+  (`contrastive.describe`: sampling and TCCD settings), when given, is stored as `decoding` in
+  both files; in results.json it describes this write. Returns the path of results.json."""
   directory = os.path.join(workdir, "eval")
   path = os.path.join(directory, "results.json")
   if jax.process_index() == 0:
@@ -51,9 +52,12 @@ def write_results(workdir: str, step: int, results: dict) -> str:
         latest = json.load(f)
     metric_steps = {**latest.pop("metric_steps", {}), **{k: step for k in results}}
     latest.pop("step", None)
+    latest.pop("decoding", None)
     latest.update(results)
+    extra = {} if decoding is None else {"decoding": decoding}
+    latest.update(extra)
     with open(os.path.join(directory, f"step_{step}.json"), "w") as f:
-      f.write(json.dumps({"step": step, **results}, indent=2, sort_keys=True) + "\n")
+      f.write(json.dumps({"step": step, **results, **extra}, indent=2, sort_keys=True) + "\n")
     with open(path, "w") as f:
       f.write(json.dumps({"step": step, **latest, "metric_steps": metric_steps}, indent=2,
                          sort_keys=True) + "\n")

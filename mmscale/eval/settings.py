@@ -26,6 +26,10 @@ DEFAULTS = {
     "vqa_json": "",              # local VQA JSON file for the `vqa_file` evaluator
     "caption_json": "",          # local COCO-style caption JSON for the `caption_file` evaluator
     "image_root": "",            # images of the local files (default: the JSON file's directory)
+    "tccd_alpha": 0.0,           # text-centroid contrastive decoding (0 = off; contrastive.py)
+    "tccd_beta": 0.1,            # TCCD plausibility cut-off: keep p >= beta * max p
+    "tccd_centroids": "",        # centroids.npz of tools/probe.py ("" = W/analysis/centroids.npz)
+    "tccd_layers": (),           # decoder layers erased in the TCCD reference (empty = the set's)
 }
 
 
