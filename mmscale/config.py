@@ -94,17 +94,22 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """Loads `path/to/config.py[:arg]` by calling its `get_config(arg)`."""
+def call_config_file(spec: str, function: str = "get_config", field: str = "config"):
+  """Imports `path/to/file.py[:arg]` and returns `function(arg)` (big_vision's config files)."""
   path, _, arg = spec.partition(":")
   if not os.path.exists(path):
-    raise ConfigError("config", f"file '{path}' does not exist")
-  module_spec = importlib.util.spec_from_file_location("mmscale_user_config", path)
+    raise ConfigError(field, f"file '{path}' does not exist")
+  module_spec = importlib.util.spec_from_file_location(f"mmscale_user_{field}", path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  if not hasattr(module, "get_config"):
-    raise ConfigError("config", f"'{path}' defines no get_config(arg)")
-  return module.get_config(arg or None)
+  if not hasattr(module, function):
+    raise ConfigError(field, f"'{path}' defines no {function}(arg)")
+  return getattr(module, function)(arg or None)
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Loads `path/to/config.py[:arg]` by calling its `get_config(arg)`."""
+  return call_config_file(spec)
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

@@ -10,10 +10,9 @@ config argument are added as tags automatically, so `point.py:size=s,arm=caption
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
 import re
 
+from mmscale import config as config_lib
 from mmscale.config import load_config
 from mmscale.errors import ConfigError
 
@@ -78,15 +77,8 @@ def make_point(entry: dict, extra_overrides: dict | None = None) -> Point:
 
 def load_sweep(spec: str, extra_overrides: dict | None = None) -> list[Point]:
   """Loads `configs/sweeps/NAME.py[:arg]`; names must be unique (they are run directories)."""
-  path, _, arg = spec.partition(":")
-  if not os.path.exists(path):
-    raise ConfigError("sweep", f"file '{path}' does not exist")
-  module_spec = importlib.util.spec_from_file_location("mmscale_user_sweep", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, "get_sweep"):
-    raise ConfigError("sweep", f"'{path}' defines no get_sweep(arg)")
-  points = [make_point(e, extra_overrides) for e in module.get_sweep(arg or None)]
+  entries = config_lib.call_config_file(spec, "get_sweep", field="sweep")
+  points = [make_point(e, extra_overrides) for e in entries]
   seen = set()
   for p in points:
     if p.name in seen:
