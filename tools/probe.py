@@ -73,6 +73,8 @@ def main():
         cset.meta.update(step=step, workdir=os.path.abspath(args.workdir))
         if jax.process_index() == 0:
           cset.save(out)
+          # The default set TCCD decoding reads (eval.tccd_centroids = ""): the latest fit.
+          cset.save(os.path.join(args.workdir, "analysis"))
         print(f"fitted centroids in {time.time() - start:.1f}s: {cset.meta['points']} points")
       result = probe.run(ctx, cset, alphas=args.alphas, beta=args.beta,
                          max_examples=args.max_examples)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from mmscale.eval import contrastive
 from mmscale.eval.context import EvalContext
 from mmscale.eval.runner import configured_evals, format_table, run_evaluators, write_results
 from mmscale.eval.schedule import due_evaluators
@@ -24,8 +25,10 @@ class EvalHook:
     if not due:
       return
     eval_ctx = EvalContext(config=ctx.config, model=ctx.model, params=ctx.state.params,
-                           tokenizer=ctx.tokenizer, mesh=ctx.mesh, rules=ctx.rules)
+                           tokenizer=ctx.tokenizer, mesh=ctx.mesh, rules=ctx.rules,
+                           workdir=ctx.workdir)
     results = run_evaluators(eval_ctx, due)
-    write_results(ctx.workdir, step, results)
+    write_results(ctx.workdir, step, results,
+                  decoding=contrastive.describe(ctx.config, ctx.workdir))
     ctx.writer.write_scalars(step, {k: v for k, v in results.items() if "/count/" not in k})
     logging.info("eval at step %d (%s):\n%s", step, ",".join(due), format_table(results))
