@@ -9,15 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-_EVALUATORS: dict[str, Callable] = {}
+from mmscale.registry import Registry
+
+EVALUATORS: Registry[Callable] = Registry("evaluator")
 EVALUATOR_MODULES = ("heldout_loss", "vqa", "caption", "pairs", "text", "fewshot")
-
-
-def register_evaluator(name: str):
-  def wrap(fn):
-    _EVALUATORS[name] = fn
-    return fn
-  return wrap
+register_evaluator = EVALUATORS.register
 
 
 def _load_all() -> None:
@@ -27,11 +23,9 @@ def _load_all() -> None:
 
 def get_evaluator(name: str) -> Callable:
   _load_all()
-  if name not in _EVALUATORS:
-    raise ValueError(f"unknown evaluator '{name}'; known: {sorted(_EVALUATORS)}")
-  return _EVALUATORS[name]
+  return EVALUATORS.get(name)
 
 
 def evaluator_names() -> list[str]:
   _load_all()
-  return sorted(_EVALUATORS)
+  return EVALUATORS.names()

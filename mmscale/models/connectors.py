@@ -11,7 +11,6 @@ options (plain MLP, average pooling, attention pooling, C-Abstractor).
 """
 
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,27 +19,12 @@ from flax import linen as nn
 
 from mmscale.models.layers import (BATCH_LENGTH_EMBED, Dtype, GeluMLP, constrain, dense,
                                    layer_norm, partitioned)
+from mmscale.registry import Registry
 
-_CONNECTORS: dict[str, type] = {}
-
-
-def register_connector(name: str) -> Callable[[type], type]:
-  """Class decorator: makes the connector available as `model.connector.name = name`."""
-  def wrap(cls):
-    _CONNECTORS[name] = cls
-    return cls
-  return wrap
-
-
-def get_connector(name: str) -> type:
-  """The connector class registered under `name` (KeyError lists the known names)."""
-  if name not in _CONNECTORS:
-    raise KeyError(f"unknown connector {name!r}; known: {sorted(_CONNECTORS)}")
-  return _CONNECTORS[name]
-
-
-def connector_names() -> list[str]:
-  return sorted(_CONNECTORS)
+CONNECTORS: Registry[type] = Registry("connector")
+register_connector = CONNECTORS.register  # class decorator: `model.connector.name = name`
+get_connector = CONNECTORS.get  # unknown names raise, listing the known ones
+connector_names = CONNECTORS.names
 
 
 def _square_side(num_patches: int, num_tokens: int) -> str | int:

@@ -5,7 +5,6 @@
 """
 
 import math
-from typing import Callable
 
 import jax.numpy as jnp
 import ml_collections
@@ -15,16 +14,10 @@ from mmscale.errors import ConfigError
 from mmscale.models.connectors import connector_names, get_connector
 from mmscale.models.decoder import REMAT_POLICIES
 from mmscale.models.mllm import MLLM, field, head_dim, num_patches
+from mmscale.registry import Registry
 
-_MODELS: dict[str, type] = {}
-
-
-def register_model(name: str) -> Callable[[type], type]:
-  """Class decorator: the model class becomes available as `model.name = name`."""
-  def wrap(cls):
-    _MODELS[name] = cls
-    return cls
-  return wrap
+MODELS: Registry[type] = Registry("model")
+register_model = MODELS.register  # class decorator: available as `model.name = name`
 
 
 register_model("mllm")(MLLM)
@@ -38,7 +31,7 @@ def build_model(model_config) -> nn.Module:
   """
   validate_model_config(model_config)
   frozen = ml_collections.FrozenConfigDict(model_config)
-  return _MODELS[frozen.get("name") or "mllm"](config=frozen)
+  return MODELS.get(frozen.get("name") or "mllm")(config=frozen)
 
 
 def _require(cfg, path: str):
@@ -66,8 +59,8 @@ def _check_dtype(cfg, name: str):
 def validate_model_config(cfg) -> None:
   """Raises ConfigError('model.<field>', why) for the first inconsistent or missing field."""
   name = cfg.get("name") or "mllm"
-  if name not in _MODELS:
-    raise ConfigError("model.name", f"unknown model {name!r}; known: {sorted(_MODELS)}")
+  if name not in MODELS:
+    raise ConfigError("model.name", f"unknown model {name!r}; known: {MODELS.names()}")
   _check_dtype(cfg, "dtype")
   _check_dtype(cfg, "param_dtype")
   _validate_vit(cfg)
