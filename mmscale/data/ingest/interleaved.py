@@ -13,40 +13,31 @@ the text never refers to an image that is not there.
 """
 
 import os
-from typing import Any, Iterator
+from typing import Any
 
 from mmscale.data.ingest import common
-from mmscale.data.ingest.common import Skip, Skipped
-from mmscale.data.ingest.webdataset import expand_inputs
+from mmscale.data.ingest.common import Skip
+from mmscale.data.ingest.jsonl_lines import JsonLinesSource
 
 
-class InterleavedSource:
+class InterleavedSource(JsonLinesSource):
   """Reads OBELICS-style JSONL; see the module docstring."""
 
-  def __init__(self, input_spec: str, options: common.IngestOptions):
-    self.paths = expand_inputs(input_spec)
-    self.options = options
-    self.text_key = options.text_key or "texts"
-    self.image_key = options.image_key or "images"
+  name = "interleaved"
+  default_image_key = "images"
+  default_text_key = "texts"
 
-  def describe(self) -> str:
-    return "interleaved:" + ",".join(os.path.basename(p) for p in self.paths)
-
-  def units(self, target: int) -> list:
-    return common.jsonl_units(self.paths, target)
-
-  def _record(self, path: str, offset: int, doc: Any) -> dict:
+  def record(self, path: str, offset: int, doc: Any, image_root: str) -> dict:
     if not isinstance(doc, dict):
       raise Skip("bad_json", "document is not an object")
     texts, paths = doc.get(self.text_key), doc.get(self.image_key)
     if not isinstance(texts, list) or not isinstance(paths, list) or len(texts) != len(paths):
       raise Skip("bad_json", f"'{self.text_key}' and '{self.image_key}' must be lists of equal "
                  "length")
-    root = self.options.image_root or os.path.dirname(os.path.abspath(path))
     images, segments = [], []
     for text, image in zip(texts, paths):
       if image is not None:
-        images.append(common.read_image_file(root, image, self.options.max_image_pixels))
+        images.append(common.read_image_file(image_root, image, self.options.max_image_pixels))
         segments.append({"image": len(images) - 1})
       elif text is not None:
         text = common.decode_text(text).strip() if isinstance(text, (str, bytes)) else None
@@ -60,11 +51,3 @@ class InterleavedSource:
     return {"id": rid, "kind": "interleaved" if images else "text", "images": images,
             "segments": segments, "descriptor": None,
             "meta": {"source_file": os.path.basename(path), "source_offset": offset}}
-
-  def read(self, unit: dict) -> Iterator[common.Item]:
-    for offset, line in common.iter_lines(unit):
-      where = f"{unit['path']}@{offset}"
-      try:
-        yield self._record(unit["path"], offset, common.parse_json(line, where))
-      except Skip as e:
-        yield Skipped(e.reason, where, e.detail)
