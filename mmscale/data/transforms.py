@@ -18,6 +18,7 @@ counts (part of the iterator state, so they survive a resume) and raises `DataEr
 skipped fraction exceeds `data.max_skip_fraction`.
 """
 
+import contextlib
 import io
 from typing import Any, Mapping
 
@@ -40,6 +41,7 @@ class SkipExample(Exception):
 
   def __init__(self, reason: str, detail: str = ""):
     self.reason = reason
+    self.detail = detail
     super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
@@ -83,14 +85,15 @@ def _normalise(arr: np.ndarray) -> np.ndarray:
 RESIZE_MODES = {"stretch": _stretch, "pad": _pad, "crop": _crop}
 
 
-def decode_image(data: bytes, image_size: int,
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, resize: str = "stretch") -> np.ndarray:
-  """Encoded PNG/JPEG bytes -> float32[S, S, 3] in [-1, 1], resized by `RESIZE_MODES[resize]`.
+@contextlib.contextmanager
+def opened_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+  """The PIL image of encoded bytes, for a `with` block; every failure becomes `SkipExample`.
 
   The pixel limit is checked from the header, before decoding, so a decompression bomb costs
-  nothing. `convert("RGB")` forces the full decode, so truncated files fail here, not later.
+  nothing; errors raised inside the caller's block (the actual decode) are mapped too. Shared by
+  training (`decode_image`) and ingestion (`ingest.common.check_image`), so both judge an image
+  by the same rules.
   """
-  fit = RESIZE_MODES[resize]
   if not isinstance(data, (bytes, bytearray)) or not data:
     raise SkipExample("bad_image", "empty image bytes")
   try:
@@ -98,12 +101,23 @@ def decode_image(data: bytes, image_size: int,
       w, h = im.size
       if w * h > max_pixels:
         raise SkipExample("image_too_large", f"{w}x{h} > {max_pixels} pixels")
-      im.draft("RGB", (image_size, image_size))  # JPEG: decode at a reduced scale when possible
-      return fit(im.convert("RGB"), image_size)
+      yield im
   except SkipExample:
     raise
   except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, bombs).
     raise SkipExample("bad_image", f"{type(e).__name__}: {e}") from e
+
+
+def decode_image(data: bytes, image_size: int,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, resize: str = "stretch") -> np.ndarray:
+  """Encoded PNG/JPEG bytes -> float32[S, S, 3] in [-1, 1], resized by `RESIZE_MODES[resize]`.
+
+  `convert("RGB")` forces the full decode, so truncated files fail here, not later.
+  """
+  fit = RESIZE_MODES[resize]
+  with opened_image(data, max_pixels) as im:
+    im.draft("RGB", (image_size, image_size))  # JPEG: decode at a reduced scale when possible
+    return fit(im.convert("RGB"), image_size)
 
 
 def decode_record_or_skip(data: bytes) -> dict:

@@ -11,13 +11,12 @@ bomb costs nothing) and then fully decodes to catch truncated or corrupt files.
 """
 
 import dataclasses
-import io
 import json
 import os
 import posixpath
 from typing import Any, Iterator, Union
 
-from PIL import Image
+from mmscale.data.transforms import DEFAULT_MAX_IMAGE_PIXELS, SkipExample, opened_image
 
 # Every reason an input item can be skipped for (keys of the skip report).
 SKIP_REASONS = (
@@ -32,7 +31,6 @@ SKIP_REASONS = (
     "bad_archive",      # a truncated or unreadable tar (the rest of that tar is lost)
     "invalid_record",   # the record built from the input breaks docs/data_format.md rules
 )
-DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 class Skip(Exception):
@@ -75,19 +73,18 @@ class IngestOptions:
 
 
 def check_image(data: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> bytes:
-  """Returns `data` if it is a decodable image within the pixel limit; raises Skip otherwise."""
+  """Returns `data` if it is a decodable image within the pixel limit; raises Skip otherwise.
+
+  The same rules as training's decode (`transforms.opened_image`), with a full decode here so
+  that truncated files are caught at ingestion, not in a training run.
+  """
   if not data:
     raise Skip("empty_image", "zero bytes")
   try:
-    with Image.open(io.BytesIO(data)) as im:
-      w, h = im.size
-      if w * h > max_pixels:
-        raise Skip("image_too_large", f"{w}x{h} > {max_pixels} pixels")
-      im.load()  # full decode: truncated files fail here, not in training
-  except Skip:
-    raise
-  except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
-    raise Skip("bad_image", f"{type(e).__name__}: {e}") from e
+    with opened_image(data, max_pixels) as im:
+      im.load()
+  except SkipExample as e:
+    raise Skip(e.reason, e.detail) from e
   return bytes(data)
 
 
