@@ -8,7 +8,6 @@ scores are lower than on 5-reference COCO) and a COCO-style caption file (`capti
 from __future__ import annotations
 
 from mmscale.data.transforms import builder_for
-from mmscale.errors import ConfigError
 from mmscale.eval import caption_metrics, local_files
 from mmscale.eval.context import EvalContext
 from mmscale.eval.eval_records import load_eval_records
@@ -43,9 +42,6 @@ def evaluate_caption(ctx: EvalContext) -> dict[str, float]:
 
 @register_evaluator("caption_file")
 def evaluate_caption_file(ctx: EvalContext) -> dict[str, float]:
-  path = setting(ctx.config, "caption_json")
-  if not path:
-    raise ConfigError("eval.caption_json", "the caption_file evaluator needs a COCO caption JSON")
-  recs = local_files.load_coco_captions(path, setting(ctx.config, "image_root"),
-                                        int(setting(ctx.config, "max_examples")))
+  recs = local_files.records_from_setting(ctx.config, "caption_json",
+                                          local_files.load_coco_captions)
   return score_caption_records(ctx, recs, "caption_file")

@@ -14,7 +14,8 @@ import collections
 import json
 import os
 
-from mmscale.errors import DataError
+from mmscale.errors import ConfigError, DataError
+from mmscale.eval.settings import setting
 
 
 def _load_json(path: str):
@@ -103,3 +104,12 @@ def load_coco_captions(path: str, image_root: str = "", limit: int = 0) -> list[
     if limit and len(out) >= limit:
       break
   return out
+
+
+def records_from_setting(config, field: str, loader) -> list[dict]:
+  """Records of the local file named by `eval.<field>` (images under `eval.image_root`), read by
+  `loader(path, image_root, limit)`; a clear error when the field is empty."""
+  path = setting(config, field)
+  if not path:
+    raise ConfigError(f"eval.{field}", "this evaluator needs the path of a local file")
+  return loader(path, setting(config, "image_root"), int(setting(config, "max_examples")))

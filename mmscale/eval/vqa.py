@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 
 from mmscale.data.transforms import builder_for
-from mmscale.errors import ConfigError
 from mmscale.eval import local_files
 from mmscale.eval.answers import normalize_answer, soft_accuracy
 from mmscale.eval.context import EvalContext
@@ -67,9 +66,5 @@ def evaluate_vqa(ctx: EvalContext) -> dict[str, float]:
 @register_evaluator("vqa_file")
 def evaluate_vqa_file(ctx: EvalContext) -> dict[str, float]:
   """A local VQA JSON file (`eval.vqa_json`, images under `eval.image_root`)."""
-  path = setting(ctx.config, "vqa_json")
-  if not path:
-    raise ConfigError("eval.vqa_json", "the vqa_file evaluator needs a VQA JSON path")
-  recs = local_files.load_vqa_json(path, setting(ctx.config, "image_root"),
-                                   int(setting(ctx.config, "max_examples")))
+  recs = local_files.records_from_setting(ctx.config, "vqa_json", local_files.load_vqa_json)
   return score_vqa_records(ctx, recs, "vqa_file")
