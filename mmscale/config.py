@@ -119,8 +119,20 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     key, sep, value = item.partition("=")
     if not sep or key not in defaults:
       raise ConfigError(f"config argument '{key}'", f"expected one of {sorted(defaults)} as key=value")
-    out[key] = type(defaults[key])(value) if not isinstance(defaults[key], bool) else value in ("1", "true", "True")
+    out[key] = _typed_like(defaults[key], value, f"config argument '{key}'")
   return out
+
+
+def _typed_like(default, value: str, field: str):
+  """`value` converted to the type of `default` (bools: 1/true/0/false)."""
+  if isinstance(default, bool):
+    if value.lower() not in ("1", "true", "0", "false"):
+      raise ConfigError(field, f"expected true or false, got '{value}'")
+    return value.lower() in ("1", "true")
+  try:
+    return type(default)(value)
+  except ValueError as e:
+    raise ConfigError(field, f"expected a value of type {type(default).__name__}, got '{value}'") from e
 
 
 # Fields whose keys are user-chosen names (arms, sources, mesh axes): checked as a whole.

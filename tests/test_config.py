@@ -60,6 +60,10 @@ def test_config_argument_parsing():
   assert dict(c.data.mixture) == {"vqa": 1.0} and c.train.steps == 7
   with pytest.raises(ConfigError, match="steps"):
     config_lib.load_config("configs/world/tiny.py:stepz=7")
+  with pytest.raises(ConfigError, match="expected a value of type int, got 'many'"):
+    config_lib.load_config("configs/world/tiny.py:steps=many")
+  with pytest.raises(ConfigError, match="'size'.*expected one of"):
+    config_lib.load_config("configs/world/tiny.py:size=xl")
 
 
 def test_cli_bad_config_fails_fast_naming_the_field(tmp_path):

@@ -11,6 +11,7 @@ colour, shape and position within minutes.
 """
 
 from mmscale.config import base_config, parse_arg
+from mmscale.errors import ConfigError
 
 MIXTURES = {
     # Captions teach what is in the image; a share of VQA teaches the answer format the eval uses.
@@ -32,6 +33,8 @@ def get_config(arg=None):
   c.data.max_images_per_seq = 2
   c.data.batch_size = 32
 
+  if args.size not in SIZES:
+    raise ConfigError("config argument 'size'", f"expected one of {sorted(SIZES)}, got '{args.size}'")
   size = SIZES[args.size]
   c.model.vit.update(image_size=48, patch_size=16, width=size["vit_width"],
                      depth=size["vit_depth"], heads=4, mlp_dim=4 * size["vit_width"])

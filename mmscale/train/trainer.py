@@ -57,7 +57,7 @@ class TrainContext:
 
 
 class _SignalFlag:
-  """Turns SIGTERM/SIGINT into a flag the loop polls, so a save never races a running step."""
+  """Turns SIGTERM (preemption) into a flag the loop polls, so a save never races a running step."""
 
   def __init__(self):
     self.raised = False
