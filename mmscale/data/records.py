@@ -149,6 +149,17 @@ def write_records(out_dir: str, records: Iterable[dict], *, num_shards: int = 1,
   finally:
     for w in writers:
       w.close()
+  return write_manifest(out_dir, list(zip(names, per_shard)), counts, source=source,
+                        provenance=provenance)
+
+
+def write_manifest(out_dir: str, shards: Sequence[tuple[str, int]], counts: dict[str, int], *,
+                   source: str, provenance: Sequence[dict] = ()) -> dict:
+  """Writes `out_dir/manifest.json` (atomically, last) for shards already on disk; returns it.
+
+  Every writer of record directories (this module, ingestion, the knowledge engine) ends here,
+  so the manifest format has one definition. `shards` = [(file name, number of records)].
+  """
   steps = [dict(p) for p in provenance]
   for p in steps:
     if "stage" not in p:
@@ -156,9 +167,9 @@ def write_records(out_dir: str, records: Iterable[dict], *, num_shards: int = 1,
     p.setdefault("time", provenance_entry(p["stage"])["time"])
     p.setdefault("args", {})
   manifest = {
-      "format": FORMAT, "schema_version": SCHEMA_VERSION, "num_records": sum(per_shard),
-      "counts": dict(sorted(counts.items())),
-      "shards": [{"path": n, "num_records": c} for n, c in zip(names, per_shard)],
+      "format": FORMAT, "schema_version": SCHEMA_VERSION,
+      "num_records": sum(n for _, n in shards), "counts": dict(sorted(counts.items())),
+      "shards": [{"path": name, "num_records": n} for name, n in shards],
       "source": str(source), "provenance": steps}
   tmp = os.path.join(out_dir, MANIFEST + ".tmp")
   with open(tmp, "w") as f:

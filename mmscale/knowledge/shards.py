@@ -66,14 +66,8 @@ def finalize(out_dir: str, names: list, *, source: str, provenance: list) -> dic
   for path in glob.glob(os.path.join(out_dir, "records-*-of-*.arrayrecord")):
     if os.path.basename(path) not in names:
       os.remove(path)
-  manifest = {"format": records.FORMAT, "schema_version": records.SCHEMA_VERSION,
-              "num_records": sum(m["num_records"] for m in markers),
-              "counts": dict(sorted(counts.items())),
-              "shards": [{"path": n, "num_records": m["num_records"]}
-                         for n, m in zip(names, markers)],
-              "source": source, "provenance": provenance}
-  _write_json(os.path.join(out_dir, records.MANIFEST), manifest)
-  return manifest
+  return records.write_manifest(out_dir, [(n, m["num_records"]) for n, m in zip(names, markers)],
+                                counts, source=source, provenance=provenance)
 
 
 def clear_manifest(out_dir: str) -> None:

@@ -188,13 +188,9 @@ def finish(out_dir: str, num_shards: int, *, source_desc: str, provenance_args: 
         f"more than --max_skip_fraction={max_skip_fraction}; reasons {report['reasons']}; "
         f"examples in {os.path.join(out_dir, SKIP_REPORT)}. No manifest written; fix the input "
         "or raise the threshold and rerun (finished shards are kept)")
-  manifest = {
-      "format": records.FORMAT, "schema_version": records.SCHEMA_VERSION,
-      "num_records": num_records, "counts": dict(sorted(counts.items())),
-      "shards": [{"path": s["path"], "num_records": s["num_records"]} for s in stats],
-      "source": source_desc,
-      "provenance": [records.provenance_entry("ingest", provenance_args)]}
-  _write_json(os.path.join(out_dir, records.MANIFEST), manifest)
+  manifest = records.write_manifest(
+      out_dir, [(s["path"], s["num_records"]) for s in stats], dict(counts), source=source_desc,
+      provenance=[records.provenance_entry("ingest", provenance_args)])
   records.read_manifest(out_dir)  # the reader's checks, before anyone trusts the folder
   return manifest
 
