@@ -1,11 +1,15 @@
 """`python -m mmscale.sweep --sweep=configs/sweeps/NAME.py[:arg] --sweep_dir=DIR
-     --launcher=local|tpu|slurm [--dry_run] [--only=PATTERN] [--override=field=value ...]`
+     --launcher=local|tpu|slurm [--dry_run] [--only=PATTERN] [--override=field=value ...]
+     [--workers=N]`
 
 Runs every point of a sweep (local), or runs/submits the exact launch commands for it (tpu,
 slurm); `--dry_run` prints the commands instead. Rerunning the same command skips finished
 points, retries failed ones and collects submitted ones; the results table is DIR/results.csv +
 DIR/results.json. Exit status: 0 when every selected point is done, 1 when some failed, 2 when
-some are still pending (submitted or, with --collect_only, missing). docs/scaling.md has more.
+some are still pending (submitted or, with --collect_only, missing). `--workers=N` (local only)
+runs up to N points at once, each pinned to 1/N of this process's CPUs (Linux); the table and
+exit status are as with one worker, and `--dry_run` prints the same commands. docs/scaling.md
+has more.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--collect_only", action="store_true",
                  help="launch nothing; collect finished points into the table")
   p.add_argument("--remote_sweep_dir", default="", help="DIR as the tpu/slurm workers see it")
+  p.add_argument("--workers", type=int, default=1,
+                 help="local: points run at once, each pinned to 1/N of the CPUs (default 1)")
   defaults = LaunchOptions()
   p.add_argument("--python", default=defaults.python,
                  help="interpreter for the entry points (local default: this one)")
@@ -51,8 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+  """The flags, checked: --workers >= 1, and > 1 only with --launcher=local."""
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if args.workers < 1:
+    parser.error(f"--workers={args.workers}: must be >= 1")
+  if args.workers > 1 and args.launcher != "local":
+    parser.error(f"--workers={args.workers} needs --launcher=local: it runs points at once on "
+                 f"this machine's CPUs, and {args.launcher} points run on other machines")
+  return args
+
+
 def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
+  args = parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   python = args.python
   if args.launcher == "local" and python == LaunchOptions.python:
@@ -67,7 +85,7 @@ def main(argv=None) -> int:
   points = select(points, args.only)
   opts = SweepOptions(sweep_dir=args.sweep_dir, launcher=args.launcher, dry_run=args.dry_run,
                       only=args.only, retries=args.retries, collect_only=args.collect_only,
-                      remote_sweep_dir=args.remote_sweep_dir,
+                      remote_sweep_dir=args.remote_sweep_dir, workers=args.workers,
                       repo_dir=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   sweep = Sweep(points, opts, launch_opts)
   if args.dry_run:

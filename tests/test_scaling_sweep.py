@@ -1,5 +1,6 @@
 """Sweeps: dry-run commands for tpu/slurm are complete and runnable; an interrupted sweep
-finishes only its missing points; the table holds config, commit, budget, FLOPs and eval.
+finishes only its missing points; the table holds config, commit, budget, FLOPs and eval;
+`--workers=2` gives the same table, runs at most two points at once, each on its own CPUs.
 
 The trainer and evaluator are replaced by tiny fake entry-point modules (`--train_module`,
 `--eval_module`) so these tests take seconds; they write what the real ones write
@@ -12,22 +13,32 @@ import os
 import shlex
 import stat
 import sys
+import threading
+import time
 
 import pytest
 
 from mmscale import sweep as sweep_cli
 from mmscale.scaling import results as results_lib
 from mmscale.scaling import spec as spec_lib
+from mmscale.scaling import sweep as sweep_lib
+from mmscale.scaling.launchers import LaunchOptions, Outcome
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FAKE_TRAIN = '''
-import json, os, sys
+import json, os, sys, time
 args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
 w = args["--workdir"]
 os.makedirs(w, exist_ok=True)
 with open(os.environ["FAKE_CALLS"], "a") as f:
   f.write("train " + os.path.basename(w) + "\\n")
+if os.environ.get("FAKE_AFFINITY"):
+  with open(os.environ["FAKE_AFFINITY"], "a") as f:
+    cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))))
+    f.write(os.path.basename(w) + " " + cpus + "\\n")
+if os.environ.get("FAKE_SLOW") == os.path.basename(w):
+  time.sleep(1.0)
 if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in w:
   print("simulated crash in " + w); sys.exit(3)
 with open(os.path.join(w, "metrics.jsonl"), "a") as f:
@@ -82,8 +93,8 @@ def _calls(tmp_path):
   return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
-def _argv(tmp_path, *extra, sweep="configs/sweeps/smoke.py"):
-  return [f"--sweep={sweep}", f"--sweep_dir={tmp_path / 'sweep'}",
+def _argv(tmp_path, *extra, sweep="configs/sweeps/smoke.py", sweep_dir="sweep"):
+  return [f"--sweep={sweep}", f"--sweep_dir={tmp_path / sweep_dir}",
           "--train_module=fake_train", "--eval_module=fake_eval",
           f"--override=data.world_dir={tmp_path / 'no_world'}", *extra]
 
@@ -170,3 +181,107 @@ def test_only_selects_points(fakes, capsys):
   sweep_cli.main(_argv(fakes, "--only=vqa*", "--dry_run"))
   out = capsys.readouterr().out
   assert "# vqa_xs_seed0" in out and "caption_xs_seed0" not in out
+
+
+FOUR_POINTS = """
+def get_sweep(arg=None):
+  return [{"name": f"{arm}_xs_seed{seed}", "tags": {"group": "parallel"},
+           "config": f"configs/scaling/point.py:size=xs,arm={arm},tokens=5120,seed={seed},batch=8"}
+          for seed in (0, 1) for arm in ("vqa", "caption")]
+"""
+
+
+def _table(sweep_dir):
+  """The rows without wall_s (the only column that differs between two runs of a point)."""
+  return [{k: v for k, v in row.items() if k != "wall_s"}
+          for row in results_lib.read_table(str(sweep_dir))]
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX, which only tests import
+def test_workers_give_the_same_table_pinned(fakes, monkeypatch):
+  """Two workers: the same rows in the same order as one, though the first point ends last;
+  each point's train ran on its slot's CPUs, which its log names."""
+  sweep = fakes / "four.py"
+  sweep.write_text(FOUR_POINTS)
+  names = ["vqa_xs_seed0", "caption_xs_seed0", "vqa_xs_seed1", "caption_xs_seed1"]
+  monkeypatch.setenv("FAKE_SLOW", "vqa_xs_seed0")
+  assert sweep_cli.main(_argv(fakes, "--workers=1", sweep=sweep, sweep_dir="one")) == 0
+  monkeypatch.setenv("FAKE_AFFINITY", str(fakes / "affinity.txt"))
+  assert sweep_cli.main(_argv(fakes, "--workers=2", sweep=sweep, sweep_dir="two")) == 0
+  assert [r["name"] for r in _table(fakes / "two")] == names
+  assert _table(fakes / "two") == _table(fakes / "one")
+  assert sorted(_calls(fakes)) == sorted(2 * [f"{s} {n}" for n in names for s in ("train", "eval")])
+  if not hasattr(os, "sched_setaffinity"):
+    return
+  shares = {",".join(map(str, cpus)) for cpus in sweep_lib.split_cpus(os.sched_getaffinity(0), 2)}
+  ran_on = dict(line.split(" ") for line in (fakes / "affinity.txt").read_text().splitlines())
+  assert sorted(ran_on) == sorted(names) and set(ran_on.values()) <= shares
+  for name, cpus in ran_on.items():
+    log = (fakes / "two" / "points" / name / "log.txt").read_text()
+    assert f" --workdir={fakes / 'two' / 'points' / name}  # cpus={cpus}\n" in log
+
+
+class _RecordingLauncher:
+  """Stands in for LocalLauncher: records when each point ran and on which CPUs, then writes
+  the eval results the real entry points would."""
+
+  def __init__(self):
+    self.runs, self._lock = [], threading.Lock()
+
+  def commands(self, job):
+    return [f"fake {job.point.name}"]
+
+  def run(self, job, log_path, cpus=None):
+    del log_path
+    start = time.monotonic()
+    time.sleep(0.15)
+    os.makedirs(os.path.join(job.workdir, "eval"), exist_ok=True)
+    with open(os.path.join(job.workdir, "eval", "results.json"), "w") as f:
+      json.dump({"step": 10, "vqa/accuracy/all": 0.5}, f)
+    with self._lock:
+      self.runs.append((start, time.monotonic(), cpus, job.point.name))
+    return Outcome("done")
+
+
+def test_workers_run_at_most_n_points_on_distinct_slots(tmp_path, monkeypatch):
+  """Six points, two workers: never more than two at once, two points running at the same time
+  never share a slot (each slot's CPU set is unique here), and both slots are reused."""
+  monkeypatch.chdir(REPO)
+  shares = [(10, 11), (12, 13)]
+  monkeypatch.setattr(sweep_lib, "cpu_shares", lambda workers: shares[:workers])
+  points = [spec_lib.make_point({"name": f"p{i}", "config": "configs/scaling/point.py:size=xs"},
+                                {"data.world_dir": str(tmp_path / "no_world")}) for i in range(6)]
+  opts = sweep_lib.SweepOptions(sweep_dir=str(tmp_path), workers=2, repo_dir=REPO)
+  sweep = sweep_lib.Sweep(points, opts, LaunchOptions())
+  sweep.launcher = _RecordingLauncher()
+  assert sweep.run() == {"done": [p.name for p in points]}
+  runs = sweep.launcher.runs
+  assert sorted(r[3] for r in runs) == [p.name for p in points]
+  assert {r[2] for r in runs} == set(shares)
+  for start, _, _, _ in runs:
+    running = [r for r in runs if r[0] <= start < r[1]]
+    assert len(running) <= 2 and len({r[2] for r in running}) == len(running)
+  assert any(a[0] < b[1] and b[0] < a[1] for a in runs for b in runs if a is not b)
+
+
+def test_split_cpus():
+  assert sweep_lib.split_cpus({4, 0, 1, 2, 3}, 2) == [(0, 1), (2, 3, 4)]
+  assert sweep_lib.split_cpus(range(4), 4) == [(0,), (1,), (2,), (3,)]
+  assert sweep_lib.split_cpus([7], 3) == [(7,), (7,), (7,)]  # fewer CPUs than workers: shared
+
+
+@pytest.mark.parametrize("flags", [["--workers=0"], ["--workers=2", "--launcher=slurm"],
+                                   ["--workers=2", "--launcher=tpu", "--dry_run"]])
+def test_cli_rejects_bad_workers(flags, tmp_path, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    sweep_cli.main(_argv(tmp_path, *flags))
+  assert exit_info.value.code == 2 and "--workers" in capsys.readouterr().err
+
+
+def test_dry_run_ignores_workers(tmp_path, capsys):
+  os.chdir(REPO)
+  outs = []
+  for workers in (1, 3):
+    sweep_cli.main(_argv(tmp_path, f"--workers={workers}", "--dry_run"))
+    outs.append(capsys.readouterr().out)
+  assert outs[0] == outs[1] and "# vqa_xs_seed0" in outs[0]

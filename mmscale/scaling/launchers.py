@@ -5,7 +5,8 @@ copy them) and runs or submits them. All of them call only the public entry poin
 `python -m mmscale.train` and `python -m mmscale.eval` with the point's `--config` and
 `--config.x=y` flags, so a point runs the same way on a laptop, a TPU pod and a SLURM cluster.
 
-- local: runs train then eval here, in subprocesses, blocking; output goes to the point's log.
+- local: runs train then eval here, in subprocesses, blocking; output goes to the point's log;
+         with `--workers=N`, N points at once, each pinned to its share of the CPUs.
 - tpu:   `gcloud compute tpus tpu-vm ssh NAME --zone=Z --worker=all --command='cd REPO && ...'`:
          every worker of the pod slice runs the same command (JAX multi-host SPMD); blocks.
 - slurm: `sbatch --wrap='srun ... && srun ...'`: one task per node (`--ntasks-per-node=1`), the
@@ -15,6 +16,7 @@ copy them) and runs or submits them. All of them call only the public entry poin
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shlex
@@ -62,16 +64,33 @@ def train_and_eval(opts: LaunchOptions, job: Job, prefix: tuple = ()) -> str:
                      for m in (opts.train_module, opts.eval_module))
 
 
-def _run_logged(argv, log_path: str, env=None) -> int:
+def _run_logged(argv, log_path: str, env=None, cpus=None) -> int:
+  """Runs `argv` (a shell line if a str), appending the command and its output to the log.
+
+  With `cpus` (LocalLauncher only) the process and its children are pinned to those CPUs, set in
+  the child before exec; the log line names them (`# cpus=0,1`).
+  """
   with open(log_path, "a") as log:
-    log.write(f"\n$ {argv if isinstance(argv, str) else shlex.join(argv)}\n")
+    pinned = f"  # cpus={','.join(map(str, cpus))}" if cpus else ""
+    log.write(f"\n$ {argv if isinstance(argv, str) else shlex.join(argv)}{pinned}\n")
     log.flush()
     return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                          shell=isinstance(argv, str), check=False).returncode
+                          shell=isinstance(argv, str), check=False,
+                          preexec_fn=_pin_to(cpus)).returncode
+
+
+def _pin_to(cpus):
+  """A preexec_fn pinning the child to `cpus`, or None when there is nothing to pin or the OS
+  cannot (no os.sched_setaffinity outside Linux). The child runs only this one system call
+  before exec, which keeps preexec_fn's hazards with threads (the `--workers` sweep) at bay."""
+  if not cpus or not hasattr(os, "sched_setaffinity"):
+    return None
+  return functools.partial(os.sched_setaffinity, 0, frozenset(cpus))
 
 
 class LocalLauncher:
-  """Runs here; the sweep process waits. PYTHONPATH/XLA flags are inherited."""
+  """Runs here; the sweep process (or one of its `--workers` threads) waits. PYTHONPATH/XLA
+  flags are inherited; `cpus` pins both entry points to a share of this machine's CPUs."""
 
   def __init__(self, opts: LaunchOptions):
     self.opts = opts
@@ -80,9 +99,9 @@ class LocalLauncher:
     return [shlex.join(entry_argv(self.opts, m, job))
             for m in (self.opts.train_module, self.opts.eval_module)]
 
-  def run(self, job: Job, log_path: str) -> Outcome:
+  def run(self, job: Job, log_path: str, cpus=None) -> Outcome:
     for module in (self.opts.train_module, self.opts.eval_module):
-      rc = _run_logged(entry_argv(self.opts, module, job), log_path)
+      rc = _run_logged(entry_argv(self.opts, module, job), log_path, cpus=cpus)
       if rc:
         return Outcome("failed", f"{module} exited with {rc}")
     return Outcome("done")

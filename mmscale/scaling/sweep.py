@@ -8,15 +8,24 @@ killed at any moment and rerun with the same command:
 - `log.txt`:   every command run for the point and its output; `point.json`: spec and commands.
 A point whose eval results already exist (e.g. the sweep died after eval, before DONE) is
 collected without rerunning; the trainer itself resumes an interrupted run from its checkpoint.
+
+With `workers` > 1 (local launcher only) up to that many points run at once, on threads that each
+wait for their point's subprocesses; worker slot k pins its subprocesses to the k-th of `workers`
+contiguous chunks of the sweep's CPUs (`cpu_shares`). Statuses, the table and its row order are
+the same as with one worker.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import fnmatch
+import functools
 import json
 import logging
 import os
+import queue
+import threading
 import time
 
 from mmscale.scaling import density as density_lib
@@ -37,6 +46,7 @@ class SweepOptions:
   collect_only: bool = False
   remote_sweep_dir: str = ""  # where tpu/slurm workers see DIR (default: DIR itself)
   repo_dir: str = "."  # for the git commit
+  workers: int = 1  # points run at once (local launcher only), each on its share of the CPUs
 
 
 def select(points, pattern: str):
@@ -65,13 +75,42 @@ def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
     return "".join(f.readlines()[-lines:])
 
 
+def split_cpus(cpus, workers: int) -> list[tuple]:
+  """`cpus` in `workers` contiguous chunks (sizes differ by at most one); with fewer CPUs than
+  workers, slot k gets CPU k mod len(cpus), so chunks share."""
+  cpus = sorted(cpus)
+  if len(cpus) < workers:
+    return [(cpus[k % len(cpus)],) for k in range(workers)]
+  bounds = [len(cpus) * k // workers for k in range(workers + 1)]
+  return [tuple(cpus[bounds[k]:bounds[k + 1]]) for k in range(workers)]
+
+
+def cpu_shares(workers: int) -> list:
+  """Worker slot k -> the CPUs its points are pinned to: the CPUs this process may use, split
+  by `split_cpus`; None per slot where the OS cannot pin (no os.sched_setaffinity)."""
+  if not hasattr(os, "sched_setaffinity"):
+    _log_no_pinning()
+    return [None] * workers
+  return split_cpus(os.sched_getaffinity(0), workers)
+
+
+@functools.lru_cache(maxsize=None)
+def _log_no_pinning() -> None:
+  logging.info("os.sched_setaffinity is not available here: parallel points are not pinned")
+
+
 class Sweep:
   """Runs (or prints) the points of one sweep; see the module docstring for the file protocol."""
 
   def __init__(self, points, opts: SweepOptions, launch_opts):
+    if opts.workers < 1 or (opts.workers > 1 and opts.launcher != "local"):
+      raise ValueError(f"workers={opts.workers}: must be >= 1, and > 1 only with the local "
+                       f"launcher (not {opts.launcher})")
     self.points, self.opts = points, opts
     self.launcher = get_launcher(opts.launcher, launch_opts)
     self.commit = results_lib.git_commit(opts.repo_dir)
+    self._collect_lock = threading.Lock()  # workers: one density computation + DONE at a time
+    self._stop = threading.Event()  # workers: set on Ctrl-C; no new point or attempt starts
 
   def point_dir(self, point) -> str:
     return os.path.join(self.opts.sweep_dir, "points", point.name)
@@ -104,8 +143,8 @@ class Sweep:
         os.remove(os.path.join(workdir, stale))
     return row
 
-  def _run_point(self, point) -> str:
-    """Runs one point with retries; returns its status."""
+  def _run_point(self, point, cpus=None) -> str:
+    """Runs one point with retries (pinned to `cpus`, local launcher only); returns its status."""
     workdir = self.point_dir(point)
     os.makedirs(workdir, exist_ok=True)
     job = self.job(point)
@@ -116,39 +155,82 @@ class Sweep:
     failed_path = os.path.join(workdir, "FAILED")
     previous = _read_json(failed_path)["attempts"] if os.path.exists(failed_path) else 0
     for attempt in range(1, self.opts.retries + 2):
-      logging.info("point %s: attempt %d (%s)", point.name, attempt, self.opts.launcher)
+      logging.info("point %s: attempt %d (%s%s)", point.name, attempt, self.opts.launcher,
+                   "" if cpus is None else f", cpus {','.join(map(str, cpus))}")
       start = time.time()
-      outcome = self.launcher.run(job, log_path)
+      outcome = self.launcher.run(job, log_path, **({} if cpus is None else {"cpus": cpus}))
       if outcome.status == "submitted":
         _write_json(os.path.join(workdir, "SUBMITTED"), {"job_id": outcome.detail})
         return "submitted"
-      if outcome.status == "done" and self._collect(point, round(time.time() - start, 1)):
-        return "done"
+      if outcome.status == "done":
+        with self._collect_lock:
+          row = self._collect(point, round(time.time() - start, 1))
+        if row:
+          return "done"
       detail = outcome.detail or "finished without eval/results.json"
       _write_json(failed_path, {"attempts": previous + attempt, "error": detail,
                                 "log_tail": log_tail(log_path)})
       logging.warning("point %s failed (%s)", point.name, detail)
+      if self._stop.is_set():
+        break
     return "failed"
 
+  def _existing_status(self, point) -> str | None:
+    """The status of a point that needs no run (done, submitted, missing), else None."""
+    workdir = self.point_dir(point)
+    if os.path.exists(os.path.join(workdir, "DONE")):
+      return "done"
+    if self._collect(point) is not None:
+      return "done"
+    if os.path.exists(os.path.join(workdir, "SUBMITTED")):
+      return "submitted"
+    return "missing" if self.opts.collect_only else None
+
   def run(self) -> dict:
-    """Runs every unfinished point; writes the table; returns {status: [names]}."""
-    status = {}
-    for point in self.points:
-      workdir = self.point_dir(point)
-      if os.path.exists(os.path.join(workdir, "DONE")):
-        status[point.name] = "done"
-      elif self._collect(point) is not None:
-        status[point.name] = "done"
-      elif os.path.exists(os.path.join(workdir, "SUBMITTED")) or self.opts.collect_only:
-        status[point.name] = "submitted" if os.path.exists(
-            os.path.join(workdir, "SUBMITTED")) else "missing"
-      else:
-        status[point.name] = self._run_point(point)
+    """Runs every unfinished point (`workers` at once); writes the table; returns
+    {status: [names]} with the names in the points' order."""
+    if self.opts.workers > 1:
+      status = self._run_parallel()
+    else:
+      status = {}
+      for point in self.points:
+        status[point.name] = self._existing_status(point) or self._run_point(point)
     self.write_table(status)
     by_status = {}
     for name, s in status.items():
       by_status.setdefault(s, []).append(name)
     return by_status
+
+  def _run_parallel(self) -> dict:
+    """Collects what needs no run, then runs the rest on `workers` threads, each point on a
+    worker slot no other running point holds (and that slot's CPUs)."""
+    status = {point.name: self._existing_status(point) for point in self.points}
+    todo = [point for point in self.points if status[point.name] is None]
+    free_slots = queue.Queue()
+    for slot in range(self.opts.workers):
+      free_slots.put(slot)
+    run = functools.partial(self._run_on_free_slot, free_slots, cpu_shares(self.opts.workers))
+    with concurrent.futures.ThreadPoolExecutor(self.opts.workers, "sweep-worker") as pool:
+      futures = [pool.submit(run, point) for point in todo]
+      try:
+        for point, future in zip(todo, futures):
+          status[point.name] = future.result()
+      except BaseException:  # Ctrl-C (which the running points get too): start nothing more
+        self._stop.set()
+        for future in futures:
+          future.cancel()
+        raise
+    return status
+
+  def _run_on_free_slot(self, free_slots: queue.Queue, shares: list, point) -> str:
+    """`_run_point` on a slot taken from `free_slots` (pinned to its share) and given back."""
+    if self._stop.is_set():
+      return "missing"
+    slot = free_slots.get()  # never waits: as many slots as threads
+    try:
+      return self._run_point(point, shares[slot])
+    finally:
+      free_slots.put(slot)
 
   def write_table(self, status: dict) -> str:
     rows, failed, pending = [], [], []
