@@ -19,7 +19,7 @@ from mmscale.errors import MmscaleError
 from mmscale.eval import contrastive
 from mmscale.eval.loading import load_context, load_run_config
 from mmscale.eval.registry import evaluator_names
-from mmscale.eval.runner import configured_evals, format_table, run_evaluators, write_results
+from mmscale.eval.runner import format_table, run_evaluators, validate_evals, write_results
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, path.py[:arg]")
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory with checkpoints/", required=True)
@@ -50,9 +50,10 @@ def main(argv):
     config = _CONFIG.value or load_run_config(_PARAMS.value or _WORKDIR.value)
     set_eval_fields(config, tccd_alpha=_TCCD_ALPHA.value, tccd_beta=_TCCD_BETA.value,
                     tccd_centroids=_TCCD_CENTROIDS.value)
+    names = validate_evals(config, _EVALS.value)
     ctx, step = load_context(config, _WORKDIR.value, step=_STEP.value, params_dir=_PARAMS.value)
     decoding = contrastive.describe(ctx.config, ctx.workdir)  # checks the centroids first
-    results = run_evaluators(ctx, _EVALS.value or configured_evals(config))
+    results = run_evaluators(ctx, names)
   except (MmscaleError, ValueError) as e:
     sys.exit(f"error: {e}")
   path = write_results(_WORKDIR.value, step, results, decoding)

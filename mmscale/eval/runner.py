@@ -10,19 +10,33 @@ import time
 import flax.linen as nn
 import jax
 
+from mmscale.errors import ConfigError
 from mmscale.eval.context import EvalContext
-from mmscale.eval.registry import get_evaluator
+from mmscale.eval.registry import evaluator_names, get_evaluator
 from mmscale.eval.settings import setting
 
 DEFAULT_EVALS = ("heldout_loss", "vqa", "caption", "pairs", "text", "fewshot")
 
 
 def configured_evals(config) -> tuple[str, ...]:
-  """`eval.evals` when set, else DEFAULT_EVALS."""
+  """`eval.evals` when set, else DEFAULT_EVALS. A string or entries holding commas (what the
+  flag `--config.eval.evals=vqa,pairs` gives) are split on commas."""
   names = setting(config, "evals")
   if isinstance(names, str):
-    names = [n for n in names.split(",") if n]
-  return tuple(names) or DEFAULT_EVALS
+    names = [names]
+  return tuple(n.strip() for entry in names for n in entry.split(",") if n.strip()) or DEFAULT_EVALS
+
+
+def validate_evals(config, names=None) -> tuple[str, ...]:
+  """Raises ConfigError naming `eval.evals` / `eval.every` for an unknown evaluator, so that a
+  typo fails at start-up rather than at the first evaluation, hundreds of steps in."""
+  names = tuple(names) if names else configured_evals(config)
+  known = evaluator_names()
+  for field, given in (("eval.evals", names), ("eval.every", tuple(setting(config, "every")))):
+    unknown = [n for n in given if n not in known]
+    if unknown:
+      raise ConfigError(field, f"unknown evaluators {unknown}; known: {known}")
+  return names
 
 
 def run_evaluators(ctx: EvalContext, names=DEFAULT_EVALS) -> dict[str, float]:
