@@ -88,3 +88,20 @@ def test_soft_accuracy():
   assert soft_accuracy("3", answers) == 1.0
   assert soft_accuracy("4", answers) == 0.0
   assert soft_accuracy("red", ["red"]) == 1.0 and soft_accuracy("blue", ["red"]) == 0.0
+
+
+def test_vqa_subgroups_split_knowledge_by_taught_and_grounding():
+  from mmscale.eval.vqa import subgroups, summarize
+  metas = [{"qtype": "knowledge", "qform": "grounded_family", "taught": True},
+           {"qtype": "knowledge", "qform": "ungrounded_habitat", "taught": False},
+           {"qtype": "relation", "qform": "yesno"}]
+  extra = [subgroups(m) for m in metas]
+  assert extra == [["knowledge_taught", "knowledge_grounded"],
+                   ["knowledge_heldout", "knowledge_ungrounded"], []]
+  out = summarize(["knowledge", "knowledge", "relation"], [["zorb"], ["ocean"], ["yes"]],
+                  ["zorb", "forest", "yes"], "vqa", extra)
+  assert out["vqa/accuracy/knowledge_taught"] == 1.0
+  assert out["vqa/accuracy/knowledge_heldout"] == 0.0
+  assert out["vqa/count/knowledge_grounded"] == 1
+  assert out["vqa/accuracy/knowledge"] == 0.5
+  assert out["vqa/count/all"] == 3 and abs(out["vqa/accuracy/all"] - 2 / 3) < 1e-9

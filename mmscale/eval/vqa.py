@@ -25,15 +25,35 @@ def majority_baseline(answers: list[str]) -> float:
   return counts.most_common(1)[0][1] / len(answers) if answers else 0.0
 
 
+def subgroups(meta: dict) -> list[str]:
+  """Finer groups of a knowledge-world question, beside its qtype: a knowledge question is
+  `knowledge_taught` when the training VQA arm asks about its shape's facts (the answer format
+  and those facts are taught) or `knowledge_heldout` when only captions and fact documents state
+  them (what knowledge density can add), and `knowledge_grounded` (the shape must be seen: 'the
+  red object') or `knowledge_ungrounded` ('the cross', memory alone)."""
+  if meta.get("qtype") != "knowledge":
+    return []
+  out = []
+  if "taught" in meta:
+    out.append("knowledge_taught" if meta["taught"] else "knowledge_heldout")
+  form = str(meta.get("qform", ""))
+  if form.startswith(("grounded", "ungrounded")):
+    out.append("knowledge_" + form.split("_")[0])
+  return out
+
+
 def summarize(qtypes: list[str], answers: list[list[str]], predictions: list[str],
-              prefix: str = "vqa") -> dict[str, float]:
-  """Exact match (vs the first answer), soft accuracy and majority baseline, overall and per
-  qtype. `answers` and `predictions` are normalised and aligned with `qtypes`."""
+              prefix: str = "vqa", extra_groups: list[list[str]] | None = None
+              ) -> dict[str, float]:
+  """Exact match (vs the first answer), soft accuracy and majority baseline, overall, per qtype
+  and per extra group (`extra_groups[i]`: the groups question i also counts in, e.g.
+  `subgroups`). `answers` and `predictions` are normalised and aligned with `qtypes`."""
   out = {}
   groups = collections.defaultdict(list)
-  for qtype, refs, pred in zip(qtypes, answers, predictions):
-    groups[qtype].append((refs, pred))
-    groups["all"].append((refs, pred))
+  extra_groups = extra_groups or [[] for _ in qtypes]
+  for qtype, refs, pred, extra in zip(qtypes, answers, predictions, extra_groups):
+    for group in (qtype, "all", *extra):
+      groups[group].append((refs, pred))
   for qtype, items in sorted(groups.items()):
     n = len(items)
     out[f"{prefix}/accuracy/{qtype}"] = sum(refs[0] == p for refs, p in items) / n
@@ -54,7 +74,8 @@ def score_vqa_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[s
   answers = [[normalize_answer(a) for a in rec["meta"].get("answers") or [rec["meta"]["answer"]]]
              for rec in recs]
   qtypes = [str(rec["meta"].get("qtype") or "all") for rec in recs]
-  return summarize(qtypes, answers, predictions, prefix)
+  extra = [subgroups(rec["meta"]) for rec in recs]
+  return summarize(qtypes, answers, predictions, prefix, extra)
 
 
 @register_evaluator("vqa")
