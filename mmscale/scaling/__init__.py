@@ -11,5 +11,7 @@ training and evaluation only through their public entry points (`python -m mmsca
   density.py    semantic coverage and task diversity of an arm (mmscale.knowledge.density)
   fit.py        power-law fits with confidence intervals, Spearman correlation, seed statistics
   plots.py      matplotlib figures
-  report.py     the markdown report, from the results table alone
+  claims.py     claims with verdicts (greater / at_most / equivalent / correlation / factor effects)
+  curves.py     learning curves from W/eval/step_*.json, and the step where a type becomes learnable
+  report.py     the markdown report, from the results table (and curves table) alone
 """

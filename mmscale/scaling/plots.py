@@ -1,4 +1,5 @@
-"""Report figures (PNG, matplotlib Agg): scaling curves, per-condition accuracy, correlations.
+"""Report figures (PNG, matplotlib Agg): scaling curves, per-condition accuracy, correlations,
+learning curves.
 
 Each function takes plain data (no rows, no files besides its output) so the report decides
 what is plotted and the figures stay reproducible from the results table.
@@ -62,6 +63,28 @@ def correlation(points: dict, path: str, ylabel: str) -> str:
     ax.set_xlabel(xname)
     ax.set_ylabel(ylabel)
     ax.set_title(f"Spearman rho = {rho:.2f}", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def curves(series: dict, majority: dict, path: str, title: str = "") -> str:
+  """series: qtype -> (tokens, accuracy); majority: qtype -> (tokens, baseline), drawn dashed in
+  the qtype's colour so each line is read against its own chance level."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for k, (name, (xs, ys)) in enumerate(series.items()):
+    color = f"C{k % 10}"
+    ax.plot(xs, ys, marker="o", ms=3, lw=1, color=color, label=name)
+    mx, my = majority.get(name, ((), ()))
+    if len(mx):
+      ax.plot(mx, my, ls="--", lw=0.8, marker="_", ms=8, color=color)  # one eval: a tick
+  ax.set_xlabel("training tokens")
+  ax.set_ylabel("accuracy (dashed: majority baseline)")
+  ax.set_ylim(0, 1)
+  if title:
+    ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=6)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
