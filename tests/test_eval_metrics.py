@@ -105,3 +105,18 @@ def test_vqa_subgroups_split_knowledge_by_taught_and_grounding():
   assert out["vqa/count/knowledge_grounded"] == 1
   assert out["vqa/accuracy/knowledge"] == 0.5
   assert out["vqa/count/all"] == 3 and abs(out["vqa/accuracy/all"] - 2 / 3) < 1e-9
+
+
+def test_form_majority_baseline_guesses_each_templates_usual_answer():
+  from mmscale.eval.vqa import form_majority_hits, summarize
+  # Two templates of one type with disjoint answer sets: one global guess gets 2/6, a guess per
+  # template gets 4/6 (what a model that learned the format but not the facts can reach).
+  qtypes = ["knowledge"] * 6
+  forms = ["family", "family", "family", "weight", "weight", "weight"]
+  answers = [["zorb"], ["zorb"], ["plim"], ["heavy"], ["heavy"], ["light"]]
+  assert form_majority_hits(forms, [a[0] for a in answers]) == [True, True, False] * 2
+  out = summarize(qtypes, answers, ["zorb"] * 6, "vqa", None, forms)
+  assert abs(out["vqa/majority/knowledge"] - 2 / 6) < 1e-9
+  assert abs(out["vqa/form_majority/knowledge"] - 4 / 6) < 1e-9
+  assert abs(out["vqa/form_majority/all"] - 4 / 6) < 1e-9
+  assert "vqa/form_majority/all" not in summarize(qtypes, answers, ["zorb"] * 6, "vqa")

@@ -84,3 +84,17 @@ def test_tool_writes_the_table(tmp_path):
   rows = curves.read_csv(str(out))
   assert [(r["run"], r["step"]) for r in rows][:4] == [("a", 10), ("a", 20), ("a", 100), ("b", 10)]
   assert list(rows[0])[:3] == ["run", "step", "tokens"]
+
+
+def test_form_majority_is_the_baseline_and_holds_for_the_whole_run():
+  # knowledge: 0.45 beats the type majority (0.2) but not the form majority (0.40) by 0.10; the
+  # form majority is reported only by the last evaluation and applies to the earlier ones too.
+  rows = [{"run": "r", "step": s, "tokens": s, "vqa/accuracy/knowledge": 0.45,
+           "vqa/majority/knowledge": 0.2, "vqa/count/knowledge": 1500} for s in (10, 20)]
+  rows[1]["vqa/form_majority/knowledge"] = 0.40
+  assert curves.learnable_at(rows[:1], "knowledge")[0]["step"] == 10  # type majority only
+  by_run = curves.runs(rows)
+  assert [r["vqa/form_majority/knowledge"] for r in by_run["r"]] == [0.40, 0.40]
+  assert "vqa/form_majority/knowledge" not in rows[0]  # the input rows are not changed
+  assert curves.learnable_at(by_run["r"], "knowledge") is None
+  assert "not within 20 steps" in "\n".join(curves.learnable_table(rows))

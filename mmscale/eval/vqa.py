@@ -42,24 +42,42 @@ def subgroups(meta: dict) -> list[str]:
   return out
 
 
+def form_majority_hits(forms: list[str], answers: list[str]) -> list[bool]:
+  """Whether each question's answer is the most common answer of its question form (template):
+  the 'knows the format and the answer priors, sees nothing' baseline. It is stronger than the
+  per-type majority where one type mixes templates with different answer sets (a knowledge type
+  asks family, habitat and weight; guessing each template's usual value beats one global guess)."""
+  by_form = collections.defaultdict(collections.Counter)
+  for form, answer in zip(forms, answers):
+    by_form[form][answer] += 1
+  top = {form: counts.most_common(1)[0][0] for form, counts in by_form.items()}
+  return [answer == top[form] for form, answer in zip(forms, answers)]
+
+
 def summarize(qtypes: list[str], answers: list[list[str]], predictions: list[str],
-              prefix: str = "vqa", extra_groups: list[list[str]] | None = None
-              ) -> dict[str, float]:
+              prefix: str = "vqa", extra_groups: list[list[str]] | None = None,
+              forms: list[str] | None = None) -> dict[str, float]:
   """Exact match (vs the first answer), soft accuracy and majority baseline, overall, per qtype
   and per extra group (`extra_groups[i]`: the groups question i also counts in, e.g.
-  `subgroups`). `answers` and `predictions` are normalised and aligned with `qtypes`."""
+  `subgroups`); with `forms` (question templates) also `form_majority` (`form_majority_hits`).
+  `answers` and `predictions` are normalised and aligned with `qtypes`."""
   out = {}
   groups = collections.defaultdict(list)
   extra_groups = extra_groups or [[] for _ in qtypes]
-  for qtype, refs, pred, extra in zip(qtypes, answers, predictions, extra_groups):
+  hits = form_majority_hits([f"{q}/{f}" for q, f in zip(qtypes, forms)],
+                            [refs[0] for refs in answers]) if forms else [None] * len(qtypes)
+  for qtype, refs, pred, extra, hit in zip(qtypes, answers, predictions, extra_groups, hits):
     for group in (qtype, "all", *extra):
-      groups[group].append((refs, pred))
+      groups[group].append((refs, pred, hit))
   for qtype, items in sorted(groups.items()):
     n = len(items)
-    out[f"{prefix}/accuracy/{qtype}"] = sum(refs[0] == p for refs, p in items) / n
-    out[f"{prefix}/soft_accuracy/{qtype}"] = sum(soft_accuracy(p, refs) for refs, p in items) / n
+    out[f"{prefix}/accuracy/{qtype}"] = sum(refs[0] == p for refs, p, _ in items) / n
+    out[f"{prefix}/soft_accuracy/{qtype}"] = sum(
+        soft_accuracy(p, refs) for refs, p, _ in items) / n
     if qtype != "all":
-      out[f"{prefix}/majority/{qtype}"] = majority_baseline([refs[0] for refs, _ in items])
+      out[f"{prefix}/majority/{qtype}"] = majority_baseline([refs[0] for refs, _, _ in items])
+    if forms:
+      out[f"{prefix}/form_majority/{qtype}"] = sum(hit for _, _, hit in items) / n
     out[f"{prefix}/count/{qtype}"] = n
   return out
 
@@ -75,7 +93,8 @@ def score_vqa_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[s
              for rec in recs]
   qtypes = [str(rec["meta"].get("qtype") or "all") for rec in recs]
   extra = [subgroups(rec["meta"]) for rec in recs]
-  return summarize(qtypes, answers, predictions, prefix, extra)
+  forms = [str(rec["meta"].get("qform", "")) for rec in recs]
+  return summarize(qtypes, answers, predictions, prefix, extra, forms)
 
 
 @register_evaluator("vqa")

@@ -28,6 +28,7 @@ from scipy import stats
 from mmscale.scaling import plots
 
 ACC, MAJ, COUNT = "vqa/accuracy/", "vqa/majority/", "vqa/count/"
+FORM_MAJ = "vqa/form_majority/"
 MIN_GAP = 0.10
 ALPHA = 0.01
 FIRST_COLUMNS = ("run", "step", "tokens")
@@ -102,10 +103,15 @@ def qtypes(rows) -> list[str]:
 
 
 def majority(row: dict, qtype: str):
-  """The majority baseline of `qtype`. The evaluator gives none for `all`; there it is the
+  """The baseline of `qtype`: the form majority (each question template's most common answer,
+  `mmscale.eval.vqa.form_majority_hits`) when the evaluation reports it, as it is the stronger
+  'knows the format, sees nothing' baseline; else the per-type majority. The evaluator gives no
+  per-type majority for `all`; there it is the
   accuracy of answering each type's majority answer: the per-type majorities weighted by their
   question counts, over the top-level types (sub-groups like knowledge_heldout are left out, they
   would count questions twice) when their counts add up to `vqa/count/all`."""
+  if row.get(FORM_MAJ + qtype) is not None:
+    return row[FORM_MAJ + qtype]
   if row.get(MAJ + qtype) is not None:
     return row[MAJ + qtype]
   if qtype != "all":
@@ -146,9 +152,20 @@ def learnable_at(run_rows: list[dict], qtype: str):
 
 
 def runs(rows) -> dict:
+  """Rows by run, by step. A run evaluates the same questions each time, so its form-majority
+  baseline is the same at every step: evaluations made before the evaluator reported it take it
+  from one that did (copies; the input rows are not changed)."""
   out = {}
   for r in rows:
-    out.setdefault(str(r["run"]), []).append(r)
+    out.setdefault(str(r["run"]), []).append(dict(r))
+  for rs in out.values():
+    known = {}
+    for r in rs:
+      known.update({k: v for k, v in r.items() if k.startswith(FORM_MAJ) and v is not None})
+    for r in rs:
+      for k, v in known.items():
+        if r.get(k) is None:
+          r[k] = v
   return {k: sorted(v, key=lambda r: r["step"]) for k, v in out.items()}
 
 
@@ -208,9 +225,13 @@ def section(rows, plot_dir: str, out_dir: str, source: str = "") -> list[str]:
   lines = ["## Learning curves", "",
            f"Every evaluation made during training (`W/eval/step_<N>.json`, collected by "
            f"`tools/curves.py`{f' into `{source}`' if source else ''}); tokens = step × "
-           "data.batch_size × data.seq_len. Majority: the accuracy of always giving the type's "
-           "most common answer (for `all`: each type's majority answer, weighted by question "
-           "count).", "",
+           "data.batch_size × data.seq_len. Majority (the baseline): when the evaluation reports it, "
+           "the form majority, the accuracy of giving each question template's most common "
+           "answer (what a model that knows the answer format and priors but sees nothing gets; "
+           "for knowledge questions, which mix templates with different answer sets, it is well "
+           "above the type's single most common answer); else the accuracy of always giving the "
+           "type's most common answer (for `all`: each type's majority answer, weighted by "
+           "question count).", "",
            f"**Learnable at** is the first evaluated step where accuracy − majority ≥ "
            f"{MIN_GAP:.2f} and the gap is significant: a one-sided exact binomial test of round(accuracy × n) "
            f"correct out of n = `vqa/count/<qtype>` questions against the majority rate gives "
