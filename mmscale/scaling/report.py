@@ -50,6 +50,18 @@ def qtypes(rows) -> list[str]:
   return sorted(keys - {"all"}) + (["all"] if "all" in keys else [])
 
 
+BASELINES = ("vqa/form_majority/all", "vqa/majority/all")  # strongest first (eval/vqa.py)
+
+
+def _baseline_cell(rs, col) -> str:
+  """The no-learning floor of the score: the form majority (each question template's usual
+  answer) when the evaluation reports it, else the type majority; '-' when neither is there."""
+  for key in BASELINES:
+    if any(_num(r.get(key)) is not None for r in rs):
+      return str(col(key))
+  return "-"
+
+
 class Report:
   """Builds the markdown and figures; `metric` is an accuracy (error = 1 - metric)."""
 
@@ -86,14 +98,14 @@ class Report:
 
   def seed_table(self, rows, types) -> list[str]:
     header = [",".join(self.by), "size", "tokens", "seeds"] + [f"acc {t}" for t in types] + [
-        "range (all)", "majority (all)", "held-out loss", "train loss", "coverage", "formats"]
+        "range (all)", "baseline (all)", "held-out loss", "train loss", "coverage", "formats"]
     body = []
     for (cond, size, tokens), rs in self.cells(rows).items():
       col = lambda k: fit_lib.summarize([_num(r.get(k)) for r in rs])  # noqa: E731
       acc_all = col(self.metric)
       body.append([cond, size, tokens, len(rs)] + [col(ACC_PREFIX + t) for t in types] + [
           f"{acc_all.low:.3f}-{acc_all.high:.3f}" if acc_all.n else "-",
-          col("vqa/majority/all") if any("vqa/majority/all" in r for r in rs) else "-",
+          _baseline_cell(rs, col),
           col("heldout/loss"), col("final_loss"), col("coverage"), col("task_diversity")])
     return _table(header, body)
 
