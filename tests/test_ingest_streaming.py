@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from mmscale.data import pipeline, records, transforms
-from mmscale.data import tokenizer as tokenizer_lib
 from mmscale.errors import ConfigError
 
 

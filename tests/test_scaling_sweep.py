@@ -102,7 +102,7 @@ def _argv(tmp_path, *extra, sweep="configs/sweeps/smoke.py", sweep_dir="sweep"):
 @pytest.mark.parametrize("launcher", ["tpu", "slurm"])
 def test_dry_run_prints_complete_commands(launcher, tmp_path, capsys):
   os.chdir(REPO)
-  sweep_cli.main([f"--sweep=configs/sweeps/density_cpu.py", f"--sweep_dir={tmp_path}",
+  sweep_cli.main(["--sweep=configs/sweeps/density_cpu.py", f"--sweep_dir={tmp_path}",
                   f"--launcher={launcher}", "--dry_run"])
   out = capsys.readouterr().out.strip().split("\n")
   points = spec_lib.load_sweep("configs/sweeps/density_cpu.py")
