@@ -132,6 +132,32 @@ def test_factor_effects():
   assert claims.evaluate(claim, _mm1_rows("connector")).verdict == claims.NOT_HELD
 
 
+def _replicated_rows(std: float):
+  """Two arms x 3 seeds in another group, each arm's seeds spread with sample std `std`."""
+  return [{"name": f"{arm}_{k}", "group": "format", "arm": arm, "seed": k,
+           M: 0.5 + std * (k - 1)} for arm in ("a", "b") for k in range(3)]
+
+
+def test_factor_effects_judged_against_seed_noise_from_other_rows():
+  claim = {"name": "mm1", "kind": "factor_effects", "metric": M, "group": "mm1_connector",
+           "factors": ["res", "image_tokens"], "versus": ["connector"],
+           "noise_from": {"exclude_groups": ["mm1_connector"]}}
+  # Noise s = 0.01: the res range 0.100 is far above 2 s sqrt(1/6 + 1/6) = 0.0115 -> held.
+  quiet = claims.evaluate(claim, _mm1_rows("res") + _replicated_rows(0.01))
+  assert quiet.verdict == claims.HELD
+  text = "\n".join(quiet.lines)
+  assert "| res | factor | 48 | 0.505 ± 0.005 | 6 | 0.100 | 0.012 |" in text
+  assert "pooled std 0.010 over 2 replicated conditions" in text
+  # Noise s = 0.1: every range is within 2 SE (res: 0.115, connector: 0.141) -> not shown.
+  noisy = claims.evaluate(claim, _mm1_rows("res") + _replicated_rows(0.1))
+  assert noisy.verdict == claims.NOT_SHOWN
+  # A versus factor that clears the noise and beats every factor -> did not hold.
+  assert claims.evaluate(claim, _mm1_rows("connector") + _replicated_rows(0.01)).verdict == \
+      claims.NOT_HELD
+  with pytest.raises(claims.ClaimError, match="field 'noise_from'.*>= 2 seeds"):
+    claims.evaluate(claim, _mm1_rows("res") + _replicated_rows(0.01)[:1])
+
+
 def test_factor_value_column_then_config():
   row = {"name": "p", "res": 96.0, "config": "configs/scaling/point.py:res=48,connector=avgpool"}
   assert claims.factor_value(row, "res") == "96"  # the column wins (read back from CSV: 96.0)

@@ -48,5 +48,8 @@ def get_claims(arg=None):
        "exclude_groups": ["mm1_connector"]},
       {"name": "MM1: resolution and image-token count matter more than connector type",
        "kind": "factor_effects", "metric": ALL, "group": "mm1_connector",
-       "factors": ["res", "image_tokens"], "versus": ["connector"]},
+       "factors": ["res", "image_tokens"], "versus": ["connector"],
+       # One seed per grid point: judge the ranges against the seed noise of the same model and
+       # budget, measured on the density sweep's replicated arms.
+       "noise_from": {"exclude_groups": ["mm1_connector"]}},
   ]

@@ -23,6 +23,13 @@ with one seed on a side gets no verdict at all. The rules, per kind:
                rho_versus on seed means; else inconclusive.
   factor_effects  the marginal mean of `metric` per level of each factor; held if the largest
                range (max - min over levels) among `factors` exceeds the largest among `versus`.
+               With `noise_from` (a row selection like a claim's: group / exclude_groups /
+               where), a one-seed grid is judged against seed noise measured elsewhere: the
+               pooled within-condition std s of the selected rows' conditions with >= 2 seeds.
+               A range counts only if it exceeds twice its standard error,
+               2 s sqrt(1/n_max + 1/n_min) (the two extreme levels' point counts); held if a
+               counting factor range beats every `versus` range, did not hold if a counting
+               `versus` range beats every factor range, else not shown (within seed noise).
 """
 
 from __future__ import annotations
@@ -58,8 +65,12 @@ RULES = {
                    "inconclusive.",
     "factor_effects": "marginal mean of the metric per level of each factor (over all rows at "
                       "that level); held if the largest range (max − min of the marginal means) "
-                      "among the factors exceeds the largest among `versus`; point estimates, "
-                      "no interval.",
+                      "among the factors exceeds the largest among `versus`. With a seed-noise "
+                      "estimate s (pooled within-condition std of replicated conditions), a "
+                      "range counts only above 2 s sqrt(1/n_max + 1/n_min); held if a counting "
+                      "factor range beats every `versus` range, did not hold if a counting "
+                      "`versus` range beats every factor range, else not shown (within seed "
+                      "noise).",
 }
 ONE_SEED_RULE = ("A difference with one seed on either side gets no verdict (its diff is shown): "
                  "one seed cannot separate an effect from seed noise.")
@@ -163,7 +174,9 @@ KINDS = {}
 
 
 def _kind(name: str, *required: str):
-  """Registers an evaluator `fn(claim, rows, by) -> Outcome` with the fields it requires."""
+  """Registers an evaluator `fn(claim, rows, by, all_rows) -> Outcome` with the fields it
+  requires; `rows` are the claim's selection, `all_rows` the whole table (for estimates made on
+  other rows, like factor_effects' seed noise)."""
   def register(fn):
     fn.required = ("metric",) + required
     KINDS[name] = fn
@@ -222,19 +235,22 @@ def _difference(claim, rows, by, *, confidence, rule, comparison) -> Outcome:
 
 
 @_kind("greater", "a", "b")
-def greater(claim, rows, by) -> Outcome:
+def greater(claim, rows, by, all_rows=None) -> Outcome:
+  del all_rows
   return _difference(claim, rows, by, confidence=0.95, rule=_greater_rule,
                      comparison=f"{claim['a']} > {claim['b']}")
 
 
 @_kind("at_most", "a", "b", "margin")
-def at_most(claim, rows, by) -> Outcome:
+def at_most(claim, rows, by, all_rows=None) -> Outcome:
+  del all_rows
   return _difference(claim, rows, by, confidence=0.95, rule=_at_most_rule,
                      comparison=f"{claim['a']} − {claim['b']} ≤ {claim['margin']}")
 
 
 @_kind("equivalent", "a", "b", "margin")
-def equivalent(claim, rows, by) -> Outcome:
+def equivalent(claim, rows, by, all_rows=None) -> Outcome:
+  del all_rows
   return _difference(claim, rows, by, confidence=0.90, rule=_equivalent_rule,
                      comparison=f"|{claim['a']} − {claim['b']}| ≤ {claim['margin']}")
 
@@ -257,7 +273,8 @@ def _rho_text(rho) -> str:
 
 
 @_kind("correlation")
-def correlation(claim, rows, by) -> Outcome:
+def correlation(claim, rows, by, all_rows=None) -> Outcome:
+  del all_rows
   metric, x, versus = claim["metric"], claim.get("x", "coverage"), claim.get(
       "versus", "task_diversity")
   for field, col in (("x", x), ("versus", versus)):
@@ -327,18 +344,57 @@ def marginal_means(claim, rows, factor) -> dict:
   return {level: fit_lib.summarize(per[level]) for level in _sort_levels(list(per))}
 
 
+def pooled_seed_std(claim, rows, by) -> tuple[float, int]:
+  """(s, conditions): the pooled within-condition sample std of the metric over the conditions
+  of `rows` with >= 2 seeds (sum of squared deviations / sum of (n - 1)); (nan, 0) if none."""
+  ss, dof, conds = 0.0, 0, 0
+  for rs in _by_condition(rows, by).values():
+    vals = [v for v in (number(r.get(claim["metric"])) for r in rs) if v is not None]
+    if len(vals) >= 2:
+      ss += float(np.sum((np.asarray(vals) - np.mean(vals)) ** 2))
+      dof += len(vals) - 1
+      conds += 1
+  return (math.sqrt(ss / dof), conds) if dof else (float("nan"), 0)
+
+
+def _range_noise(summaries, s: float) -> float:
+  """Twice the standard error of (max - min) of level means: 2 s sqrt(1/n_max + 1/n_min)."""
+  by_mean = sorted(summaries, key=lambda x: x.mean)
+  return 2 * s * math.sqrt(1 / by_mean[-1].n + 1 / by_mean[0].n)
+
+
+def _factor_verdict(ranges, noise, factors, versus) -> str:
+  top, top_versus = max(ranges[f] for f in factors), max(ranges[f] for f in versus)
+  if noise is None:
+    return HELD if top > top_versus else NOT_HELD
+  counts = {f: ranges[f] > noise[f] for f in ranges}
+  if any(counts[f] and ranges[f] > top_versus for f in factors):
+    return HELD
+  if any(counts[f] and ranges[f] >= top for f in versus):
+    return NOT_HELD
+  return NOT_SHOWN
+
+
 @_kind("factor_effects", "factors", "versus")
-def factor_effects(claim, rows, by) -> Outcome:
-  del by  # factors are their own coordinates, whatever the report's conditions are
+def factor_effects(claim, rows, by, all_rows=None) -> Outcome:
   factors, versus = _as_list(claim, "factors"), _as_list(claim, "versus")
   if not any(number(r.get(claim["metric"])) is not None for r in rows):
     raise ClaimError(claim, "metric", f"'{claim['metric']}' has no value in the claim's rows")
   means = {f: marginal_means(claim, rows, f) for f in factors + versus}
   ranges = {f: (max(s.mean for s in m.values()) - min(s.mean for s in m.values())) for f, m in
             means.items()}
-  top = max(ranges[f] for f in factors)
-  top_versus = max(ranges[f] for f in versus)
-  verdict = HELD if top > top_versus else NOT_HELD
+  noise, noise_text = None, ""
+  if claim.get("noise_from"):
+    # by: the report's conditions (arms) of the replicated rows the noise is measured on
+    sel = dict(claim["noise_from"], metric=claim["metric"], name=claim["name"])
+    s, conds = pooled_seed_std(claim, select_rows(sel, all_rows or rows), by)
+    if not conds:
+      raise ClaimError(claim, "noise_from", "no condition with >= 2 seeds in the selected rows")
+    noise = {f: _range_noise(list(m.values()), s) for f, m in means.items()}
+    noise_text = (f" Seed noise: pooled std {s:.3f} over {conds} replicated conditions; a range "
+                  "counts above 2 s sqrt(1/n_max + 1/n_min) (column 'noise').")
+  verdict = _factor_verdict(ranges, noise, factors, versus)
+  top, top_versus = max(ranges[f] for f in factors), max(ranges[f] for f in versus)
   comparison = f"max range over {', '.join(factors)} > max range over {', '.join(versus)}"
   values = "; ".join(f"{f}: {ranges[f]:.3f}" for f in factors + versus)
   lines = _table(["claim", "comparison", "metric", "range of marginal means", "diff",
@@ -349,8 +405,12 @@ def factor_effects(claim, rows, by) -> Outcome:
   for f in factors + versus:
     for k, (level, s) in enumerate(means[f].items()):
       body.append([f if k == 0 else "", "factor" if f in factors else "versus", level, str(s),
-                   s.n, f"{ranges[f]:.3f}" if k == 0 else ""])
-  lines += [""] + _table(["factor", "role", "level", "marginal mean ± std", "n", "range"], body)
+                   s.n, f"{ranges[f]:.3f}" if k == 0 else "",
+                   f"{noise[f]:.3f}" if noise and k == 0 else ""])
+  lines += [""] + _table(["factor", "role", "level", "marginal mean ± std", "n", "range",
+                          "noise"], body)
+  if noise_text:
+    lines += ["", noise_text.strip()]
   return Outcome(claim["name"], claim["kind"], verdict, f"{comparison} on `{claim['metric']}`",
                  lines)
 
@@ -396,7 +456,7 @@ def select_rows(claim, rows) -> list[dict]:
 
 def evaluate(claim, rows, by=("arm",)) -> Outcome:
   validate(claim)
-  return KINDS[claim["kind"]](claim, select_rows(claim, rows), tuple(by))
+  return KINDS[claim["kind"]](claim, select_rows(claim, rows), tuple(by), rows)
 
 
 def evaluate_all(claims, rows, by=("arm",)) -> list[Outcome]:
