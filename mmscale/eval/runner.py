@@ -79,19 +79,22 @@ def write_results(workdir: str, step: int, results: dict, decoding: dict | None 
 
 
 def format_table(results: dict) -> str:
-  """Per-type accuracy (exact / soft) vs majority baseline, then the other evaluators' headlines."""
+  """Per-type accuracy (exact / soft) vs the majority and form-majority baselines
+  (mmscale/eval/vqa.py), then the other evaluators' headlines."""
   lines = []
   qtypes = sorted(k.split("/")[-1] for k in results if k.startswith("vqa/majority/"))
   if qtypes or "vqa/accuracy/all" in results:
-    lines.append(f"{'question type':<14} {'n':>6} {'accuracy':>9} {'soft':>6} {'majority':>9}")
+    width = max([len("question type")] + [len(q) for q in qtypes])
+    lines.append(f"{'question type':<{width}} {'n':>6} {'accuracy':>9} {'soft':>6} "
+                 f"{'majority':>9} {'form maj.':>9}")
     for qtype in qtypes + ["all"]:
       if f"vqa/accuracy/{qtype}" not in results:
         continue
-      majority = results.get(f"vqa/majority/{qtype}")
-      lines.append(f"{qtype:<14} {int(results[f'vqa/count/{qtype}']):>6} "
+      baselines = [results.get(f"vqa/{b}/{qtype}") for b in ("majority", "form_majority")]
+      lines.append(f"{qtype:<{width}} {int(results[f'vqa/count/{qtype}']):>6} "
                    f"{results[f'vqa/accuracy/{qtype}']:>9.3f} "
                    f"{results.get(f'vqa/soft_accuracy/{qtype}', float('nan')):>6.3f} "
-                   + (f"{majority:>9.3f}" if majority is not None else ""))
+                   + " ".join(f"{b:>9.3f}" if b is not None else f"{'-':>9}" for b in baselines))
   shots = sorted(int(k.split("/")[1][:-4]) for k in results
                  if k.startswith("fewshot/") and k.endswith("/accuracy/all"))
   if shots:
