@@ -7,11 +7,10 @@ scores are lower than on 5-reference COCO) and a COCO-style caption file (`capti
 
 from __future__ import annotations
 
-from mmscale.data.transforms import builder_for
 from mmscale.eval import caption_metrics, local_files
 from mmscale.eval.context import EvalContext
 from mmscale.eval.eval_records import load_eval_records
-from mmscale.eval.predict import generate_texts
+from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
 from mmscale.eval.settings import setting
 
@@ -25,10 +24,8 @@ def references_of(rec: dict) -> list[str]:
 
 
 def score_caption_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[str, float]:
-  cfg = ctx.config
-  builder = builder_for(cfg, ctx.tokenizer)
-  prompts = [builder(rec, prompt_only=True) for rec in recs]
-  texts = generate_texts(ctx, prompts, max_new_tokens=int(setting(cfg, "caption_max_len")))
+  texts = generate_for_records(ctx, recs,
+                               max_new_tokens=int(setting(ctx.config, "caption_max_len")))
   refs = [references_of(rec) for rec in recs]
   cider, _ = caption_metrics.cider_d(texts, refs)
   return {f"{prefix}/cider_d": cider, f"{prefix}/bleu4": caption_metrics.bleu(texts, refs),

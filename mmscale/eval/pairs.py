@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 
-from mmscale.data.transforms import builder_for
 from mmscale.eval.answers import normalize_answer
 from mmscale.eval.context import EvalContext
 from mmscale.eval.eval_records import read_records
-from mmscale.eval.predict import generate_texts
+from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
 from mmscale.eval.settings import setting
 from mmscale.eval.vqa import summarize
@@ -87,9 +86,8 @@ def evaluate_pairs(ctx: EvalContext) -> dict[str, float]:
   limit = int(setting(cfg, "pairs_records")) or int(setting(cfg, "max_examples"))
   recs = read_records(pairs_dir(cfg), limit)
   questions = [q for i, rec in enumerate(recs) for q in pair_questions(rec, i)]
-  builder = builder_for(cfg, ctx.tokenizer)
-  prompts = [builder(q, prompt_only=True) for q in questions]
-  texts = generate_texts(ctx, prompts, max_new_tokens=int(setting(cfg, "max_decode_len")))
+  texts = generate_for_records(ctx, questions,
+                               max_new_tokens=int(setting(cfg, "max_decode_len")))
   answers = [[normalize_answer(q["meta"]["answer"])] for q in questions]
   return summarize([q["meta"]["qtype"] for q in questions], answers,
                    [normalize_answer(t) for t in texts], prefix="pairs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 
+from mmscale.data.transforms import builder_for
 from mmscale.eval import contrastive, generate
 from mmscale.eval.context import EvalContext, batches_of
 from mmscale.eval.settings import setting
@@ -44,3 +45,11 @@ def generate_texts(ctx: EvalContext, prompts: list[dict], *, max_new_tokens: int
   """Decoded continuations of `prompts` (see `generate_ids`)."""
   return [ctx.tokenizer.decode(ids)
           for ids in generate_ids(ctx, prompts, max_new_tokens=max_new_tokens)]
+
+
+def generate_for_records(ctx: EvalContext, recs: list[dict], *, max_new_tokens: int) -> list[str]:
+  """Decoded continuations of records (world / record-format dicts): each becomes its prompt
+  (`builder_for(...)(rec, prompt_only=True)`: the text segments without loss) and is decoded."""
+  builder = builder_for(ctx.config, ctx.tokenizer)
+  return generate_texts(ctx, [builder(rec, prompt_only=True) for rec in recs],
+                        max_new_tokens=max_new_tokens)

@@ -20,7 +20,7 @@ from mmscale.eval.answers import normalize_answer
 from mmscale.eval.context import EvalContext
 from mmscale.eval.eval_records import load_eval_records, read_records
 from mmscale.eval.heldout_loss import loss_of_examples
-from mmscale.eval.predict import generate_texts
+from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
 from mmscale.eval.settings import setting
 
@@ -65,8 +65,8 @@ def evaluate_text(ctx: EvalContext) -> dict[str, float]:
   out = {"text/loss": sums["loss"], "text/perplexity": sums["perplexity"],
          "text/targets": sums["weight"]}
   questions = fact_questions(cfg)
-  texts = generate_texts(ctx, [builder(q, prompt_only=True) for q in questions],
-                         max_new_tokens=int(setting(cfg, "max_decode_len")))
+  texts = generate_for_records(ctx, questions,
+                               max_new_tokens=int(setting(cfg, "max_decode_len")))
   groups = {"all": [], "taught": [], "untaught": []}
   for q, t in zip(questions, texts):
     hit = float(normalize_answer(t) == normalize_answer(q["meta"]["answer"]))

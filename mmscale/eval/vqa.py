@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import collections
 
-from mmscale.data.transforms import builder_for
 from mmscale.eval import local_files
 from mmscale.eval.answers import normalize_answer, soft_accuracy
 from mmscale.eval.context import EvalContext
 from mmscale.eval.eval_records import load_eval_records
-from mmscale.eval.predict import generate_texts
+from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
 from mmscale.eval.settings import setting
 
@@ -84,10 +83,8 @@ def summarize(qtypes: list[str], answers: list[list[str]], predictions: list[str
 
 def score_vqa_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[str, float]:
   """Decodes an answer for every VQA record and scores it (`summarize`)."""
-  cfg = ctx.config
-  builder = builder_for(cfg, ctx.tokenizer)
-  prompts = [builder(rec, prompt_only=True) for rec in recs]
-  texts = generate_texts(ctx, prompts, max_new_tokens=int(setting(cfg, "max_decode_len")))
+  texts = generate_for_records(ctx, recs,
+                               max_new_tokens=int(setting(ctx.config, "max_decode_len")))
   predictions = [normalize_answer(t) for t in texts]
   answers = [[normalize_answer(a) for a in rec["meta"].get("answers") or [rec["meta"]["answer"]]]
              for rec in recs]
