@@ -50,16 +50,11 @@ def qtypes(rows) -> list[str]:
   return sorted(keys - {"all"}) + (["all"] if "all" in keys else [])
 
 
-BASELINES = ("vqa/form_majority/all", "vqa/majority/all")  # strongest first (eval/vqa.py)
-
-
-def _baseline_cell(rs, col) -> str:
-  """The no-learning floor of the score: the form majority (each question template's usual
-  answer) when the evaluation reports it, else the type majority; '-' when neither is there."""
-  for key in BASELINES:
-    if any(_num(r.get(key)) is not None for r in rs):
-      return str(col(key))
-  return "-"
+def _baseline_cell(rs) -> str:
+  """The no-learning floor of the overall score, as the learning curves judge it
+  (`curves.majority`: the form majority when reported, else the type majority); '-' if none."""
+  values = [curves_lib.majority(r, "all") for r in rs]
+  return str(fit_lib.summarize(values)) if any(v is not None for v in values) else "-"
 
 
 class Report:
@@ -105,7 +100,7 @@ class Report:
       acc_all = col(self.metric)
       body.append([cond, size, tokens, len(rs)] + [col(ACC_PREFIX + t) for t in types] + [
           f"{acc_all.low:.3f}-{acc_all.high:.3f}" if acc_all.n else "-",
-          _baseline_cell(rs, col),
+          _baseline_cell(rs),
           col("heldout/loss"), col("final_loss"), col("coverage"), col("task_diversity")])
     return _table(header, body)
 
