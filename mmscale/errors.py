@@ -27,3 +27,10 @@ class TrainingDivergedError(MmscaleError):
 
 class CheckpointError(MmscaleError):
   """A checkpoint is missing or unreadable."""
+
+
+class UnknownNameError(MmscaleError, KeyError, ValueError):
+  """A name that no registry entry has; the message names the kind and lists the known names."""
+
+  def __str__(self) -> str:
+    return str(self.args[0])

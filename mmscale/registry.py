@@ -1,17 +1,17 @@
-"""A name -> object registry (big_vision style): connectors, models, evaluators register here."""
+"""The one name -> object registry (big_vision style) of every pluggable piece.
+
+Models, connectors, evaluators, data sources, knowledge stages, LLM backends, launchers, claim
+kinds, resize modes and remat policies are each a `Registry`; an unknown name raises
+`UnknownNameError` (an `MmscaleError`) naming the kind and the known names.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
+
+from mmscale.errors import UnknownNameError
 
 T = TypeVar("T")
-
-
-class UnknownNameError(KeyError, ValueError):
-  """A name that nothing registered; the message lists the known names."""
-
-  def __str__(self) -> str:
-    return str(self.args[0])
 
 
 class Registry(Generic[T]):
@@ -23,9 +23,15 @@ class Registry(Generic[T]):
 
   def register(self, name: str) -> Callable[[T], T]:
     def wrap(obj: T) -> T:
+      if name in self._entries:
+        raise ValueError(f"{self.kind} {name!r} is registered twice")
       self._entries[name] = obj
       return obj
     return wrap
+
+  def add(self, name: str, obj: T) -> T:
+    """`register(name)(obj)`, for entries that are not defined with a decorator."""
+    return self.register(name)(obj)
 
   def get(self, name: str) -> T:
     if name not in self._entries:
@@ -37,3 +43,9 @@ class Registry(Generic[T]):
 
   def __contains__(self, name: str) -> bool:
     return name in self._entries
+
+  def __iter__(self) -> Iterator[str]:
+    return iter(self.names())
+
+  def __len__(self) -> int:
+    return len(self._entries)
