@@ -31,7 +31,8 @@ import numpy as np
 from mmscale.data import records
 from mmscale.data.ingest import common as ingest_common
 from mmscale.data.ingest import tfds_source
-from mmscale.errors import ConfigError
+from mmscale.errors import ConfigError, UnknownNameError
+from mmscale.registry import Registry
 
 
 def normalised_weights(mixture: Mapping[str, float]) -> dict[str, float]:
@@ -109,7 +110,9 @@ class _TfdsToRecord(grain.transforms.Map):
 
 
 # data.sources[name].type -> factory(name, spec, field) of a MapDataset of serialized records.
-COMPONENTS = {"records": _records_component, "tfds": _tfds_component}
+COMPONENTS = Registry("data source type")
+COMPONENTS.add("records", _records_component)
+COMPONENTS.add("tfds", _tfds_component)
 
 
 def _as_dict(spec) -> dict:
@@ -124,9 +127,11 @@ def component_source(world_dir: str, name: str,
     return _record_dir_source(arm_dir(world_dir, name), f"data.mixture.{name}")
   spec, field = _as_dict(sources[name]), f"data.sources.{name}"
   kind = spec.get("type")
-  if kind not in COMPONENTS:
-    raise ConfigError(f"{field}.type", f"{kind!r} is not one of {sorted(COMPONENTS)}")
-  return COMPONENTS[kind](name, spec, field)
+  try:
+    factory = COMPONENTS.get(kind)
+  except UnknownNameError as e:  # the config field names where the bad type was written
+    raise ConfigError(f"{field}.type", f"{kind!r} is not one of {COMPONENTS.names()}") from e
+  return factory(name, spec, field)
 
 
 def arm_dataset(world_dir: str, arm: str, *, seed: int, process_index: int = 0,

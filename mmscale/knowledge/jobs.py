@@ -25,9 +25,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mmscale.data import records
+from mmscale.errors import UnknownNameError
 from mmscale.knowledge import pairing, shards, stages
 from mmscale.knowledge import vocab as vocab_lib
 from mmscale.knowledge.llm import Usage, make_backend
+from mmscale.registry import Registry
 
 log = logging.getLogger("mmscale.knowledge")
 NAMESPACE = "mmscale.knowledge"
@@ -234,7 +236,18 @@ def _build_vqa2caption(p, cfg: JobConfig, units: list):
           | "Group" >> beam.GroupByKey() | "Caption" >> beam.ParDo(Vqa2CaptionGroups(cfg)))
 
 
-GROUP_BUILDERS = {"pair": _build_pair, "vqa2caption": _build_vqa2caption}
+# group stage -> builder(pipeline, cfg, units) of the PCollection of (shard, outcome) pairs.
+GROUP_BUILDERS = Registry("group stage")
+GROUP_BUILDERS.add("pair", _build_pair)
+GROUP_BUILDERS.add("vqa2caption", _build_vqa2caption)
+
+
+def check_stage(stage: str) -> None:
+  """Raises `UnknownNameError` listing every stage, map and group, for a name that is neither;
+  called before any input is read, so a misspelt stage fails at once."""
+  if stage not in stages.MAP_STAGES and stage not in GROUP_BUILDERS:
+    known = sorted(stages.MAP_STAGES.names() + GROUP_BUILDERS.names())
+    raise UnknownNameError(f"unknown stage {stage!r}; known: {known}")
 
 
 def pipeline_options(beam_args: list) -> PipelineOptions:
@@ -277,6 +290,7 @@ def _summary(cfg: JobConfig, names: list, skipped: int, total_in: int, t0: float
 def run(cfg: JobConfig, beam_args: list = ()) -> dict:
   """Runs (or resumes) one stage; returns the summary (also written to OUT/summary.json)."""
   t0 = time.time()
+  check_stage(cfg.stage)
   manifest = records.read_manifest(cfg.input_dir)
   total = manifest["num_records"]
   if cfg.num_shards <= 0:
@@ -306,7 +320,7 @@ def run(cfg: JobConfig, beam_args: list = ()) -> dict:
         _ = (p | "Units" >> beam.Create(pending) | "Spread" >> beam.Reshuffle()
              | "Process" >> beam.ParDo(MapUnit(cfg)))
       else:
-        _ = (GROUP_BUILDERS[cfg.stage](p, cfg, units) | "ByShard" >> beam.GroupByKey()
+        _ = (GROUP_BUILDERS.get(cfg.stage)(p, cfg, units) | "ByShard" >> beam.GroupByKey()
              | "Write" >> beam.ParDo(WriteKeyedShard(cfg)))
     if cfg.stage in GROUP_BUILDERS:
       _fill_empty_group_shards(cfg, names)

@@ -12,6 +12,7 @@ import hashlib
 from mmscale.knowledge import caption2vqa, descriptors, enrich, filter as filter_lib, inject, pairing, parse
 from mmscale.knowledge import tasks, vqa2caption
 from mmscale.knowledge.llm.base import LLMError
+from mmscale.registry import Registry
 
 KEPT, REJECTED, FAILED = "kept", "rejected", "failed"
 
@@ -173,13 +174,12 @@ def caption2vqa_finish(rec, answers, ctx):
 
 
 MapStage = collections.namedtuple("MapStage", "requests finish")
-MAP_STAGES = {
-    "describe": MapStage(describe_requests, describe_finish),
-    "enrich": MapStage(enrich_requests, enrich_finish),
-    "compare": MapStage(compare_requests, compare_finish),
-    "filter": MapStage(filter_requests, filter_finish),
-    "caption2vqa": MapStage(caption2vqa_requests, caption2vqa_finish),
-}
+MAP_STAGES = Registry("map stage")
+MAP_STAGES.add("describe", MapStage(describe_requests, describe_finish))
+MAP_STAGES.add("enrich", MapStage(enrich_requests, enrich_finish))
+MAP_STAGES.add("compare", MapStage(compare_requests, compare_finish))
+MAP_STAGES.add("filter", MapStage(filter_requests, filter_finish))
+MAP_STAGES.add("caption2vqa", MapStage(caption2vqa_requests, caption2vqa_finish))
 GROUP_STAGES = ("pair", "vqa2caption")
 PROMPT_VERSIONS = {name: t.version for name, t in tasks.TASKS.items()}
 PROMPT_VERSIONS["pair"] = "pair-v1"
@@ -187,7 +187,7 @@ PROMPT_VERSIONS["pair"] = "pair-v1"
 
 def run_map_batch(stage: str, recs: list, ctx: StageContext) -> list:
   """Outcomes for a batch of records; all their requests go to the backend as one batch."""
-  spec = MAP_STAGES[stage]
+  spec = MAP_STAGES.get(stage)
   plans = [spec.requests(r, ctx) for r in recs]
   flat = [q for p in plans if not isinstance(p, str) for q in p]
   answers = iter(ctx.backend.complete_json_batch(flat))

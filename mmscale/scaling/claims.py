@@ -42,6 +42,8 @@ import numpy as np
 from scipy import stats
 
 from mmscale import config as config_lib
+from mmscale.errors import UnknownNameError
+from mmscale.registry import Registry
 from mmscale.scaling import fit as fit_lib
 from mmscale.scaling import spec as spec_lib
 
@@ -170,17 +172,16 @@ def _equivalent_rule(low, high, margin):
 
 # --- the registry -------------------------------------------------------------------------------
 
-KINDS = {}
+KINDS = Registry("claim kind")
 
 
 def _kind(name: str, *required: str):
-  """Registers an evaluator `fn(claim, rows, by, all_rows) -> Outcome` with the fields it
-  requires; `rows` are the claim's selection, `all_rows` the whole table (for estimates made on
+  """Registers an evaluator `fn(claim, rows, by, all_rows) -> Outcome` in KINDS with the fields
+  it requires; `rows` are the claim's selection, `all_rows` the whole table (for estimates made on
   other rows, like factor_effects' seed noise)."""
   def register(fn):
     fn.required = ("metric",) + required
-    KINDS[name] = fn
-    return fn
+    return KINDS.add(name, fn)
   return register
 
 
@@ -424,12 +425,14 @@ def validate(claim) -> None:
   if not claim.get("name"):
     raise ClaimError(claim, "name", "missing")
   kind = claim.get("kind")
-  if kind not in KINDS:
-    raise ClaimError(claim, "kind", f"unknown kind '{kind}'; known: {sorted(KINDS)}")
-  for field in KINDS[kind].required:
+  try:
+    rule = KINDS.get(kind)
+  except UnknownNameError as e:  # the claim and its field say where the bad kind was written
+    raise ClaimError(claim, "kind", f"unknown kind '{kind}'; known: {KINDS.names()}") from e
+  for field in rule.required:
     if claim.get(field) in (None, "", [], ()):
       raise ClaimError(claim, field, f"required by kind '{kind}'")
-  if "margin" in KINDS[kind].required and (number(claim["margin"]) is None
+  if "margin" in rule.required and (number(claim["margin"]) is None
                                            or number(claim["margin"]) < 0):
     raise ClaimError(claim, "margin", f"expected a number >= 0, got {claim['margin']!r}")
 
@@ -456,7 +459,7 @@ def select_rows(claim, rows) -> list[dict]:
 
 def evaluate(claim, rows, by=("arm",)) -> Outcome:
   validate(claim)
-  return KINDS[claim["kind"]](claim, select_rows(claim, rows), tuple(by), rows)
+  return KINDS.get(claim["kind"])(claim, select_rows(claim, rows), tuple(by), rows)
 
 
 def evaluate_all(claims, rows, by=("arm",)) -> list[Outcome]:

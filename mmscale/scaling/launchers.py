@@ -22,6 +22,7 @@ import re
 import shlex
 import subprocess
 
+from mmscale.registry import Registry
 from mmscale.scaling.spec import Point
 
 
@@ -156,10 +157,12 @@ class SlurmLauncher:
     return Outcome("submitted", match.group(0))
 
 
-LAUNCHERS = {"local": LocalLauncher, "tpu": TpuLauncher, "slurm": SlurmLauncher}
+LAUNCHERS = Registry("launcher")
+LAUNCHERS.add("local", LocalLauncher)
+LAUNCHERS.add("tpu", TpuLauncher)
+LAUNCHERS.add("slurm", SlurmLauncher)
 
 
 def get_launcher(name: str, opts: LaunchOptions):
-  if name not in LAUNCHERS:
-    raise KeyError(f"unknown launcher '{name}'; known: {sorted(LAUNCHERS)}")
-  return LAUNCHERS[name](opts)
+  """The launcher registered as `name`; an unknown name raises `UnknownNameError`."""
+  return LAUNCHERS.get(name)(opts)

@@ -5,6 +5,7 @@ hosted APIs); `offline`: rules + a local knowledge-base file, no model.
 """
 from mmscale.knowledge.llm.base import (LLMBackend, LLMError, LLMInvalidOutput, LLMRequestError,
                                         LLMTransportError, Usage)
+from mmscale.registry import Registry
 
 
 def _openai(**kw):
@@ -17,14 +18,15 @@ def _offline(**kw):
   return OfflineBackend(**kw)
 
 
-BACKENDS = {"openai": _openai, "offline": _offline}
+BACKENDS = Registry("LLM backend")
+BACKENDS.add("openai", _openai)
+BACKENDS.add("offline", _offline)
 
 
 def make_backend(name: str, **kwargs) -> LLMBackend:
-  """Backend `name` built with `kwargs` (see each class for its options)."""
-  if name not in BACKENDS:
-    raise ValueError(f"unknown LLM backend {name!r}; choose from {sorted(BACKENDS)}")
-  return BACKENDS[name](**kwargs)
+  """Backend `name` built with `kwargs` (see each class for its options); an unknown name raises
+  `UnknownNameError` listing the known backends."""
+  return BACKENDS.get(name)(**kwargs)
 
 
 __all__ = ["BACKENDS", "LLMBackend", "LLMError", "LLMInvalidOutput", "LLMRequestError",
