@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md §3 hold (checked by import-linter, configured in setup.cfg)."""
+"""The import rules between mmscale packages hold (import-linter contracts in setup.cfg)."""
 
 import os
 import subprocess

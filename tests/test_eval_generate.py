@@ -76,7 +76,7 @@ def test_stop_tokens_pad_the_rest(setup):
 
 
 def contrast(pass_logits, step):
-  """Contrastive combination of two passes (the shape issue 7 plugs in)."""
+  """Contrastive combination of two passes (the shape of `contrastive.tccd_processor`)."""
   del step
   return 2.0 * pass_logits[0] - pass_logits[1]
 

@@ -1,5 +1,5 @@
 """The committed reproduction report regenerates, byte for byte, from the committed tables by the
-exact command its preamble documents (issue 8's acceptance: no number in it is hand-edited)."""
+exact command its preamble documents, so no number in it is hand-edited."""
 
 import os
 import re

@@ -1,5 +1,5 @@
-"""The knowledge-world claims (PAPERS.md: Caption First, VQA Second; MM1 §3.2), each decided by
-the rule of its kind in mmscale/scaling/claims.py:
+"""The knowledge-world claims of "Caption First, VQA Second" (arXiv 2604.13054) and MM1
+(arXiv 2403.09611, §3.2), each decided by the rule of its kind in mmscale/scaling/claims.py:
 
   python tools/report.py --results=DENSITY.csv --results=MM1.csv \
       --claims=configs/claims/knowledge_world.py ...

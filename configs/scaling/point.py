@@ -9,8 +9,9 @@ Arguments (big_vision style, parsed by `mmscale.config.parse_arg`):
              comparison see the same number of (packed) tokens whatever their text length
   seed:      parameter-init and data-order seed
   vqa_share: weight of VQA examples added to every arm so that the eval's answer format is known
-             (../shared/CALIBRATION.md: 5% in both prototypes). The same share for all arms of a
-             comparison keeps it a constant, not a confound; 0 turns it off. The `vqa` arm ignores it.
+             (without it an arm of captions only never sees the question-answer format the
+             eval asks in). The same share for all arms of a comparison keeps it a constant, not
+             a confound; 0 turns it off. The `vqa` arm ignores it.
   batch:     global batch in rows (0 = the size preset's)
   res:       image resolution in px (0 = the size preset's); patches stay 16 px (the world's cell)
   connector: connector name ('' = the size preset's): mlp | avgpool | attnpool | cabstractor
@@ -26,8 +27,9 @@ import os
 
 from mmscale.config import parse_arg
 
-# Mixtures over the world's arms (docs/data_format.md). Names are the arms of PAPERS.md's
-# comparisons; MM1 mixtures are caption : interleaved : text weights in percent.
+# Mixtures over the world's arms (docs/data_format.md). Names are the arms of the Caption First,
+# VQA Second comparisons (docs/scaling.md); MM1 mixtures are caption : interleaved : text weights
+# in percent.
 ARMS = {
     "caption": {"caption": 1.0},
     "vqa": {"vqa": 1.0},

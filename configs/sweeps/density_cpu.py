@@ -1,5 +1,5 @@
-"""The Caption First, VQA Second reproduction design on CPU (issue 8, PAPERS.md): every data arm
-x 3 seeds at one equal token budget, size s.
+"""The Caption First, VQA Second (arXiv 2604.13054) reproduction on CPU: every data arm x 3 seeds
+at one equal token budget, size s (results: docs/results/knowledge_world.md).
 
   python -m mmscale.sweep --sweep=configs/sweeps/density_cpu.py --sweep_dir=runs/density_cpu
   python -m mmscale.sweep --sweep=configs/sweeps/density_cpu.py:budgets=614400+2457600,sizes=s+m \
@@ -8,7 +8,8 @@ x 3 seeds at one equal token budget, size s.
 Arguments: `arms` ('+'-separated ARMS of configs/scaling/point.py; default the seven comparison
 arms), `seeds` (count, default 3), `budgets` ('+'-separated token budgets; default 2457600 =
 1,200 steps of 32 x 64, the embedded default's length), `sizes` ('+'-separated), `vqa_share`
-(default 0.05, the same for every arm: ../shared/CALIBRATION.md). Groups: 'format' (caption, vqa,
+(default 0.05, the same for every arm so the eval's answer format is known to all and is no
+confound; see configs/scaling/point.py). Groups: 'format' (caption, vqa,
 caption_vqa, vqa_as_caption, enriched: does VQA add beyond captions?) and 'density' (enriched,
 enriched_pairs, enriched_pairs_knowledge: does density raise results?); enriched is in both.
 """

@@ -5,9 +5,10 @@ Arguments (big_vision style, `configs/world/tiny.py:mix=enriched,steps=500`):
   size:  s | m   model size preset
   steps: train steps
 
-Why these sizes (see ../shared/CALIBRATION.md): 48 px images on a 3 x 3 grid of 16 px cells with
-16 px patches make every object exactly one image token, which is what lets a tiny model bind
-colour, shape and position within minutes.
+Why these sizes: 48 px images on a 3 x 3 grid of 16 px cells with 16 px patches make every object
+exactly one image token, which is what lets a tiny model bind colour, shape and position within
+minutes on CPU (with patches smaller than a cell every object is split across several tokens, and
+binding is what a tiny model fails to learn first).
 """
 
 from mmscale.config import base_config, parse_arg

@@ -1,7 +1,8 @@
 """Data arms of the knowledge world: one record generator per arm, all over the same scenes.
 
 `ARMS[name](data, rng)` yields records (docs/data_format.md). Every arm sees the same scenes and
-images, so arms differ only in their text: what the science compares (PAPERS.md arms A..G).
+images, so arms differ only in their text, which is what the Caption First, VQA Second
+comparisons (docs/scaling.md) vary.
 Each arm draws from its own random stream, so adding or changing one arm leaves the others
 byte-identical.
 """

@@ -3,7 +3,8 @@
 Each question type is a small generator in `QA_GENERATORS` (a registry, so a new type is one
 function). A QA is `{"qtype", "form", "question", "answer", "statement", "choices", "shape"}`:
 `answer` is one word so exact match is meaningful, `choices` is the answer set of the template
-(evaluators may restrict decoding to it, as CALIBRATION.md suggests), `statement` is the same
+(evaluators may restrict decoding to it, so a tiny model is not scored on words outside the
+template's answers), `statement` is the same
 content as a declarative sentence (the `vqa_as_caption` arm), `shape` is the shape a
 knowledge question is about (None otherwise) and `descriptor` holds what the QA states.
 """

@@ -1,9 +1,9 @@
 """The knowledge world's specification: its vocabulary of shapes, colours, sizes, grid and facts.
 
-Defaults follow shared/CALIBRATION.md: a tiny model on a CPU must be able to learn every question
-type, so images are 48x48 on a 3x3 grid of 16 px cells (with ViT patch 16 each object is exactly
-one image token), shapes and colours are few and strongly distinct, 1-3 objects per scene, and
-every word of the world is one lowercase token of a word-level vocabulary.
+Defaults are sized so that a tiny model on a CPU can learn every question type: images are 48x48
+on a 3x3 grid of 16 px cells (with ViT patch 16 each object is exactly one image token), shapes
+and colours are few and strongly distinct, 1-3 objects per scene, and every word of the world is
+one lowercase token of a word-level vocabulary.
 """
 import dataclasses
 

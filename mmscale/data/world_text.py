@@ -2,8 +2,9 @@
 
 Text is lowercase words separated by single spaces with punctuation as separate words, so a
 word-level tokenizer of ~100 pieces covers it. Dense text stays compact (`large red circle top
-left .`) because text length is the CPU budget (CALIBRATION.md). Because every descriptor lists
-only what its text says, semantic coverage per arm is exact (PAPERS.md descriptor schema).
+left .`) because text length is the CPU budget (arms are compared at equal token budgets).
+Because every descriptor lists only what its text says, semantic coverage per arm is exact
+(descriptor schema: docs/data_format.md, "Descriptor").
 """
 import numpy as np
 
@@ -23,7 +24,8 @@ SHARED_FACT_TEMPLATE = "the {a} and the {b} both have {k} {v} ."
 
 
 def make_descriptor(objects=(), relations=(), entities=(), **extra) -> dict:
-  """PAPERS.md schema: {objects, relations, scene, text_in_image, entities} (+ extra keys)."""
+  """Descriptor (docs/data_format.md): {objects, relations, scene, text_in_image, entities} (+ extra
+  keys)."""
   return {"objects": list(objects), "relations": list(relations), "scene": "grid",
           "text_in_image": [], "entities": list(entities), **extra}
 
@@ -160,7 +162,7 @@ def _shape_relations(scene: Scene) -> set:
 def comparison_caption(a: Scene, b: Scene, spec: WorldSpec) -> tuple:
   """Comparative text for a pair: shared content, per-image differences, relations that hold in
   only one image. Descriptor: shared objects + `comparison` {shared, differences,
-  relational_knowledge} (PAPERS.md)."""
+  relational_knowledge} (docs/data_format.md, "Descriptor")."""
   shared, first, second, diffs, objects = [], [], [], [], []
   for oa, ob in _match(a, b):
     aa, ab = _attrs(oa, spec), _attrs(ob, spec)

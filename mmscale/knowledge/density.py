@@ -1,6 +1,6 @@
 """Knowledge density of a record directory: what its text states, how densely, and how much of an
-evaluation concept inventory it covers (PAPERS.md: performance tracks semantic coverage more
-than task diversity).
+evaluation concept inventory it covers ("Caption First, VQA Second", arXiv 2604.13054, finds that
+performance tracks semantic coverage more than task diversity; this measures the coverage).
 
 Counted from each record's descriptor (the world's are exact ground truth; real data gets them
 from the `describe` stage, or on the fly with `describe=` here):

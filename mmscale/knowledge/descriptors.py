@@ -1,6 +1,6 @@
 """The semantic descriptor: its JSON schema, validation, canonical form, and the `describe` task.
 
-A descriptor states what a text (or an image) says, in the PAPERS.md schema:
+A descriptor states what a text (or an image) says (docs/data_format.md, "Descriptor"):
 ```
 {"objects":   [{"name": str, "attributes": [str], "count": int}],
  "relations": [{"subject": str, "predicate": str, "object": str}],

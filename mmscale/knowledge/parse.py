@@ -312,8 +312,8 @@ def parse_into(text: str, out: Out) -> None:
 
 
 def describe(text: str, vocab: Vocabulary, grounding: list | None = None) -> dict:
-  """Caption -> descriptor (PAPERS.md schema). `grounding`: [{"name", "attributes"}] objects known
-  to be in the image, used only to resolve generic references ('the red object')."""
+  """Caption -> descriptor (docs/data_format.md). `grounding`: [{"name", "attributes"}] objects
+  known to be in the image, used only to resolve generic references ('the red object')."""
   quoted = re.findall(r'"([^"]+)"', text)
   out = Out(vocab, grounding or [], None)
   parse_into(re.sub(r'"[^"]+"', " ", text), out)

@@ -1,5 +1,5 @@
 """VQA -> caption reconstruction (stage `vqa2caption`): question + answer -> a declarative
-statement with the same content, so VQA data becomes caption data (PAPERS.md arm C).
+statement with the same content, so VQA data becomes caption data (the `vqa_as_caption` arm).
 
 Offline the statement comes from a registry of question forms (`QUESTION_FORMS`, first match
 wins), the world's templates plus generic ones; on the knowledge world the statements equal the
