@@ -28,8 +28,8 @@ def test_tpu_targets():
 
 
 def test_tpu_dry_run_four_workers(capsys):
-  code = tpu.main(TPU_ARGS + ["--after=delete", "--dry_run", "--", "--config.mesh.shape.fsdp=4",
-                              "--config.train.steps=100"])
+  code = tpu.main(["tpu", *TPU_ARGS, "--after=delete", "--dry_run", "--",
+                   "--config.mesh.shape.fsdp=4", "--config.train.steps=100"])
   out = capsys.readouterr().out
   assert code == 0
   assert "16 devices on 4 hosts; mesh {'data': 4, 'fsdp': 4" in out
@@ -56,9 +56,10 @@ def test_tpu_dry_run_four_workers(capsys):
 
 
 def test_tpu_dry_run_multislice_and_git(capsys):
-  code = tpu.main(["--name=mm", "--zone=z", "--accelerator_type=v5p-32", "--num_slices=2",
-                   "--config=configs/world/tiny.py", "--workdir=gs://b/r", "--git_url=https://x/y.git",
-                   "--git_ref=v1", "--no-create", "--dry_run", "--", "--config.mesh.shape.fsdp=8"])
+  code = tpu.main(["tpu", "--name=mm", "--zone=z", "--accelerator_type=v5p-32",
+                   "--num_slices=2", "--config=configs/world/tiny.py", "--workdir=gs://b/r",
+                   "--git_url=https://x/y.git", "--git_ref=v1", "--no-create", "--dry_run", "--",
+                   "--config.mesh.shape.fsdp=8"])
   out = capsys.readouterr().out
   assert code == 0 and "create" not in out and "git checkout -q v1" in out
   for i in range(2):
@@ -68,8 +69,8 @@ def test_tpu_dry_run_multislice_and_git(capsys):
 
 
 def test_tpu_mesh_that_does_not_fit_fails_before_any_command(capsys):
-  code = tpu.main(TPU_ARGS + ["--dry_run", "--", "--config.mesh.shape.data=3",
-                              "--config.mesh.shape.fsdp=4"])
+  code = tpu.main(["tpu", *TPU_ARGS, "--dry_run", "--", "--config.mesh.shape.data=3",
+                   "--config.mesh.shape.fsdp=4"])
   captured = capsys.readouterr()
   assert code == 2 and "gcloud" not in captured.out
   err = captured.err
@@ -79,15 +80,16 @@ def test_tpu_mesh_that_does_not_fit_fails_before_any_command(capsys):
 
 
 def test_multislice_mesh_needs_data_divisible_by_slices(capsys):
-  code = tpu.main(["--name=mm", "--zone=z", "--accelerator_type=v5p-16", "--num_slices=2",
+  code = tpu.main(["tpu", "--name=mm", "--zone=z", "--accelerator_type=v5p-16", "--num_slices=2",
                    "--config=configs/world/tiny.py", "--workdir=gs://b/r", "--dry_run", "--",
                    "--config.mesh.shape.data=1", "--config.mesh.shape.fsdp=16"])
   assert code == 2 and "not divisible by the 2 slices" in capsys.readouterr().err
 
 
 def test_slurm_dry_run_two_nodes(capsys):
-  code = slurm.main(["--nodes=2", "--gpus_per_node=8", "--partition=h100", "--time=02:00:00",
-                     "--config=configs/world/tiny.py", "--workdir=/shared/runs/tiny",
+  code = slurm.main(["slurm", "--nodes=2", "--gpus_per_node=8", "--partition=h100",
+                     "--time=02:00:00", "--config=configs/world/tiny.py",
+                     "--workdir=/shared/runs/tiny",
                      "--venv=/opt/venv", "--repo=/shared/mmscale", "--dry_run", "--",
                      "--config.mesh.shape.fsdp=8"])
   out = capsys.readouterr().out
@@ -108,12 +110,12 @@ def test_slurm_dry_run_two_nodes(capsys):
 
 
 def test_slurm_per_node_and_bad_mesh(capsys):
-  assert slurm.main(["--nodes=2", "--per=node", "--config=configs/world/tiny.py",
+  assert slurm.main(["slurm", "--nodes=2", "--per=node", "--config=configs/world/tiny.py",
                      "--workdir=/w", "--dry_run"]) == 0
   out = capsys.readouterr().out
   assert "#SBATCH --ntasks-per-node=1" in out and "#SBATCH --cpus-per-task=96" in out
-  assert slurm.main(["--nodes=2", "--config=configs/world/tiny.py", "--workdir=/w", "--dry_run",
-                     "--", "--config.mesh.shape.tensor=3"]) == 2
+  assert slurm.main(["slurm", "--nodes=2", "--config=configs/world/tiny.py", "--workdir=/w",
+                     "--dry_run", "--", "--config.mesh.shape.tensor=3"]) == 2
   err = capsys.readouterr().err
   assert "does not fit 16 devices" in err and "a mesh that fits 16 devices" in err
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from mmscale import sweep as sweep_cli
+from mmscale.scaling import cli as sweep_cli
 from mmscale.scaling import results as results_lib
 from mmscale.scaling import spec as spec_lib
 from mmscale.scaling import sweep as sweep_lib
@@ -94,7 +94,7 @@ def _calls(tmp_path):
 
 
 def _argv(tmp_path, *extra, sweep="configs/sweeps/smoke.py", sweep_dir="sweep"):
-  return [f"--sweep={sweep}", f"--sweep_dir={tmp_path / sweep_dir}",
+  return ["sweep", f"--sweep={sweep}", f"--sweep_dir={tmp_path / sweep_dir}",
           "--train_module=fake_train", "--eval_module=fake_eval",
           f"--override=data.world_dir={tmp_path / 'no_world'}", *extra]
 
@@ -102,7 +102,7 @@ def _argv(tmp_path, *extra, sweep="configs/sweeps/smoke.py", sweep_dir="sweep"):
 @pytest.mark.parametrize("launcher", ["tpu", "slurm"])
 def test_dry_run_prints_complete_commands(launcher, tmp_path, capsys):
   os.chdir(REPO)
-  sweep_cli.main(["--sweep=configs/sweeps/density_cpu.py", f"--sweep_dir={tmp_path}",
+  sweep_cli.main(["sweep", "--sweep=configs/sweeps/density_cpu.py", f"--sweep_dir={tmp_path}",
                   f"--launcher={launcher}", "--dry_run"])
   out = capsys.readouterr().out.strip().split("\n")
   points = spec_lib.load_sweep("configs/sweeps/density_cpu.py")

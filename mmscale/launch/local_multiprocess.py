@@ -9,11 +9,13 @@ MMSCALE_PROCESS_ID variables that `mmscale.parallel.mesh.maybe_initialize_distri
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import subprocess
-import sys
+
+from absl import flags
+
+from mmscale import cli_flags
 
 
 def free_port() -> int:
@@ -50,18 +52,22 @@ def run(command: list[str], num_processes: int, devices_per_process: int,
   return next((c for c in codes if c), 0)
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--num_processes", type=int, default=2)
-  parser.add_argument("--devices_per_process", type=int, default=4)
-  parser.add_argument("--log_dir", default=".", help="where process_<i>.log go (i > 0)")
-  parser.add_argument("command", nargs=argparse.REMAINDER, help="after --: the command")
-  args = parser.parse_args(argv)
-  command = args.command[1:] if args.command[:1] == ["--"] else args.command
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this module's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_integer("num_processes", 2, None, flag_values=fv)
+  flags.DEFINE_integer("devices_per_process", 4, None, flag_values=fv)
+  flags.DEFINE_string("log_dir", ".", "where process_<i>.log go (i > 0)", flag_values=fv)
+
+
+def main(argv: list[str]) -> int:
+  """argv = [program, *flags, "--", *command]: the first positional argument (or `--`) ends the
+  flags, so the command keeps its own flags."""
+  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__, stop_at_positional=True)
+  command = rest[2:] if rest[1:2] == ["--"] else rest[1:]
   if not command:
-    parser.error("give the command after --")
-  return run(command, args.num_processes, args.devices_per_process, args.log_dir)
+    cli_flags.usage_error("give the command after --")
+  return run(command, fv.num_processes, fv.devices_per_process, fv.log_dir)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run(main)

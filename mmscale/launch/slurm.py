@@ -12,13 +12,16 @@ GPUs. `--dry_run` prints the script, the sbatch command and the srun command eac
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
 import subprocess
 import sys
+import types
 
+from absl import flags
+
+from mmscale import cli_flags
 from mmscale.launch import topology
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -65,34 +68,44 @@ def sbatch_command(args, script_path: str) -> list[str]:
   return ["sbatch", *env, script_path, args.config, args.workdir, *args.train_args]
 
 
-def parse(argv) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="python -m mmscale.launch.slurm",
-                              description="Submit mmscale training to SLURM (module docstring).")
-  p.add_argument("--nodes", type=int, required=True)
-  p.add_argument("--gpus_per_node", type=int, default=8)
-  p.add_argument("--per", choices=("gpu", "node"), default="gpu", help="one process per ...")
-  p.add_argument("--partition", default="")
-  p.add_argument("--account", default="")
-  p.add_argument("--qos", default="")
-  p.add_argument("--time", default="24:00:00")
-  p.add_argument("--job_name", default="mmscale")
-  p.add_argument("--cpus_per_task", type=int, default=0, help="0: 12 per GPU")
-  p.add_argument("--config", required=True)
-  p.add_argument("--workdir", required=True, help="on a disk all nodes see, or gs://")
-  p.add_argument("--venv", default=os.path.expanduser("~/mmscale-venv"))
-  p.add_argument("--repo", default=os.getcwd(), help="the checkout the nodes run from")
-  p.add_argument("--script", default="", help="where to write the batch script "
-                 "(default: <job_name>.sbatch in the current directory)")
-  p.add_argument("--dry_run", action="store_true", help="print script and commands, submit nothing")
-  p.add_argument("train_args", nargs="*", help="after --: more mmscale.train flags")
-  args = p.parse_args(argv)
-  if args.nodes < 1 or args.gpus_per_node < 1:
-    p.error("--nodes and --gpus_per_node must be >= 1")
-  return args
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this module's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_integer("nodes", None, None, flag_values=fv)
+  flags.DEFINE_integer("gpus_per_node", 8, None, flag_values=fv)
+  flags.DEFINE_enum("per", "gpu", ["gpu", "node"], "one process per ...", flag_values=fv)
+  flags.DEFINE_string("partition", "", None, flag_values=fv)
+  flags.DEFINE_string("account", "", None, flag_values=fv)
+  flags.DEFINE_string("qos", "", None, flag_values=fv)
+  flags.DEFINE_string("time", "24:00:00", None, flag_values=fv)
+  flags.DEFINE_string("job_name", "mmscale", None, flag_values=fv)
+  flags.DEFINE_integer("cpus_per_task", 0, "0: 12 per GPU", flag_values=fv)
+  flags.DEFINE_string("config", None, None, flag_values=fv)
+  flags.DEFINE_string("workdir", None, "on a disk all nodes see, or gs://", flag_values=fv)
+  flags.DEFINE_string("venv", os.path.expanduser("~/mmscale-venv"), None, flag_values=fv)
+  flags.DEFINE_string("repo", os.getcwd(), "the checkout the nodes run from", flag_values=fv)
+  flags.DEFINE_string("script", "", "where to write the batch script (default: <job_name>.sbatch "
+                      "in the current directory)", flag_values=fv)
+  flags.DEFINE_boolean("dry_run", False, "print script and commands, submit nothing",
+                       flag_values=fv)
+  flags.mark_flags_as_required(["nodes", "config", "workdir"], flag_values=fv)
 
 
-def main(argv=None) -> int:
-  args = parse(sys.argv[1:] if argv is None else argv)
+def parse(argv: list[str]) -> types.SimpleNamespace:
+  """argv = [program, *flags, "--", *train_args] -> the flag values as attributes, and
+  `train_args`: the arguments after `--` (more mmscale.train flags), passed on unchanged.
+
+  `--config` stays a path string: it is handed to mmscale.train on the nodes (and read here only
+  to check the mesh), with the `--config.x=y` overrides among train_args."""
+  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__)
+  if fv.nodes < 1 or fv.gpus_per_node < 1:
+    cli_flags.usage_error("--nodes and --gpus_per_node must be >= 1")
+  return types.SimpleNamespace(**fv.flag_values_dict(), train_args=rest[1:])
+
+
+def main(argv: list[str]) -> int:
+  """argv = [program, *flags, "--", *train_args]; returns the exit status (2: the mesh does not
+  fit)."""
+  args = parse(argv)
   target = topology.gpu_target(args.nodes, args.gpus_per_node, args.per)
   try:
     shape = topology.check_mesh(args.config, args.train_args, target)
@@ -113,4 +126,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run(main)

@@ -17,10 +17,13 @@ variables); the mesh puts the slices along `data` (mmscale/parallel/mesh.py).
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
+import types
 
+from absl import flags
+
+from mmscale import cli_flags
 from mmscale.launch import topology
 from mmscale.launch.commands import Step, execute, render
 
@@ -130,40 +133,55 @@ def steps(args) -> list[Step]:
   return out
 
 
-def parse(argv) -> argparse.Namespace:
-  p = argparse.ArgumentParser(prog="launch/tpu_pod.sh",
-                              description="Train mmscale on a TPU VM slice (module docstring).")
-  p.add_argument("--name", required=True, help="TPU VM name (NAME-i for --num_slices > 1)")
-  p.add_argument("--zone", required=True)
-  p.add_argument("--project", default="", help="default: gcloud's configured project")
-  p.add_argument("--accelerator_type", required=True, help="e.g. v5litepod-16, v5p-32, v6e-64")
-  p.add_argument("--version", default="", help="TPU runtime; default per generation")
-  p.add_argument("--num_slices", type=int, default=1, help="> 1: multi-slice over DCN")
-  p.add_argument("--config", required=True, help="path.py[:arg], relative to the repo")
-  p.add_argument("--workdir", required=True, help="gs://bucket/run: shared by all workers")
-  p.add_argument("--create", action=argparse.BooleanOptionalAction, default=True,
-                 help="create the slice when it does not exist (default on)")
-  p.add_argument("--spot", action="store_true", help="create as a Spot (preemptible) slice")
-  p.add_argument("--git_url", default="", help="clone this repo instead of copying the checkout")
-  p.add_argument("--git_ref", default="main")
-  p.add_argument("--skip_install", action="store_true", help="reuse the workers' venv as is")
-  p.add_argument("--build_world_scenes", type=int, default=0,
-                 help="build data/world with this many scenes on every worker (0 = skip)")
-  p.add_argument("--env", action="append", default=[], help="KEY=VALUE for training, repeatable")
-  p.add_argument("--after", choices=("keep", "stop", "delete"), default="keep",
-                 help="what to do with the slice when training ends")
-  p.add_argument("--dry_run", action="store_true", help="print every command, run nothing")
-  p.add_argument("train_args", nargs="*", help="after --: more mmscale.train flags")
-  args = p.parse_args(argv)
-  if args.num_slices < 1:
-    p.error("--num_slices must be >= 1")
-  if any("=" not in kv for kv in args.env):
-    p.error("--env takes KEY=VALUE")
-  return args
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this module's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_string("name", None, "TPU VM name (NAME-i for --num_slices > 1)", flag_values=fv)
+  flags.DEFINE_string("zone", None, None, flag_values=fv)
+  flags.DEFINE_string("project", "", "default: gcloud's configured project", flag_values=fv)
+  flags.DEFINE_string("accelerator_type", None, "e.g. v5litepod-16, v5p-32, v6e-64",
+                      flag_values=fv)
+  flags.DEFINE_string("version", "", "TPU runtime; default per generation", flag_values=fv)
+  flags.DEFINE_integer("num_slices", 1, "> 1: multi-slice over DCN", flag_values=fv)
+  flags.DEFINE_string("config", None, "path.py[:arg], relative to the repo", flag_values=fv)
+  flags.DEFINE_string("workdir", None, "gs://bucket/run: shared by all workers", flag_values=fv)
+  flags.DEFINE_boolean("create", True, "create the slice when it does not exist (default on; "
+                       "--nocreate or --no-create: off)", flag_values=fv)
+  flags.DEFINE_boolean("spot", False, "create as a Spot (preemptible) slice", flag_values=fv)
+  flags.DEFINE_string("git_url", "", "clone this repo instead of copying the checkout",
+                      flag_values=fv)
+  flags.DEFINE_string("git_ref", "main", None, flag_values=fv)
+  flags.DEFINE_boolean("skip_install", False, "reuse the workers' venv as is", flag_values=fv)
+  flags.DEFINE_integer("build_world_scenes", 0, "build data/world with this many scenes on every "
+                       "worker (0 = skip)", flag_values=fv)
+  flags.DEFINE_multi_string("env", [], "KEY=VALUE for training, repeatable", flag_values=fv)
+  flags.DEFINE_enum("after", "keep", ["keep", "stop", "delete"],
+                    "what to do with the slice when training ends", flag_values=fv)
+  flags.DEFINE_boolean("dry_run", False, "print every command, run nothing", flag_values=fv)
+  flags.mark_flags_as_required(["name", "zone", "accelerator_type", "config", "workdir"],
+                               flag_values=fv)
 
 
-def main(argv=None) -> int:
-  args = parse(sys.argv[1:] if argv is None else argv)
+def parse(argv: list[str]) -> types.SimpleNamespace:
+  """argv = [program, *flags, "--", *train_args] -> the flag values as attributes, and
+  `train_args`: the arguments after `--` (more mmscale.train flags), passed on unchanged.
+
+  `--no-create` (the spelling docs/launch.md uses) means absl's `--nocreate`. `--config` stays a
+  path string: it is handed to mmscale.train on the workers (and read here only to check the
+  mesh), with the `--config.x=y` overrides among train_args."""
+  end = argv.index("--") if "--" in argv else len(argv)
+  argv = [("--nocreate" if a == "--no-create" else a) for a in argv[:end]] + list(argv[end:])
+  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__)
+  if fv.num_slices < 1:
+    cli_flags.usage_error("--num_slices must be >= 1")
+  if any("=" not in kv for kv in fv.env):
+    cli_flags.usage_error("--env takes KEY=VALUE")
+  return types.SimpleNamespace(**fv.flag_values_dict(), train_args=rest[1:])
+
+
+def main(argv: list[str]) -> int:
+  """argv = [program, *flags, "--", *train_args]; returns the exit status (2: the mesh does not
+  fit)."""
+  args = parse(argv)
   target = topology.tpu_target(args.accelerator_type, args.num_slices)
   try:
     shape = topology.check_mesh(args.config, args.train_args, target)
@@ -180,4 +198,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run(main)
