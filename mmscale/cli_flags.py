@@ -33,14 +33,15 @@ def usage_error(message: str) -> NoReturn:
 
 
 def parse(define: Callable[[flags.FlagValues], None], argv: Sequence[str], *, doc: str = "",
-          known_only: bool = False,
+          positional: bool = False, known_only: bool = False,
           stop_at_positional: bool = False) -> tuple[flags.FlagValues, list[str]]:
   """Defines the flags on a fresh holder and parses argv = [program, *args] into it.
 
   Returns (holder, rest): rest is [program, *positional arguments] (plus, with known_only, the
   flags this tool does not define, in order, for a library that takes its own, e.g. Beam).
-  Flags and positional arguments may be interleaved, and everything after `--` is positional;
-  with stop_at_positional the first positional argument ends the flags (a command to run).
+  Without positional (or known_only), a positional argument is an error. Flags and positional
+  arguments may be interleaved, and everything after `--` is positional; with stop_at_positional
+  the first positional argument ends the flags (a command to run).
   """
   fv = flags.FlagValues()
   define(fv)
@@ -53,6 +54,8 @@ def parse(define: Callable[[flags.FlagValues], None], argv: Sequence[str], *, do
     rest = fv(argv, known_only=known_only)
   except flags.Error as e:
     usage_error(str(e))
+  if rest[1:] and not (positional or known_only or stop_at_positional):
+    usage_error(f"unexpected arguments: {' '.join(rest[1:])}")
   return fv, rest
 
 

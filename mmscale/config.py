@@ -1,47 +1,21 @@
-"""Configs: the schema with defaults, loading `path.py:arg` files, derived fields and validation.
+"""The one schema of a run: every field and its default, and loading `path.py:arg` files.
 
-Every run is described by one `ml_collections.ConfigDict`. `base_config()` is the schema: a field
-that is not in it is an error (typos must not silently become defaults). `validate_config` runs
-before anything is compiled and raises `ConfigError` naming the field and the expected value.
+Every run is one `ml_collections.ConfigDict`. `base_config()` holds every field and its default
+(model, data pipeline, mesh, optimizer, training, evaluation); a field that is not in it is an
+error, so a typo never silently becomes a default. Nothing else in mmscale holds a default of a
+config field. `mmscale.spec.validate` checks a config once and resolves it into a `RunSpec`.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 
 import ml_collections
 
+from mmscale.data.transforms import DEFAULT_MAX_IMAGE_PIXELS
 from mmscale.errors import ConfigError
-from mmscale.eval import settings as eval_settings
-
-MESH_AXES = ("data", "fsdp", "tensor", "expert")
-
-# Logical axis -> mesh axes. Params use the short names, activations the `activation_*` names, so
-# the batch can be split over `fsdp` while weights are split over it too (ZeRO-3 style).
-DEFAULT_RULES = (
-    ("activation_batch", ("data", "fsdp")),
-    ("activation_length", None),
-    ("activation_embed", None),
-    ("activation_mlp", "tensor"),
-    ("activation_heads", "tensor"),
-    ("activation_kv", None),
-    ("activation_vocab", "tensor"),
-    ("embed", "fsdp"),
-    ("mlp", "tensor"),
-    ("heads", "tensor"),
-    ("kv_heads", "tensor"),
-    ("kv", None),
-    ("vocab", "tensor"),
-    ("patches", None),
-    ("layers", None),
-    ("experts", "expert"),
-    ("conv_in", None),
-    ("conv_out", "tensor"),
-)
-
-LR_RULES = ("constant", "mm1")
+from mmscale.parallel.rules import DEFAULT_RULES
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -62,16 +36,23 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.num_workers = 0
   c.data.sources = ml_collections.ConfigDict()  # name -> {"type": "records"|"tfds", ...}
   c.data.resize = "stretch"  # stretch | pad (keep aspect) | crop (centre)
-  c.data.log_every_batches = 100  # realised mixture / packing / skip log interval
+  c.data.log_every_batches = 100  # realised mixture / packing / skip log interval (0 = never)
+  c.data.read_threads = 2  # grain read threads per process (split among its batch shards)
+  c.data.pack_rows = 0  # open rows per packing group (0 = the shard's batch rows, at least 16)
+  c.data.max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS  # larger images are skipped, not decoded
+  c.data.skip_check_min_records = 100  # records read before max_skip_fraction is enforced
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "mllm"
   c.model.dtype = "float32"
   c.model.param_dtype = "float32"
   c.model.vit = ml_collections.ConfigDict(dict(
-      image_size=48, patch_size=16, width=128, depth=2, heads=4, mlp_dim=512, posemb="learned"))
+      image_size=48, patch_size=16, width=128, depth=2, heads=4, mlp_dim=512,
+      posemb="learned"))  # posemb: learned | sincos2d
+  # hidden_dim 0 = the decoder width; depth = residual conv blocks per stage (cabstractor)
   c.model.connector = ml_collections.ConfigDict(dict(name="mlp", num_tokens=9, hidden_dim=256,
                                                      depth=1))
+  # head_dim 0 = width // heads
   c.model.decoder = ml_collections.ConfigDict(dict(
       vocab_size=128, width=128, depth=3, heads=4, kv_heads=2, head_dim=0, mlp_dim=512,
       tie_embeddings=True, rope_theta=10000.0, scan_layers=True, remat_policy="none",
@@ -89,8 +70,30 @@ def base_config() -> ml_collections.ConfigDict:
       steps=1000, log_every=50, checkpoint_every=250, keep_checkpoints=3, async_checkpoint=True,
       eval_every=0, peak_flops_per_device=0.0))
 
-  # Evaluation fields and defaults have one source: the evaluation suite's own table.
-  c.eval = ml_collections.ConfigDict(eval_settings.DEFAULTS)
+  c.eval = ml_collections.ConfigDict(dict(
+      batch_size=64,            # rows per evaluation batch (rounded to a multiple of data x fsdp)
+      max_examples=0,           # questions / captions / pairs per evaluator (0 = all)
+      max_decode_len=4,         # generated tokens per short answer
+      loss_batches=4,           # batches for held-out loss (0 = all)
+      evals=(),                 # evaluators in training and the CLI (empty = the default set)
+      every={},                 # evaluator -> steps between runs in training (else eval_every)
+      temperature=0.0,          # 0 = greedy; > 0 samples
+      top_p=1.0,                # nucleus sampling mass (with temperature > 0)
+      seed=0,                   # sampling and few-shot support selection
+      caption_max_len=24,       # generated tokens per caption
+      fewshot_shots=(0, 4, 8),  # in-context example counts
+      fewshot_max_len=0,        # few-shot prompt limit in tokens (0 = none); shots drop to fit
+      fewshot_queries=512,      # query questions per shot count (0 = as many as max_examples)
+      pairs_records=1024,       # pair records the multi-image evaluator reads (0 = max_examples)
+      text_docs=64,             # held-out text documents for text perplexity
+      vqa_json="",              # local VQA JSON file for the `vqa_file` evaluator
+      caption_json="",          # local COCO-style caption JSON for the `caption_file` evaluator
+      image_root="",            # images of the local files (default: the JSON file's directory)
+      tccd_alpha=0.0,           # text-centroid contrastive decoding weight (0 = off)
+      tccd_beta=0.1,            # TCCD plausibility cut-off: keep p >= beta * max p
+      tccd_centroids="",        # centroids.npz of tools/probe.py ("" = W/analysis/centroids.npz)
+      tccd_layers=(),           # decoder layers erased in the TCCD reference (empty = the set's)
+  ))
   return c
 
 
@@ -139,90 +142,14 @@ def _typed_like(default, value: str, field: str):
 _OPEN_FIELDS = ("data.mixture", "data.sources", "mesh.shape", "eval.every")
 
 
-def _flat_keys(cfg, prefix=""):
+def flat_keys(cfg, prefix=""):
+  """Dotted names of every leaf field (open fields such as data.mixture count as one leaf)."""
   for key, value in cfg.items():
     name = f"{prefix}{key}"
     if isinstance(value, ml_collections.ConfigDict) and name not in _OPEN_FIELDS:
-      yield from _flat_keys(value, name + ".")
+      yield from flat_keys(value, name + ".")
     else:
       yield name
-
-
-def resolve_mesh_shape(config, num_devices: int) -> dict[str, int]:
-  """Mesh axis sizes with the one `-1` axis filled so the product equals `num_devices`."""
-  shape = {axis: int(config.mesh.shape.get(axis, 1)) for axis in MESH_AXES}
-  unknown = set(config.mesh.shape.keys()) - set(MESH_AXES)
-  if unknown:
-    raise ConfigError(f"mesh.shape.{sorted(unknown)[0]}", f"unknown mesh axis; expected {MESH_AXES}")
-  free = [axis for axis, size in shape.items() if size == -1]
-  if len(free) > 1:
-    raise ConfigError(f"mesh.shape.{free[1]}", "at most one axis may be -1")
-  fixed = math.prod(size for size in shape.values() if size != -1)
-  for axis, size in shape.items():
-    if size == 0 or size < -1:
-      raise ConfigError(f"mesh.shape.{axis}", f"expected a positive size or -1, got {size}")
-  if free:
-    if num_devices % fixed:
-      raise ConfigError(f"mesh.shape.{free[0]}",
-                        f"cannot fill: {num_devices} devices not divisible by the other axes ({fixed})")
-    shape[free[0]] = num_devices // fixed
-  if math.prod(shape.values()) != num_devices:
-    raise ConfigError("mesh.shape", f"product of {shape} is {math.prod(shape.values())}, expected "
-                      f"the device count {num_devices}; e.g. use data=-1 to fill, or "
-                      f"{suggest_mesh(shape, num_devices)}")
-  return shape
-
-
-def suggest_mesh(shape: dict[str, int], num_devices: int) -> dict[str, int]:
-  """A mesh that fits `num_devices`, keeping tensor/expert axes where they divide it."""
-  out = {"data": 1, "fsdp": 1, "tensor": 1, "expert": 1}
-  rest = num_devices
-  for axis in ("tensor", "expert", "fsdp"):
-    if shape.get(axis, 1) > 0 and rest % shape.get(axis, 1) == 0:
-      out[axis] = shape.get(axis, 1)
-      rest //= out[axis]
-  out["data"] = rest
-  return out
-
-
-def validate_config(config, num_devices: int) -> dict[str, int]:
-  """Checks the run-level rules before compilation; returns the resolved mesh shape.
-
-  Model-side rules (ViT, connector and decoder shapes) live with the model
-  (`mmscale.models.registry.validate_model_config`); `mmscale.runtime.validate` runs both.
-  """
-  known = set(_flat_keys(base_config()))
-  for name in _flat_keys(config):
-    if name not in known:
-      raise ConfigError(name, "unknown field (not in mmscale.config.base_config())")
-  shape = resolve_mesh_shape(config, num_devices)
-  batch_shards = shape["data"] * shape["fsdp"]
-  rows = config.data.batch_size
-  accum = config.optim.grad_accum_steps
-  if accum < 1:
-    raise ConfigError("optim.grad_accum_steps", f"expected >= 1, got {accum}")
-  if rows % accum or (rows // accum) % batch_shards:
-    raise ConfigError("data.batch_size", f"{rows} rows / grad_accum_steps {accum} must be divisible "
-                      f"by data x fsdp = {batch_shards}")
-  dec = config.model.decoder
-  if dec.heads % shape["tensor"]:
-    raise ConfigError("model.decoder.heads",
-                      f"{dec.heads} not divisible by the tensor axis ({shape['tensor']})")
-  if config.model.vit.heads % shape["tensor"]:
-    raise ConfigError("model.vit.heads",
-                      f"{config.model.vit.heads} not divisible by the tensor axis ({shape['tensor']})")
-  if config.optim.lr_rule not in LR_RULES:
-    raise ConfigError("optim.lr_rule", f"expected one of {LR_RULES}, got '{config.optim.lr_rule}'")
-  for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
-    if config.train[field] < 1:
-      raise ConfigError(f"train.{field}", f"expected >= 1, got {config.train[field]}")
-  if config.data.seq_len < config.model.connector.num_tokens + 2:
-    raise ConfigError("data.seq_len", f"{config.data.seq_len} cannot hold one image "
-                      f"({config.model.connector.num_tokens} tokens) and text")
-  if not config.data.mixture or any(w < 0 for w in config.data.mixture.values()) \
-      or sum(config.data.mixture.values()) <= 0:
-    raise ConfigError("data.mixture", "expected {arm: weight} with weights >= 0 summing to > 0")
-  return shape
 
 
 def tokenizer_path(config) -> str:

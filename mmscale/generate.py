@@ -10,6 +10,7 @@ Text-centroid contrastive decoding (mmscale/eval/contrastive.py): --tccd_alpha=A
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -18,10 +19,11 @@ import flax.linen as nn
 import jax
 from absl import app, flags
 
-from mmscale.data.transforms import ExampleBuilder, SkipExample
-from mmscale.errors import CheckpointError, DataError, MmscaleError
+from mmscale.data.batch import one_per_row
+from mmscale.data.transforms import SkipExample, builder_for
+from mmscale.errors import DataError, MmscaleError
 from mmscale.eval import contrastive, generate
-from mmscale.eval.loading import load_context, load_run_config
+from mmscale.eval.loading import load_run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "training workdir (config.json, checkpoints/)")
 _PARAMS = flags.DEFINE_string("params", None, "exported params directory (tools/export.py)")
@@ -57,28 +59,17 @@ def run(workdir: str | None, params_dir: str | None, step: int | None, image_pat
         seed: int, tccd_alpha: float = 0.0, tccd_beta: float = 0.1,
         tccd_centroids: str = "") -> str:
   """The generated text (stops at EOS); tccd_alpha != 0 decodes with TCCD (`eval.tccd_*`)."""
-  if not workdir and not params_dir:
-    raise CheckpointError("pass --workdir=W (a training run) or --params=EXPORT_DIR")
   record = build_record(image_paths, prompt)
-  source = workdir if workdir and os.path.isfile(os.path.join(workdir, "config.json")) \
-      else params_dir or workdir
-  config = load_run_config(source)
-  with config.unlocked():  # a run's older config.json may lack the tccd fields
-    config.eval.update(batch_size=1, tccd_alpha=tccd_alpha, tccd_beta=tccd_beta,
-                       tccd_centroids=tccd_centroids)
-  ctx, _ = load_context(config, workdir, step=step, params_dir=params_dir)
-  cfg, tok = ctx.config, ctx.tokenizer
-  builder = ExampleBuilder(tok, image_size=cfg.model.vit.image_size,
-                           num_image_tokens=cfg.model.connector.num_tokens)
+  ctx, _ = load_run(workdir, step=step, params_dir=params_dir, eval_overrides=dict(
+      batch_size=1, tccd_alpha=tccd_alpha, tccd_beta=tccd_beta, tccd_centroids=tccd_centroids))
+  tok = ctx.tokenizer
   try:
-    example = builder(record, prompt_only=True)
+    example = builder_for(ctx.config.data, ctx.layout, tok)(record, prompt_only=True)
   except SkipExample as e:
     raise DataError(f"cannot use the image(s) {image_paths}: {e}") from e
-  rows = ctx.rows_per_batch()
-  size = cfg.model.vit.image_size
-  batch = generate.left_pad([example] * rows, len(example["tokens"]),
-                            max(1, len(example["images"])), cfg.model.connector.num_tokens,
-                            (size, size, 3))
+  layout = dataclasses.replace(ctx.layout, max_images=max(1, len(example["images"])))
+  batch = one_per_row([example] * ctx.rows_per_batch(), layout,
+                      length=len(example["tokens"]), pad="left")
   decoding = contrastive.decoding(ctx)  # the plain model, or TCCD's two passes
   with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(ctx.rules):
     out = generate.generate(prompt=ctx.to_global(batch), max_new_tokens=max_new_tokens,

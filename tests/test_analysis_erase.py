@@ -9,7 +9,7 @@ import numpy as np
 
 from mmscale.analysis import decode, hidden
 from mmscale.models import build_model
-from mmscale.models.testing import numpy_init, synthetic_batch, tiny_model_config
+from mmscale.testing import numpy_init, synthetic_batch, tiny_model_config
 
 LAYERS = (0, 1)  # the tiny decoder has 2 blocks
 

@@ -8,7 +8,7 @@ from mmscale.analysis import centroids as centroids_lib
 from mmscale.analysis import contrastive, decode
 from mmscale.eval import generate
 from mmscale.models import build_model
-from mmscale.models.testing import numpy_init, synthetic_batch, tiny_model_config
+from mmscale.testing import numpy_init, synthetic_batch, tiny_model_config
 
 
 def test_tccd_logits_sign_and_cutoff():

@@ -8,7 +8,7 @@ import pytest
 
 from mmscale.eval import generate, sampling
 from mmscale.models.registry import build_model
-from mmscale.models.testing import numpy_init, synthetic_batch, tiny_model_config
+from mmscale.testing import numpy_init, synthetic_batch, tiny_model_config
 
 N = 6
 

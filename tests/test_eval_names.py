@@ -4,7 +4,7 @@ import pytest
 
 from mmscale.config import base_config
 from mmscale.errors import ConfigError
-from mmscale.eval.runner import DEFAULT_EVALS, configured_evals, validate_evals
+from mmscale.eval.registry import DEFAULT_EVALS, configured_evals, validate_evals
 
 
 def _config(evals=(), every=None):
@@ -12,7 +12,7 @@ def _config(evals=(), every=None):
   c.eval.evals = evals
   if every is not None:
     c.eval.every = every
-  return c
+  return c.eval
 
 
 @pytest.mark.parametrize("given, expected", [

@@ -5,21 +5,17 @@ few-shot prompt is built as documented, and evaluation during training follows i
 import json
 import os
 
-import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 
 from conftest import tiny_train_config
-from mmscale.data.batch_spec import example_batch
-from mmscale.data.transforms import ExampleBuilder
-from mmscale.eval import fewshot, pairs, runner, schedule
-from mmscale.eval.context import EvalContext
+from mmscale.data.transforms import builder_for
+from mmscale.eval import fewshot, pairs, runner
 from mmscale.eval.eval_records import load_eval_records
-from mmscale.models.testing import numpy_init
-from mmscale.parallel import mesh as mesh_lib
-from mmscale.parallel import rules as sharding_rules
-from mmscale.runtime import build_runtime
+from mmscale.eval.registry import DEFAULT_EVALS
+from mmscale.testing import random_run
+from mmscale.train.hooks import due_evaluators
 
 
 def eval_config(world):
@@ -29,21 +25,9 @@ def eval_config(world):
 
 
 def make_ctx(config, devices):
-  """EvalContext on `devices` with the same numpy-drawn params on every mesh."""
-  all_devices = config.copy_and_resolve_references()
-  all_devices.mesh.shape.update(data=-1, fsdp=1, tensor=1)
-  rt = build_runtime(all_devices)  # validation counts every device; the mesh uses `devices`
-  mesh = mesh_lib.make_mesh(config, devices)
-  # A newer eval field (mmscale.eval.settings), set after validation so that this test does not
-  # depend on base_config listing it yet.
+  """A Run on `devices` with the same numpy-drawn params on every mesh."""
   config.eval.caption_max_len = 8
-  abstract, shardings = sharding_rules.param_shardings(
-      rt.model, example_batch(config, rows=1), mesh, rt.rules)
-  del abstract
-  params = nn.meta.unbox(numpy_init(rt.model, example_batch(config, rows=1))["params"])
-  params = jax.device_put(params, shardings)
-  return EvalContext(config=config, model=rt.model, params=params, tokenizer=rt.tokenizer,
-                     mesh=mesh, rules=rt.rules)
+  return random_run(config, devices)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +35,7 @@ def sharded(tiny_world, tmp_path_factory):
   config = eval_config(tiny_world)
   config.mesh.shape.update(data=2, fsdp=2, tensor=2)
   ctx = make_ctx(config, jax.devices())
-  results = runner.run_evaluators(ctx, runner.DEFAULT_EVALS)
+  results = runner.run_evaluators(ctx, DEFAULT_EVALS)
   workdir = str(tmp_path_factory.mktemp("eval_run"))
   runner.write_results(workdir, 7, results)
   return ctx, results, workdir
@@ -92,8 +76,8 @@ def test_sharded_equals_single_device(sharded, tiny_world):
 def test_fewshot_prompt_is_supports_then_query(sharded):
   ctx, _, _ = sharded
   cfg, tok = ctx.config, ctx.tokenizer
-  k = cfg.model.connector.num_tokens
-  builder = ExampleBuilder(tok, image_size=cfg.model.vit.image_size, num_image_tokens=k)
+  k = ctx.layout.tokens_per_image
+  builder = builder_for(cfg.data, ctx.layout, tok)
   recs = load_eval_records(cfg)
   query, supports = recs[0], fewshot.choose_supports(recs, 0, recs[0], 2, seed=0)
   assert all(s["meta"]["scene_id"] != query["meta"]["scene_id"] for s in supports)
@@ -140,7 +124,7 @@ def test_pair_questions_from_ground_truth():
 def test_per_evaluator_schedule(tiny_world):
   config = tiny_train_config(tiny_world, steps=40)
   config.eval.every = {"vqa": 10, "fewshot": 0}
-  due = lambda step: schedule.due_evaluators(config, ("vqa", "text", "fewshot"), step, 20)
+  due = lambda step: due_evaluators(config, ("vqa", "text", "fewshot"), step, 20)
   assert due(10) == ["vqa"]
   assert due(20) == ["vqa", "text"]
   assert due(7) == []
@@ -157,15 +141,13 @@ class _Writer:
 
 def test_eval_hook_runs_due_evaluators(sharded, tmp_path):
   from mmscale.train.hooks import EvalHook  # pylint: disable=import-outside-toplevel
-  import types  # pylint: disable=import-outside-toplevel
+  import dataclasses  # pylint: disable=import-outside-toplevel
   ctx, results, _ = sharded
   config = ctx.config.copy_and_resolve_references()
   config.train.steps = 20
   config.eval.every = {"vqa": 5}
-  train_ctx = types.SimpleNamespace(
-      config=config, model=ctx.model, state=types.SimpleNamespace(params=ctx.params),
-      tokenizer=ctx.tokenizer, mesh=ctx.mesh, rules=ctx.rules, workdir=str(tmp_path),
-      writer=_Writer())
+  train_ctx = dataclasses.replace(ctx, spec=dataclasses.replace(ctx.spec, config=config),
+                                  workdir=str(tmp_path), writer=_Writer())
   hook = EvalHook(every=0, names=("vqa", "text"))
   for step in (3, 5):
     hook(train_ctx, step)

@@ -2,6 +2,7 @@
 alpha 0 is plain decoding, identity erasure makes TCCD plain greedy, alpha/beta do not recompile,
 a missing centroid file is a clear error, and the vqa evaluator decodes with TCCD end to end."""
 
+import dataclasses
 import json
 import os
 
@@ -12,17 +13,14 @@ import pytest
 
 from conftest import tiny_train_config
 from mmscale.analysis import hidden
-from mmscale.data.batch_spec import example_batch
+from mmscale.data.batch import one_per_row
 from mmscale.data.transforms import builder_for
 from mmscale.errors import ConfigError
 from mmscale.eval import contrastive, generate, predict, runner
-from mmscale.eval.context import EvalContext
 from mmscale.eval.erasure import CentroidSet, ErasedPass, erased_params
 from mmscale.eval.eval_records import load_eval_records
 from mmscale.models import build_model
-from mmscale.models.testing import numpy_init, synthetic_batch, tiny_model_config
-from mmscale.parallel import rules as sharding_rules
-from mmscale.runtime import build_runtime
+from mmscale.testing import numpy_init, random_run, synthetic_batch, tiny_model_config
 
 PROMPT, NEW = 12, 4
 
@@ -67,15 +65,10 @@ def test_identity_erasure_is_plain_greedy_and_alpha_is_traced():
 
 
 def _ctx(world, workdir, **eval_fields):
-  """EvalContext of a random-init tiny model over the 8 test devices (data=8)."""
+  """A Run of a random-init tiny model over the 8 test devices (data=8)."""
   config = tiny_train_config(world)
   config.eval.update(batch_size=8, max_examples=8, max_decode_len=3, **eval_fields)
-  rt = build_runtime(config)
-  example = example_batch(config, rows=1)
-  _, shardings = sharding_rules.param_shardings(rt.model, example, rt.mesh, rt.rules)
-  params = jax.device_put(nn.meta.unbox(numpy_init(rt.model, example)["params"]), shardings)
-  return EvalContext(config=config, model=rt.model, params=params, tokenizer=rt.tokenizer,
-                     mesh=rt.mesh, rules=rt.rules, workdir=workdir)
+  return random_run(config, workdir=workdir)
 
 
 def _save_centroids(directory, width, layers=(1,), k=4):
@@ -105,14 +98,14 @@ def test_vqa_with_tccd_on_tiny_world(tiny_world, tmp_path):
   plain_ctx = _ctx(tiny_world, workdir)
   tccd_ctx = _ctx(tiny_world, workdir, tccd_alpha=1.0, tccd_beta=0.2)
   cfg, tok = plain_ctx.config, plain_ctx.tokenizer
-  builder = builder_for(cfg, tok)
+  builder = builder_for(cfg.data, plain_ctx.layout, tok)
   prompts = [builder(r, prompt_only=True) for r in load_eval_records(cfg)[:8]]
   with jax.set_mesh(plain_ctx.mesh), nn.logical_axis_rules(plain_ctx.rules):
     # alpha 0: the evaluators' decoding is exactly plain greedy decoding.
     ids = predict.generate_ids(plain_ctx, prompts, max_new_tokens=3)
-    size = cfg.model.vit.image_size
-    batch = generate.left_pad(prompts, max(len(p["tokens"]) for p in prompts), 1,
-                              cfg.model.connector.num_tokens, (size, size, 3))
+    layout = dataclasses.replace(plain_ctx.layout, max_images=1)
+    batch = one_per_row(prompts, layout, length=max(len(p["tokens"]) for p in prompts),
+                        pad="left")
     direct = generate.generate(plain_ctx.model, plain_ctx.params, plain_ctx.to_global(batch),
                                max_new_tokens=3, stop_ids=(tok.eos_id,), pad_id=tok.pad_id,
                                valid_vocab=tok.vocab_size)

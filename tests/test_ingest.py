@@ -223,11 +223,11 @@ def test_rerun_skips_finished_shards(tmp_path):
 def test_tool_passes_beam_options_and_exits_1_on_too_many_skips(wds, tmp_path, capsys):
   sys.path.insert(0, os.path.join(ROOT, "tools"))
   import ingest as ingest_tool  # pylint: disable=import-outside-toplevel
-  args = ["--source=webdataset", f"--input={wds}/shard-1.tar", f"--out={tmp_path}/ok",
+  args = ["ingest.py", "--source=webdataset", f"--input={wds}/shard-1.tar", f"--out={tmp_path}/ok",
           "--num_shards=1", *BEAM]
   assert ingest_tool.main(args) == 0
   assert "wrote 3 records" in capsys.readouterr().out
-  args = ["--source=webdataset", f"--input={wds}/shard-0.tar", f"--out={tmp_path}/bad",
+  args = ["ingest.py", "--source=webdataset", f"--input={wds}/shard-0.tar", f"--out={tmp_path}/bad",
           "--max_skip_fraction=0.05", *BEAM]
   assert ingest_tool.main(args) == 1
   assert "max_skip_fraction=0.05" in capsys.readouterr().err

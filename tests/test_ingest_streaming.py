@@ -4,12 +4,13 @@ realised mixture and packing efficiency."""
 import io
 import logging
 
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
 from mmscale.data import pipeline, records, transforms
+from mmscale.data.batch import BatchLayout
+from mmscale.testing import data_config
 from mmscale.errors import ConfigError
 
 
@@ -55,13 +56,13 @@ class WordTok:
 
 def config(root, **kw):
   cfg = dict(world_dir=str(root), mixture={"caption": 1.0, "text": 3.0}, seq_len=40,
-             max_images_per_seq=2, pack=True, global_batch=4, shuffle_seed=0,
+             max_images_per_seq=2, pack=True, batch_size=4, shuffle_seed=0,
              max_skip_fraction=0.0, log_every_batches=2)
   cfg.update(kw)
-  return ml_collections.ConfigDict(cfg)
+  return data_config(**cfg)
 
 
-MODEL = ml_collections.ConfigDict({"vit": {"image_size": 8}, "connector": {"num_tokens": 4}})
+MODEL = BatchLayout(seq_len=40, max_images=2, tokens_per_image=4, image_size=8)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,13 @@ def test_realised_mixture_and_packing_efficiency_are_logged(world, caplog):
 
 
 def test_unknown_resize_mode_is_a_config_error(world):
-  with pytest.raises(ConfigError, match="data.resize"):
+  from mmscale.config import base_config  # pylint: disable=import-outside-toplevel
+  from mmscale.errors import UnknownNameError  # pylint: disable=import-outside-toplevel
+  from mmscale.spec import validate  # pylint: disable=import-outside-toplevel
+  c = base_config()
+  c.data.resize = "squash"
+  with pytest.raises(ConfigError, match="data.resize.*'squash'.*crop"):
+    validate(c, 8)
+  with pytest.raises(UnknownNameError, match="resize mode 'squash'.*crop"):
     pipeline.make_train_iterator(config(world, resize="squash"), MODEL, WordTok(),
                                  process_index=0, process_count=1, seed=0)

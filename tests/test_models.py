@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mmscale.models import build_model, get_connector
-from mmscale.models.testing import numpy_init, synthetic_batch, tiny_model_config
+from mmscale.testing import numpy_init, synthetic_batch, tiny_model_config
 
 CONNECTOR_TOKENS = {"mlp": 9, "avgpool": 4, "attnpool": 4, "cabstractor": 4}
 B, T = 4, 24

@@ -5,7 +5,7 @@ import pytest
 
 from mmscale.errors import ConfigError
 from mmscale.models import build_model, param_count, train_flops_per_sequence, validate_model_config
-from mmscale.models.testing import synthetic_batch, tiny_model_config
+from mmscale.testing import synthetic_batch, tiny_model_config
 
 
 def _set(cfg, path, value):

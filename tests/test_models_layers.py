@@ -6,7 +6,7 @@ import numpy as np
 
 from mmscale.models.connectors import adaptive_pool_matrix
 from mmscale.models.layers import Attention, apply_rope, make_attention_mask
-from mmscale.models.testing import numpy_init
+from mmscale.testing import numpy_init
 
 
 def test_mask_rule_prefix_causal_and_segments():

@@ -25,14 +25,15 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 root, port, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
 jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
                            process_id=pid)
-import ml_collections
 from jax.sharding import NamedSharding, PartitionSpec
 from mmscale.data import pipeline, tokenizer
+from mmscale.data.batch import BatchLayout
+from mmscale.testing import data_config
 
-cfg = ml_collections.ConfigDict(dict(
+cfg = data_config(
     world_dir=root, mixture={"caption": 1.0}, seq_len=%(T)d, max_images_per_seq=1, pack=False,
-    global_batch=%(B)d, shuffle_seed=5, max_skip_fraction=0.0, log_every_batches=0))
-model = ml_collections.ConfigDict({"vit": {"image_size": 8}, "connector": {"num_tokens": 4}})
+    batch_size=%(B)d, shuffle_seed=5, max_skip_fraction=0.0, log_every_batches=0)
+model = BatchLayout(seq_len=%(T)d, max_images=1, tokens_per_image=4, image_size=8)
 tok = tokenizer.Tokenizer(root + "/tokenizer.model")
 make = lambda: pipeline.make_train_iterator(cfg, model, tok, process_index=jax.process_index(),
                                             process_count=jax.process_count(), seed=1)

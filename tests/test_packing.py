@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from mmscale.data import packing
+from mmscale.data.batch import BatchLayout, build_row, one_per_row
 
 T, M, K, S = 16, 2, 3, 4
+LAYOUT = BatchLayout(seq_len=T, max_images=M, tokens_per_image=K, image_size=S)
 
 
 def make_example(length: int, num_images: int = 0, tag: int = 5, loss_from: int = 1) -> dict:
@@ -26,7 +28,7 @@ def make_example(length: int, num_images: int = 0, tag: int = 5, loss_from: int 
 
 def test_build_row_layout():
   a, b = make_example(5, 1, tag=5), make_example(4, 0, tag=6)
-  row = packing.build_row([a, b], T, M, K, S)
+  row = build_row([a, b], LAYOUT)
   assert {k: v.dtype for k, v in row.items()} == {
       "tokens": np.int32, "positions": np.int32, "segment_ids": np.int32, "mask_ar": np.int32,
       "mask_loss": np.int32, "images": np.float32, "image_positions": np.int32}
@@ -40,9 +42,32 @@ def test_build_row_layout():
 
 
 def test_image_positions_shift_by_row_offset():
-  row = packing.build_row([make_example(5, 1), make_example(6, 1)], T, M, K, S)
+  row = build_row([make_example(5, 1), make_example(6, 1)], LAYOUT)
   np.testing.assert_array_equal(row["image_positions"], [1, 2, 3, 6, 7, 8])
   assert (row["tokens"][row["image_positions"]] == 9).all()
+
+
+def test_left_padded_prompts_end_in_the_last_column():
+  a, b = make_example(5, 1, tag=5), make_example(8, 2, tag=6)
+  batch = one_per_row([a, b], LAYOUT, length=10, pad="left")
+  np.testing.assert_array_equal(batch["segment_ids"][0], [0] * 5 + [1] * 5)
+  np.testing.assert_array_equal(batch["positions"][0], [0] * 5 + list(range(5)))
+  np.testing.assert_array_equal(batch["tokens"][1, 2:], b["tokens"])
+  np.testing.assert_array_equal(batch["image_positions"], [[6, 7, 8, 10, 10, 10],
+                                                           [3, 4, 5, 6, 7, 8]])
+  assert (batch["tokens"][0][batch["image_positions"][0][:K]] == 9).all()
+  with pytest.raises(ValueError, match="does not fit"):
+    one_per_row([make_example(11)], LAYOUT, length=10, pad="left")
+
+
+def test_truncated_rows_drop_image_tokens_past_the_end():
+  ex = make_example(20, 1)
+  ex["image_positions"] = np.arange(14, 17, dtype=np.int32)
+  batch = one_per_row([ex], LAYOUT, truncate=True)
+  np.testing.assert_array_equal(batch["tokens"][0], ex["tokens"][:T])
+  np.testing.assert_array_equal(batch["image_positions"][0], [14, 15, T, T, T, T])
+  with pytest.raises(ValueError, match="does not fit"):
+    one_per_row([ex], LAYOUT)
 
 
 def test_fit_example_truncates_without_splitting_images():
@@ -69,8 +94,7 @@ def test_fit_example_cut_inside_image_block_moves_back():
 
 def _pack(examples, num_rows=2, max_per_row=None):
   ds = grain.MapDataset.source(examples).to_iter_dataset()
-  return packing.PackIterDataset(ds, seq_len=T, max_images=M, num_image_tokens=K,
-                                 image_size=S, num_rows=num_rows,
+  return packing.PackIterDataset(ds, layout=LAYOUT, num_rows=num_rows,
                                  max_examples_per_row=max_per_row)
 
 

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mmscale.config import base_config
 from mmscale.data import pipeline, records
+from mmscale.data.batch import BatchLayout
 from mmscale.data import tokenizer as tokenizer_lib
 from mmscale.errors import ConfigError, DataError
 
@@ -70,27 +72,37 @@ def world(tmp_path_factory):
 
 
 def data_config(world_dir, **kw):
-  cfg = dict(world_dir=world_dir, mixture={"caption": 1.0, "vqa": 1.0, "interleaved": 1.0,
-                                           "text": 1.0},
-             seq_len=T, max_images_per_seq=M, pack=True, global_batch=4, shuffle_seed=3,
-             max_skip_fraction=0.1, num_workers=0)
+  """The schema's data section (mmscale/config.py) with this test's values."""
+  cfg = base_config().data
+  cfg.update(world_dir=world_dir, seq_len=T, max_images_per_seq=M, pack=True, batch_size=4,
+             shuffle_seed=3, max_skip_fraction=0.1, num_workers=0)
+  mixture = kw.pop("mixture", {"caption": 1.0, "vqa": 1.0, "interleaved": 1.0, "text": 1.0})
+  cfg.mixture = ml_collections.ConfigDict(mixture)  # replaced, not merged into the default
   cfg.update(kw)
-  return ml_collections.ConfigDict(cfg)
+  return cfg
 
 
-MODEL = ml_collections.ConfigDict({"vit": {"image_size": S}, "connector": {"num_tokens": K}})
+LAYOUT = BatchLayout(seq_len=T, max_images=M, tokens_per_image=K, image_size=S)
+
+
+def layout_of(cfg) -> BatchLayout:
+  """The layout a run with this data section resolves to (K and S fixed by the model)."""
+  return BatchLayout(seq_len=cfg.seq_len, max_images=cfg.max_images_per_seq,
+                     tokens_per_image=K, image_size=S)
 
 
 def train_iter(world, process_index=0, process_count=1, seed=0, **kw):
   world_dir, tok = world
-  return pipeline.make_train_iterator(data_config(world_dir, **kw), MODEL, tok,
+  cfg = data_config(world_dir, **kw)
+  return pipeline.make_train_iterator(cfg, layout_of(cfg), tok,
                                       process_index=process_index,
                                       process_count=process_count, seed=seed)
 
 
 def examples(world, n, process_index=0, process_count=1, **kw):
   world_dir, tok = world
-  it = iter(pipeline.example_dataset(data_config(world_dir, **kw), MODEL, tok,
+  cfg = data_config(world_dir, **kw)
+  it = iter(pipeline.example_dataset(cfg, layout_of(cfg), tok,
                                      process_index=process_index, process_count=process_count))
   return [next(it) for _ in range(n)]
 
@@ -228,7 +240,7 @@ def test_corrupt_records_are_skipped_and_counted(world, tmp_path):
   world_dir, tok = world
   _write_with_bad(str(tmp_path / "arms" / "dirty"), 27, _bad_blobs())
   cfg = data_config(str(tmp_path), mixture={"dirty": 1.0}, max_skip_fraction=0.5)
-  it = pipeline.make_train_iterator(cfg, MODEL, tok, process_index=0, process_count=1, seed=0)
+  it = pipeline.make_train_iterator(cfg, LAYOUT, tok, process_index=0, process_count=1, seed=0)
   for _ in range(10):
     next(it)
   stats = pipeline.pipeline_stats(it)
@@ -242,34 +254,22 @@ def test_too_many_skips_raise_data_error(world, tmp_path):
   _write_with_bad(str(tmp_path / "arms" / "dirty"), 5, _bad_blobs() * 3)
   cfg = data_config(str(tmp_path), mixture={"dirty": 1.0}, max_skip_fraction=0.2,
                     skip_check_min_records=20)
-  it = pipeline.make_train_iterator(cfg, MODEL, tok, process_index=0, process_count=1, seed=0)
+  it = pipeline.make_train_iterator(cfg, LAYOUT, tok, process_index=0, process_count=1, seed=0)
   with pytest.raises(DataError, match=r"skipped fraction 0\.\d+.*max_skip_fraction=0\.2"):
     for _ in range(50):
       next(it)
 
 
-def test_eval_examples(world):
+def test_batch_size_divisibility(world):
   world_dir, tok = world
-  out = list(pipeline.make_eval_examples(world_dir, MODEL, tok))
-  assert len(out) == 5
-  ex = out[0]
-  assert ex["qtype"] == "attribute" and ex["answer"] in COLOURS
-  assert ex["question"] == "what colour is the shape"
-  assert tok.eos_id not in ex["prompt"]["tokens"] and ex["prompt"]["images"].shape == (1, S, S, 3)
-  assert len(list(pipeline.make_eval_examples(world_dir, MODEL, tok, process_index=1,
-                                              process_count=2))) == 2
-
-
-def test_batch_size_alias_and_divisibility(world):
-  world_dir, tok = world
-  cfg = data_config(world_dir, global_batch=None, batch_size=6)
-  batch = next(pipeline.make_train_iterator(cfg, MODEL, tok, process_index=1, process_count=3,
+  cfg = data_config(world_dir, batch_size=6)
+  batch = next(pipeline.make_train_iterator(cfg, LAYOUT, tok, process_index=1, process_count=3,
                                             seed=0))
   assert batch["tokens"].shape == (2, T)
-  with pytest.raises(ConfigError, match="data.global_batch"):
-    pipeline.make_train_iterator(cfg, MODEL, tok, process_index=0, process_count=4, seed=0)
+  with pytest.raises(ConfigError, match="data.batch_size"):
+    pipeline.make_train_iterator(cfg, LAYOUT, tok, process_index=0, process_count=4, seed=0)
   with pytest.raises(ConfigError, match="data.mixture.nope"):
-    pipeline.make_train_iterator(data_config(world_dir, mixture={"nope": 1.0}), MODEL, tok,
+    pipeline.make_train_iterator(data_config(world_dir, mixture={"nope": 1.0}), LAYOUT, tok,
                                  process_index=0, process_count=1, seed=0)
 
 

@@ -79,7 +79,7 @@ def test_tool_writes_the_table(tmp_path):
   sys.path.insert(0, os.path.join(REPO, "tools"))
   import curves as curves_tool  # pylint: disable=import-outside-toplevel
   out = tmp_path / "c.csv"
-  assert curves_tool.main(["--run", f"a={_fake_run(tmp_path, 'a')}",
+  assert curves_tool.main(["curves.py", "--run", f"a={_fake_run(tmp_path, 'a')}",
                            "--run", f"b={_fake_run(tmp_path, 'b')}", "--out", str(out)]) == 0
   rows = curves.read_csv(str(out))
   assert [(r["run"], r["step"]) for r in rows][:4] == [("a", 10), ("a", 20), ("a", 100), ("b", 10)]

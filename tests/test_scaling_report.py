@@ -38,7 +38,7 @@ def test_report_from_csv_table(tmp_path):
     w.writeheader()
     w.writerows(rows)
   out = tmp_path / "docs" / "fixture.md"
-  assert report_tool.main([f"--results={table}", f"--out={out}"]) == 0
+  assert report_tool.main(["report.py", f"--results={table}", f"--out={out}"]) == 0
   text = out.read_text()
   for needle in ("## Comparison: format", "### Scaling fits", "Spearman", "## Points",
                  "| caption | xs | 1000 | 2 |", "fixture_plots/format_scaling.png"):
@@ -104,7 +104,7 @@ def test_report_with_claims_curves_preamble_and_two_tables(tmp_path):
   curves.write_csv(curve_rows, str(tmp_path / "curves.csv"))
   out = tmp_path / "docs" / "kw.md"
   assert report_tool.main([
-      f"--results={density}", f"--results={mm1}", f"--out={out}",
+      "report.py", f"--results={density}", f"--results={mm1}", f"--out={out}",
       f"--claims={tmp_path / 'claims.py'}", f"--curves={tmp_path / 'curves.csv'}",
       f"--preamble={tmp_path / 'preamble.md'}",
       "--by_group=mm1_connector=connector,res,image_tokens"]) == 0
@@ -131,7 +131,7 @@ def test_report_bad_claim_is_one_error(tmp_path, capsys):
       "'metric': 'vqa/accuracy/all', 'a': 'enriched', 'b': 'nope'}]\n")
   table = _write_csv(tmp_path / "r.csv", _fixture_rows())
   with pytest.raises(SystemExit):
-    report_tool.main([f"--results={table}", f"--claims={tmp_path / 'claims.py'}",
+    report_tool.main(["report.py", f"--results={table}", f"--claims={tmp_path / 'claims.py'}",
                       f"--out={tmp_path / 'r.md'}"])
   assert "claim 'q': field 'b'" in capsys.readouterr().err
   assert not (tmp_path / "r.md").exists()

@@ -6,7 +6,7 @@ import pytest
 
 from mmscale.config import base_config
 from mmscale.models.registry import build_model
-from mmscale.models.testing import synthetic_batch, tiny_model_config
+from mmscale.testing import synthetic_batch, tiny_model_config
 from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
 from mmscale.train import optim

@@ -3,12 +3,13 @@ mixture component through grain (`tfds.data_source`), on a tiny builder built he
 
 import io
 
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
 from mmscale.data import pipeline, records
+from mmscale.data.batch import BatchLayout
+from mmscale.testing import data_config
 from mmscale.data import tokenizer as tokenizer_lib
 from mmscale.data.ingest import beam_job, common
 
@@ -81,14 +82,14 @@ def test_tfds_and_record_dir_as_mixture_components(tfds_dir, tok, tmp_path):
       {"id": f"t{i}", "kind": "text", "images": [],
        "segments": [{"text": "a small blue circle", "loss": True}]} for i in range(5)],
       source="test")
-  cfg = ml_collections.ConfigDict(dict(
+  cfg = data_config(
       world_dir=str(tmp_path / "no_world"), mixture={"caps": 3.0, "txt": 1.0},
       sources={"caps": {"type": "tfds", "name": "tiny_caps", "split": "train",
                         "data_dir": tfds_dir},
                "txt": {"type": "records", "dir": rec_dir}},
-      seq_len=32, max_images_per_seq=2, pack=True, global_batch=4, shuffle_seed=0,
-      max_skip_fraction=0.0, resize="pad", log_every_batches=2))
-  model = ml_collections.ConfigDict({"vit": {"image_size": 8}, "connector": {"num_tokens": 4}})
+      seq_len=32, max_images_per_seq=2, pack=True, batch_size=4, shuffle_seed=0,
+      max_skip_fraction=0.0, resize="pad", log_every_batches=2)
+  model = BatchLayout(seq_len=32, max_images=2, tokens_per_image=4, image_size=8)
   it = pipeline.make_train_iterator(cfg, model, tok, process_index=0, process_count=1, seed=0)
   batches = [next(it) for _ in range(3)]
   assert batches[0]["images"].shape == (4, 2, 8, 8, 3)

@@ -26,8 +26,8 @@ def _tool(name):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
   out = str(tmp_path_factory.mktemp("world"))
-  _tool("build_world").main([f"--out={out}", "--num_scenes=90", "--num_eval_scenes=40",
-                             "--seed=3", "--num_shards=2", "--quiet"])
+  _tool("build_world").main(["build_world.py", f"--out={out}", "--num_scenes=90",
+                             "--num_eval_scenes=40", "--seed=3", "--num_shards=2", "--quiet"])
   return out, world.load_world(out)
 
 
@@ -201,5 +201,5 @@ def test_spec_validation():
 def test_inspect_tool_writes_a_sheet(built, tmp_path, capsys):
   out, _ = built
   sheet = str(tmp_path / "sheet.png")
-  _tool("inspect_data").main([out, "--max_records=50", f"--sheet={sheet}"])
+  _tool("inspect_data").main(["inspect_data.py", out, "--max_records=50", f"--sheet={sheet}"])
   assert os.path.getsize(sheet) > 0 and "arms/pairs" in capsys.readouterr().out

@@ -4,45 +4,57 @@
 
 Prints a summary and one example record per arm. Layout of the output: docs/data_format.md.
 """
-import argparse
 import dataclasses
 import os
 import sys
 import time
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
+from mmscale import cli_flags  # noqa: E402
 from mmscale.data import records, world  # noqa: E402
 from mmscale.data.world_spec import WorldSpec  # noqa: E402
 
 
-def _tuple(s: str) -> tuple:
-  return tuple(w.strip() for w in s.split(",") if w.strip())
+LIST_FLAGS = ("shapes", "colours", "sizes", "textures")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this tool's own (mmscale/cli_flags.py); the WorldSpec ones
+  default to WorldSpec()'s values."""
   d = WorldSpec()
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--out", required=True, help="output directory")
-  p.add_argument("--num_scenes", type=int, default=20000)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--num_eval_scenes", "--num_eval", type=int, default=500)
-  p.add_argument("--num_shards", type=int, default=1)
-  p.add_argument("--num_text_docs", type=int, default=None, help="default: num_scenes // 4")
-  p.add_argument("--image_size", type=int, default=d.image_size)
-  p.add_argument("--grid", type=int, default=d.grid)
-  p.add_argument("--shapes", type=_tuple, default=d.shapes)
-  p.add_argument("--colours", type=_tuple, default=d.colours)
-  p.add_argument("--sizes", type=_tuple, default=d.sizes)
-  p.add_argument("--textures", type=_tuple, default=d.textures)
-  p.add_argument("--min_objects", type=int, default=d.min_objects)
-  p.add_argument("--max_objects", type=int, default=d.max_objects)
-  p.add_argument("--num_vqa_fact_shapes", type=int, default=d.num_vqa_fact_shapes)
-  p.add_argument("--vqa_per_scene", type=int, default=d.vqa_per_scene)
-  p.add_argument("--eval_per_type", type=int, default=d.eval_per_type)
-  p.add_argument("--no_tokenizer", action="store_true", help="skip training tokenizer.model")
-  p.add_argument("--quiet", action="store_true", help="no example records")
-  return p.parse_args(argv)
+  flags.DEFINE_string("out", None, "output directory", flag_values=fv)
+  flags.DEFINE_integer("num_scenes", 20000, None, flag_values=fv)
+  flags.DEFINE_integer("seed", 0, None, flag_values=fv)
+  flags.DEFINE_integer("num_eval_scenes", 500, None, flag_values=fv)
+  flags.DEFINE_alias("num_eval", "num_eval_scenes", flag_values=fv)
+  flags.DEFINE_integer("num_shards", 1, None, flag_values=fv)
+  flags.DEFINE_integer("num_text_docs", None, "default: num_scenes // 4", flag_values=fv)
+  flags.DEFINE_integer("image_size", d.image_size, None, flag_values=fv)
+  flags.DEFINE_integer("grid", d.grid, None, flag_values=fv)
+  for name in LIST_FLAGS:  # comma separated
+    flags.DEFINE_list(name, list(getattr(d, name)), None, flag_values=fv)
+  flags.DEFINE_integer("min_objects", d.min_objects, None, flag_values=fv)
+  flags.DEFINE_integer("max_objects", d.max_objects, None, flag_values=fv)
+  flags.DEFINE_integer("num_vqa_fact_shapes", d.num_vqa_fact_shapes, None, flag_values=fv)
+  flags.DEFINE_integer("vqa_per_scene", d.vqa_per_scene, None, flag_values=fv)
+  flags.DEFINE_integer("eval_per_type", d.eval_per_type, None, flag_values=fv)
+  flags.DEFINE_boolean("no_tokenizer", False, "skip training tokenizer.model", flag_values=fv)
+  flags.DEFINE_boolean("quiet", False, "no example records", flag_values=fv)
+  flags.mark_flags_as_required(["out"], flag_values=fv)
+
+
+def parse_args(argv: list[str]) -> dict:
+  """argv = [program, *flags] -> {flag name: value}; the list flags as tuples of non-empty
+  words, as WorldSpec holds them."""
+  fv, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
+  args = fv.flag_values_dict()
+  for name in LIST_FLAGS:
+    args[name] = tuple(w.strip() for w in args[name] if w.strip())
+  return args
 
 
 def show_example(record_dir: str) -> str:
@@ -52,8 +64,9 @@ def show_example(record_dir: str) -> str:
   return f"{rec['kind']:11s} {segs}"
 
 
-def main(argv=None) -> None:
-  args = parse_args(argv)
+def main(argv: list[str]) -> None:
+  """argv = [program, *flags] (module docstring)."""
+  args = types.SimpleNamespace(**parse_args(argv))
   fields = {f.name for f in dataclasses.fields(WorldSpec)}
   spec = WorldSpec(**{k: v for k, v in vars(args).items() if k in fields})
   t = time.time()
@@ -77,4 +90,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  cli_flags.run(main)

@@ -6,24 +6,31 @@
 Columns: run, step, tokens (step x data.batch_size x data.seq_len from W/config.json) and every
 numeric metric. `tools/report.py --curves=FILE.csv` turns it into the report's learning curves.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
+from mmscale import cli_flags  # noqa: E402
 from mmscale.scaling import curves  # noqa: E402
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--run", action="append", required=True, help="NAME=WORKDIR (repeatable)")
-  p.add_argument("--out", required=True, help="CSV path")
-  args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this tool's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_multi_string("run", None, "NAME=WORKDIR (repeatable)", flag_values=fv)
+  flags.DEFINE_string("out", None, "CSV path", flag_values=fv)
+  flags.mark_flags_as_required(["run", "out"], flag_values=fv)
+
+
+def main(argv: list[str]) -> int:
+  """argv = [program, *flags] (module docstring)."""
+  args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   runs = [curves.parse_run(r) for r in args.run]
   names = [n for n, _ in runs]
   if len(set(names)) != len(names):
-    p.error(f"run names must be unique: {names}")
+    cli_flags.usage_error(f"run names must be unique: {names}")
   rows = curves.collect(runs)
   path = curves.write_csv(rows, args.out)
   print(f"curves: {path} ({len(rows)} evaluations of {len(runs)} runs)")
@@ -31,4 +38,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run(main)

@@ -7,33 +7,41 @@
 when DIR lies in a knowledge world. `--describe`: parse text of records without a descriptor with
 the offline describer. Prints the JSON report.
 """
-import argparse
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
+from mmscale import cli_flags  # noqa: E402
 from mmscale.knowledge import density, parse  # noqa: E402
 from mmscale.knowledge import vocab as vocab_lib  # noqa: E402
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("dir", nargs="+", help="record directories (one report each)")
-  p.add_argument("--inventory", default=None)
-  p.add_argument("--describe", action="store_true")
-  p.add_argument("--vocab", default=None)
-  p.add_argument("--tokenizer", default=None, help="SentencePiece model for token counts")
-  p.add_argument("--out", default=None, help="also write the JSON here")
-  args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this tool's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_string("inventory", None, None, flag_values=fv)
+  flags.DEFINE_boolean("describe", False, None, flag_values=fv)
+  flags.DEFINE_string("vocab", None, None, flag_values=fv)
+  flags.DEFINE_string("tokenizer", None, "SentencePiece model for token counts", flag_values=fv)
+  flags.DEFINE_string("out", None, "also write the JSON here", flag_values=fv)
+
+
+def main(argv: list[str]) -> int:
+  """argv = [program, DIR, ...] with flags anywhere: one report per record directory DIR."""
+  args, dirs = cli_flags.parse(define_flags, argv, doc=__doc__, positional=True)
+  dirs = dirs[1:]
+  if not dirs:
+    cli_flags.usage_error("give one or more record directories (DIR ...)")
   count_tokens = None
   if args.tokenizer:
     from mmscale.data.tokenizer import Tokenizer  # pylint: disable=import-outside-toplevel
     tok = Tokenizer(args.tokenizer)
     count_tokens = lambda t: len(tok.encode(t))  # noqa: E731
   reports = []
-  for d in args.dir:
+  for d in dirs:
     world = vocab_lib.find_world_file(d)
     inv_path = args.inventory or (os.path.join(os.path.dirname(world), "eval", "vqa")
                                   if world else None)
@@ -54,4 +62,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run(main)

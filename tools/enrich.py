@@ -10,7 +10,6 @@ default is the DirectRunner with one worker process per CPU. Reruns resume: fini
 shards are skipped and LLM answers come from OUT/_llm_cache. Prints the summary JSON; exits 1
 when shards are left unfinished (rerun to resume).
 """
-import argparse
 import json
 import logging
 import os
@@ -18,39 +17,51 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
+from mmscale import cli_flags  # noqa: E402
 from mmscale.knowledge import jobs, stages  # noqa: E402
 
 STAGES = sorted(list(stages.MAP_STAGES) + list(stages.GROUP_STAGES))
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--stage", required=True, choices=STAGES)
-  p.add_argument("--input", required=True, help="input record directory")
-  p.add_argument("--out", required=True, help="output record directory")
-  p.add_argument("--backend", default="offline", choices=["offline", "openai"])
-  p.add_argument("--endpoint", default="http://localhost:8000/v1",
-                 help="OpenAI-compatible API base URL (openai backend)")
-  p.add_argument("--model", default="", help="model name sent to the server (openai backend)")
-  p.add_argument("--concurrency", type=int, default=16, help="requests in flight per worker")
-  p.add_argument("--timeout_s", type=float, default=120.0, help="per-request timeout")
-  p.add_argument("--max_retries", type=int, default=6)
-  p.add_argument("--max_reasks", type=int, default=2, help="re-asks on invalid JSON answers")
-  p.add_argument("--api_key_env", default="OPENAI_API_KEY",
-                 help="name of the environment variable holding the API key (never logged)")
-  p.add_argument("--response_format", default="json_schema",
-                 choices=["json_schema", "json_object", "none"])
-  p.add_argument("--cache_dir", default=None, help="LLM response cache (default OUT/_llm_cache)")
-  p.add_argument("--vocab", default=None,
-                 help="world.json / world dir / vocabulary JSON (default: world.json above input)")
-  p.add_argument("--kb", default=None, help="knowledge base JSONL (default: kb.jsonl by world)")
-  p.add_argument("--no_facts", action="store_true", help="enrich: do not inject KB facts")
-  p.add_argument("--band", default="0.6,0.9", help="pair: similarity band lower,upper")
-  p.add_argument("--max_pairs", type=int, default=1, help="pair: max pairs per image")
-  p.add_argument("--max_block", type=int, default=512, help="pair: max items per similarity block")
-  p.add_argument("--num_shards", type=int, default=0, help="output shards (0: auto)")
-  p.add_argument("--batch_size", type=int, default=64, help="records per backend batch")
-  return p.parse_known_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this tool's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_enum("stage", None, STAGES, None, flag_values=fv)
+  flags.DEFINE_string("input", None, "input record directory", flag_values=fv)
+  flags.DEFINE_string("out", None, "output record directory", flag_values=fv)
+  flags.DEFINE_enum("backend", "offline", ["offline", "openai"], None, flag_values=fv)
+  flags.DEFINE_string("endpoint", "http://localhost:8000/v1",
+                      "OpenAI-compatible API base URL (openai backend)", flag_values=fv)
+  flags.DEFINE_string("model", "", "model name sent to the server (openai backend)",
+                      flag_values=fv)
+  flags.DEFINE_integer("concurrency", 16, "requests in flight per worker", flag_values=fv)
+  flags.DEFINE_float("timeout_s", 120.0, "per-request timeout", flag_values=fv)
+  flags.DEFINE_integer("max_retries", 6, None, flag_values=fv)
+  flags.DEFINE_integer("max_reasks", 2, "re-asks on invalid JSON answers", flag_values=fv)
+  flags.DEFINE_string("api_key_env", "OPENAI_API_KEY", "name of the environment variable holding "
+                      "the API key (never logged)", flag_values=fv)
+  flags.DEFINE_enum("response_format", "json_schema", ["json_schema", "json_object", "none"],
+                    None, flag_values=fv)
+  flags.DEFINE_string("cache_dir", None, "LLM response cache (default OUT/_llm_cache)",
+                      flag_values=fv)
+  flags.DEFINE_string("vocab", None, "world.json / world dir / vocabulary JSON (default: "
+                      "world.json above input)", flag_values=fv)
+  flags.DEFINE_string("kb", None, "knowledge base JSONL (default: kb.jsonl by world)",
+                      flag_values=fv)
+  flags.DEFINE_boolean("no_facts", False, "enrich: do not inject KB facts", flag_values=fv)
+  flags.DEFINE_string("band", "0.6,0.9", "pair: similarity band lower,upper", flag_values=fv)
+  flags.DEFINE_integer("max_pairs", 1, "pair: max pairs per image", flag_values=fv)
+  flags.DEFINE_integer("max_block", 512, "pair: max items per similarity block", flag_values=fv)
+  flags.DEFINE_integer("num_shards", 0, "output shards (0: auto)", flag_values=fv)
+  flags.DEFINE_integer("batch_size", 64, "records per backend batch", flag_values=fv)
+  flags.mark_flags_as_required(["stage", "input", "out"], flag_values=fv)
+
+
+def parse_args(argv: list[str]) -> tuple[flags.FlagValues, list[str]]:
+  """argv = [program, *flags] -> (this tool's flags, the other arguments: Beam's options)."""
+  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__, known_only=True)
+  return fv, rest[1:]
 
 
 def config_from_args(args) -> jobs.JobConfig:
@@ -71,7 +82,8 @@ def config_from_args(args) -> jobs.JobConfig:
       num_shards=args.num_shards, batch_size=args.batch_size)
 
 
-def main(argv=None) -> int:
+def main(argv: list[str]) -> int:
+  """argv = [program, *flags, *beam options] (module docstring)."""
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
   args, beam_args = parse_args(argv)
   summary = jobs.run(config_from_args(args), beam_args)
@@ -80,4 +92,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run(main)

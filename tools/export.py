@@ -10,7 +10,6 @@ Read it back anywhere with
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -18,38 +17,27 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import orbax.checkpoint as ocp
+from absl import app, flags
 
 from mmscale import config as config_lib
-from mmscale.data.batch_spec import example_batch
 from mmscale.errors import MmscaleError
-from mmscale.eval import params_io
-from mmscale.parallel import rules as sharding_rules
-from mmscale.runtime import build_runtime
+from mmscale.eval.loading import load_run
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
-
-def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise MmscaleError(f"{path} does not exist: is {workdir} a training workdir?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+_WORKDIR = flags.DEFINE_string("workdir", None, "the training run", required=True)
+_OUT = flags.DEFINE_string("out", None, "export directory", required=True)
+_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", sorted(DTYPES), "dtype of the exported params")
 
 
 def export(workdir: str, out: str, step: int | None = None, dtype: str = "float32") -> str:
   """Writes the export directory; returns the params path."""
   if dtype not in DTYPES:
     raise MmscaleError(f"--dtype={dtype}: expected one of {sorted(DTYPES)}")
-  config = load_run_config(workdir)
-  config.mesh.rules = tuple(tuple(rule) for rule in config.mesh.rules)
-  rt = build_runtime(config)
-  abstract, shardings = sharding_rules.param_shardings(
-      rt.model, example_batch(config, rows=1), rt.mesh, rt.rules)
-  params, step = params_io.load_params(workdir, abstract, shardings, step)
-  params = jax.tree.map(lambda p: p.astype(DTYPES[dtype]), params)
+  run, step = load_run(workdir, step=step)
+  params = jax.tree.map(lambda p: p.astype(DTYPES[dtype]), run.params)
   out = os.path.abspath(out)
   os.makedirs(out, exist_ok=True)
   path = os.path.join(out, "params")
@@ -57,26 +45,21 @@ def export(workdir: str, out: str, step: int | None = None, dtype: str = "float3
     ckptr.save(path, params, force=True)
   if jax.process_index() == 0:
     with open(os.path.join(out, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-    shutil.copy(config_lib.tokenizer_path(config), os.path.join(out, "tokenizer.model"))
+      f.write(run.config.to_json_best_effort(indent=2))
+    shutil.copy(config_lib.tokenizer_path(run.config), os.path.join(out, "tokenizer.model"))
     with open(os.path.join(out, "export.json"), "w") as f:
       json.dump({"source_workdir": os.path.abspath(workdir), "step": step, "dtype": dtype}, f)
   return path
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--out", required=True)
-  parser.add_argument("--step", type=int, default=None)
-  parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-  args = parser.parse_args()
+def main(argv):
+  del argv
   try:
-    path = export(args.workdir, args.out, args.step, args.dtype)
+    path = export(_WORKDIR.value, _OUT.value, _STEP.value, _DTYPE.value)
   except MmscaleError as e:
     sys.exit(f"error: {e}")
   print(f"exported params to {path}")
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

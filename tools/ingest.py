@@ -13,38 +13,47 @@ job runs on the DirectRunner with 2 local worker processes. Rerunning the same c
 (finished shards are kept). Exit status 1 with a message when more than --max_skip_fraction of
 the inputs were bad; the reasons are in OUT/skip_report.json.
 """
-import argparse
 import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
+from mmscale import cli_flags  # noqa: E402
 from mmscale.data import ingest  # noqa: E402
 from mmscale.data.ingest import beam_job, common  # noqa: E402
 from mmscale.errors import DataError  # noqa: E402
 
 
-def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this tool's own (mmscale/cli_flags.py)."""
   d = common.IngestOptions()
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--source", required=True, choices=sorted(ingest.SOURCES))
-  p.add_argument("--input", required=True,
-                 help="paths or globs, comma separated (tfds: the dataset name)")
-  p.add_argument("--out", required=True, help="output record folder")
-  p.add_argument("--num_shards", type=int, default=8)
-  p.add_argument("--max_skip_fraction", type=float, default=0.01)
-  p.add_argument("--image_root", default=d.image_root,
-                 help="folder of relative image paths (default: the input file's folder)")
-  p.add_argument("--image_key", default=d.image_key, help="image key (default per source)")
-  p.add_argument("--text_key", default=d.text_key, help="text key (default per source)")
-  p.add_argument("--split", default=d.split, help="tfds split")
-  p.add_argument("--data_dir", default=d.data_dir, help="tfds data_dir")
-  p.add_argument("--max_image_pixels", type=int, default=d.max_image_pixels)
-  return p.parse_known_args(argv)
+  flags.DEFINE_enum("source", None, sorted(ingest.SOURCES), None, flag_values=fv)
+  flags.DEFINE_string("input", None, "paths or globs, comma separated (tfds: the dataset name)",
+                      flag_values=fv)
+  flags.DEFINE_string("out", None, "output record folder", flag_values=fv)
+  flags.DEFINE_integer("num_shards", 8, None, flag_values=fv)
+  flags.DEFINE_float("max_skip_fraction", 0.01, None, flag_values=fv)
+  flags.DEFINE_string("image_root", d.image_root, "folder of relative image paths (default: the "
+                      "input file's folder)", flag_values=fv)
+  flags.DEFINE_string("image_key", d.image_key, "image key (default per source)", flag_values=fv)
+  flags.DEFINE_string("text_key", d.text_key, "text key (default per source)", flag_values=fv)
+  flags.DEFINE_string("split", d.split, "tfds split", flag_values=fv)
+  flags.DEFINE_string("data_dir", d.data_dir, "tfds data_dir", flag_values=fv)
+  flags.DEFINE_integer("max_image_pixels", d.max_image_pixels, None, flag_values=fv)
+  flags.mark_flags_as_required(["source", "input", "out"], flag_values=fv)
 
 
-def main(argv=None) -> int:
+def parse_args(argv: list[str]) -> tuple[flags.FlagValues, list[str]]:
+  """argv = [program, *flags] -> (this tool's flags, the other arguments: Beam's options)."""
+  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__, known_only=True)
+  return fv, rest[1:]
+
+
+def main(argv: list[str]) -> int:
+  """argv = [program, *flags, *beam options] (module docstring)."""
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   args, beam_args = parse_args(argv)
   options = common.IngestOptions(
@@ -65,4 +74,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run(main)

@@ -6,7 +6,6 @@ histograms (text), and a PNG contact sheet of a few examples with their text.
 DIR is one record directory (holds manifest.json) or a world directory (every record directory
 below it is inspected; its tokenizer.model is used for token lengths).
 """
-import argparse
 import collections
 import io
 import itertools
@@ -16,8 +15,10 @@ import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from mmscale import cli_flags  # noqa: E402
 from mmscale.data import records  # noqa: E402
 from mmscale.data.tokenizer import Tokenizer  # noqa: E402
 
@@ -99,23 +100,30 @@ def contact_sheet(examples: list, path: str, scale: int = 2, width: int = 900) -
   sheet.save(path)
 
 
-def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("dir")
-  p.add_argument("--tokenizer", default=None, help="default: DIR/tokenizer.model if present")
-  p.add_argument("--max_records", type=int, default=2000)
-  p.add_argument("--sheet", default=None, help="PNG path; default DIR/inspect.png")
-  args = p.parse_args(argv)
-  tok_path = args.tokenizer or os.path.join(args.dir, "tokenizer.model")
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this tool's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_string("tokenizer", None, "default: DIR/tokenizer.model if present",
+                      flag_values=fv)
+  flags.DEFINE_integer("max_records", 2000, None, flag_values=fv)
+  flags.DEFINE_string("sheet", None, "PNG path; default DIR/inspect.png", flag_values=fv)
+
+
+def main(argv: list[str]) -> None:
+  """argv = [program, DIR] with flags anywhere (module docstring)."""
+  args, rest = cli_flags.parse(define_flags, argv, doc=__doc__, positional=True)
+  if len(rest) != 2:
+    cli_flags.usage_error(f"give one directory DIR, not {len(rest) - 1} arguments {rest[1:]}")
+  root = rest[1]
+  tok_path = args.tokenizer or os.path.join(root, "tokenizer.model")
   tok = Tokenizer(tok_path) if os.path.isfile(tok_path) else None
   examples = []
-  for d in find_record_dirs(args.dir):
-    label = os.path.relpath(d, args.dir)
+  for d in find_record_dirs(root):
+    label = os.path.relpath(d, root)
     examples += [(label, rec) for rec in summarize(d, tok, args.max_records)[:2]]
-  sheet = args.sheet or os.path.join(args.dir, "inspect.png")
+  sheet = args.sheet or os.path.join(root, "inspect.png")
   contact_sheet(examples, sheet)
   print(f"contact sheet of {len(examples)} examples: {sheet}")
 
 
 if __name__ == "__main__":
-  main()
+  cli_flags.run(main)

@@ -12,7 +12,6 @@ Centroids already in --out are reused unless --refit. See docs/analysis.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,45 +19,49 @@ import time
 
 import flax.linen as nn
 import jax
+from absl import app, flags
 
 from mmscale.analysis import centroids as centroids_lib
-from mmscale.analysis import probe, workdir
+from mmscale.analysis import probe
 from mmscale.analysis.plot import plot_probe
 from mmscale.errors import MmscaleError
+from mmscale.eval.loading import load_run
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "the training run", required=True)
+_LAYERS = flags.DEFINE_list("layers", None, "decoder blocks (0-based) whose output is erased, "
+                            "e.g. 1 or 0,1,2", required=True)
+_K = flags.DEFINE_integer("k", None, "centroids per modality and layer", required=True)
+_ALPHAS = flags.DEFINE_list("alphas", ["0", "0.5", "1", "2"], "TCCD weights to sweep")
+_BETA = flags.DEFINE_float("beta", 0.1, "TCCD plausibility cut-off")
+_MAX_EXAMPLES = flags.DEFINE_integer("max_examples", 0, "eval questions (0 = all)")
+_CALIB_ARMS = flags.DEFINE_string("calib_arms", "vqa", "world arms for calibration")
+_CALIB_EXAMPLES = flags.DEFINE_integer("calib_examples", 2000, "records per arm")
+_MAX_POINTS = flags.DEFINE_integer("max_points", 0, "K-means on at most this many points per "
+                                   "modality (0 = all)")
+_SEED = flags.DEFINE_integer("seed", 0, "K-means seed")
+_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default latest)")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "override eval.batch_size")
+_OUT = flags.DEFINE_string("out", None, "output directory")
+_REFIT = flags.DEFINE_bool("refit", False, "refit even if centroids exist")
 
 
-def _ints(text):
-  return tuple(int(x) for x in text.split(",") if x)
-
-
-def _floats(text):
-  return tuple(float(x) for x in text.split(",") if x)
-
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--layers", type=_ints, required=True,
-                      help="decoder blocks (0-based) whose output is erased, e.g. 1 or 0,1,2")
-  parser.add_argument("--k", type=int, required=True, help="centroids per modality and layer")
-  parser.add_argument("--alphas", type=_floats, default=(0.0, 0.5, 1.0, 2.0))
-  parser.add_argument("--beta", type=float, default=0.1)
-  parser.add_argument("--max_examples", type=int, default=0, help="eval questions (0 = all)")
-  parser.add_argument("--calib_arms", default="vqa", help="world arms for calibration")
-  parser.add_argument("--calib_examples", type=int, default=2000, help="records per arm")
-  parser.add_argument("--max_points", type=int, default=0,
-                      help="K-means on at most this many points per modality (0 = all)")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default latest)")
-  parser.add_argument("--batch_size", type=int, default=0, help="override eval.batch_size")
-  parser.add_argument("--out", default=None)
-  parser.add_argument("--refit", action="store_true", help="refit even if centroids exist")
-  args = parser.parse_args()
+def main(argv):
+  del argv
+  try:
+    layers = tuple(int(x) for x in _LAYERS.value)
+    alphas = tuple(float(x) for x in _ALPHAS.value)
+  except ValueError as e:
+    sys.exit(f"error: --layers takes integers and --alphas numbers ({e})")
+  args = type("Args", (), dict(
+      workdir=_WORKDIR.value, layers=layers, k=_K.value, alphas=alphas, beta=_BETA.value,
+      max_examples=_MAX_EXAMPLES.value, calib_arms=_CALIB_ARMS.value,
+      calib_examples=_CALIB_EXAMPLES.value, max_points=_MAX_POINTS.value, seed=_SEED.value,
+      step=_STEP.value, out=_OUT.value, refit=_REFIT.value))
   out = args.out or os.path.join(
       args.workdir, "analysis", f"probe_l{'-'.join(map(str, args.layers))}_k{args.k}")
   try:
-    ctx, step = workdir.load_context(args.workdir, args.step, args.batch_size or None)
+    ctx, step = load_run(args.workdir, step=args.step,
+                         eval_overrides={"batch_size": _BATCH_SIZE.value or None})
     with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(ctx.rules):
       start = time.time()
       if os.path.exists(os.path.join(out, "centroids.npz")) and not args.refit:
@@ -91,4 +94,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)

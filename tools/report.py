@@ -13,12 +13,14 @@ tools/curves.py adds `## Learning curves`, `--preamble` is markdown put verbatim
 (the setup and exact commands), so the committed report regenerates from committed files alone.
 Writes the markdown at --out (default DIR/report.md) and PNG figures in `<out stem>_plots/`.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
+from mmscale import cli_flags  # noqa: E402
 from mmscale.scaling import claims as claims_lib  # noqa: E402
 from mmscale.scaling import curves as curves_lib  # noqa: E402
 from mmscale.scaling.report import Report, load_all  # noqa: E402
@@ -35,29 +37,36 @@ def _group_by(items) -> dict:
   return out
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--sweep_dir", default=None, help="sweep directory with results.json/.csv")
-  p.add_argument("--results", action="append", default=None,
-                 help="a results.json or results.csv (overrides dir); repeat to concatenate")
-  p.add_argument("--out", default=None, help="markdown path (default: DIR/report.md)")
-  p.add_argument("--by", default="arm", help="comma-separated condition columns")
-  p.add_argument("--by_group", action="append", default=None,
-                 help="GROUP=col,col: condition columns for one comparison group (repeatable)")
-  p.add_argument("--metric", default="vqa/accuracy/all", help="accuracy column; error = 1 - it")
-  p.add_argument("--title", default=None)
-  p.add_argument("--claims", default=None, help="configs/claims/NAME.py[:arg] with get_claims()")
-  p.add_argument("--curves", default=None, help="learning-curve table from tools/curves.py")
-  p.add_argument("--preamble", default=None, help="markdown file put verbatim after the title")
-  args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this tool's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_string("sweep_dir", None, "sweep directory with results.json/.csv", flag_values=fv)
+  flags.DEFINE_multi_string("results", None, "a results.json or results.csv (overrides dir); "
+                            "repeat to concatenate", flag_values=fv)
+  flags.DEFINE_string("out", None, "markdown path (default: DIR/report.md)", flag_values=fv)
+  flags.DEFINE_string("by", "arm", "comma-separated condition columns", flag_values=fv)
+  flags.DEFINE_multi_string("by_group", None, "GROUP=col,col: condition columns for one "
+                            "comparison group (repeatable)", flag_values=fv)
+  flags.DEFINE_string("metric", "vqa/accuracy/all", "accuracy column; error = 1 - it",
+                      flag_values=fv)
+  flags.DEFINE_string("title", None, None, flag_values=fv)
+  flags.DEFINE_string("claims", None, "configs/claims/NAME.py[:arg] with get_claims()",
+                      flag_values=fv)
+  flags.DEFINE_string("curves", None, "learning-curve table from tools/curves.py", flag_values=fv)
+  flags.DEFINE_string("preamble", None, "markdown file put verbatim after the title",
+                      flag_values=fv)
+
+
+def main(argv: list[str]) -> int:
+  """argv = [program, *flags] (module docstring); a bad flag, table or claim is one `error: ...`
+  line and exit status 2."""
+  args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   sources = args.results or ([args.sweep_dir] if args.sweep_dir else [])
   if not sources:
-    p.error("give --sweep_dir or --results")
+    cli_flags.usage_error("give --sweep_dir or --results")
   try:
     return _write(args, sources)
   except ValueError as e:  # a bad claim, table or flag: one line naming it, not a traceback
-    p.error(str(e))
-  return 2
+    cli_flags.usage_error(str(e))
 
 
 def _write(args, sources) -> int:
@@ -82,4 +91,4 @@ def _write(args, sources) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run(main)

@@ -6,22 +6,30 @@
 With --model_type=word and no --vocab_size, the size is what the corpus needs (distinct words +
 the special pieces), as for the knowledge world.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
+from mmscale import cli_flags  # noqa: E402
 from mmscale.data.tokenizer import MODEL_TYPES, Tokenizer, count_words, train_tokenizer  # noqa
 
 
-def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--corpus", required=True, help="comma-separated text files, one sentence a line")
-  p.add_argument("--out_prefix", required=True, help="writes OUT_PREFIX.model and .vocab")
-  p.add_argument("--vocab_size", type=int, default=0, help="0: all words (word models only)")
-  p.add_argument("--model_type", default="word", choices=MODEL_TYPES)
-  args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this tool's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_string("corpus", None, "comma-separated text files, one sentence a line",
+                      flag_values=fv)
+  flags.DEFINE_string("out_prefix", None, "writes OUT_PREFIX.model and .vocab", flag_values=fv)
+  flags.DEFINE_integer("vocab_size", 0, "0: all words (word models only)", flag_values=fv)
+  flags.DEFINE_enum("model_type", "word", list(MODEL_TYPES), None, flag_values=fv)
+  flags.mark_flags_as_required(["corpus", "out_prefix"], flag_values=fv)
+
+
+def main(argv: list[str]) -> None:
+  """argv = [program, *flags] (module docstring)."""
+  args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   paths = [c for c in args.corpus.split(",") if c]
   for path in paths:
     if not os.path.isfile(path):
@@ -42,4 +50,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  cli_flags.run(main)

@@ -41,7 +41,7 @@ def collect(model, params, batches, layers: tuple[int, ...], to_host) -> dict[st
   Args:
     batches: iterable of (global batch, n_real) - rows past n_real are filler and dropped.
     to_host: global array -> full numpy array on every process (gathers across devices and
-      processes, e.g. `EvalContext.to_host`).
+      processes, e.g. `Run.to_host`).
   Returns: {modality: float32[len(layers), N_modality, D]} (padding excluded).
   """
   out = {m: [] for m in MODALITIES}

@@ -22,26 +22,24 @@ from mmscale.data import records
 from mmscale.data.transforms import ExampleBuilder, builder_for
 from mmscale.eval import generate
 from mmscale.eval.vqa import normalize_answer
-from mmscale.eval.context import EvalContext, batches_of
+from mmscale.data.batch import batches_of, one_per_row
+from mmscale.runtime import Run
 from mmscale.eval.eval_records import load_eval_records
 
 
-def _builder(ctx: EvalContext) -> ExampleBuilder:
-  return builder_for(ctx.config, ctx.tokenizer)
+def _builder(ctx: Run) -> ExampleBuilder:
+  return builder_for(ctx.config.data, ctx.layout, ctx.tokenizer)
 
 
-def _batches(ctx: EvalContext, examples: list[dict]):
+def _batches(ctx: Run, examples: list[dict]):
   """(global left-padded batch, n_real) over `examples`, one padded length for the whole set."""
-  cfg = ctx.config
   length = max(len(e["tokens"]) for e in examples)
-  size = cfg.model.vit.image_size
   for chunk, n_real in batches_of(examples, ctx.rows_per_batch()):
-    batch = generate.left_pad(chunk, length, cfg.data.max_images_per_seq,
-                              cfg.model.connector.num_tokens, (size, size, 3))
+    batch = one_per_row(chunk, ctx.layout, length=length, pad="left")
     yield ctx.to_global(batch), n_real
 
 
-def calibration_examples(ctx: EvalContext, arms=("vqa",), per_arm: int = 2000) -> list[dict]:
+def calibration_examples(ctx: Run, arms=("vqa",), per_arm: int = 2000) -> list[dict]:
   """Full examples (with answers/targets) of the first `per_arm` records of each world arm."""
   build = _builder(ctx)
   out = []
@@ -52,7 +50,7 @@ def calibration_examples(ctx: EvalContext, arms=("vqa",), per_arm: int = 2000) -
   return out
 
 
-def fit_probe_centroids(ctx: EvalContext, layers, k: int, *, arms=("vqa",), per_arm: int = 2000,
+def fit_probe_centroids(ctx: Run, layers, k: int, *, arms=("vqa",), per_arm: int = 2000,
                         seed: int = 0, max_points: int = 0) -> centroids_lib.CentroidSet:
   """Collects hidden states on the calibration set and fits the centroid set (sharded K-means)."""
   examples = calibration_examples(ctx, arms, per_arm)
@@ -65,7 +63,7 @@ def fit_probe_centroids(ctx: EvalContext, layers, k: int, *, arms=("vqa",), per_
   return cset
 
 
-def eval_questions(ctx: EvalContext, max_examples: int = 0):
+def eval_questions(ctx: Run, max_examples: int = 0):
   """(prompts, normalised answers, qtypes) of the VQA eval; an evenly strided subset of at most
   `max_examples` (> 0) records, since the records are grouped by scene and question type."""
   recs = load_eval_records(ctx.config)
@@ -94,7 +92,7 @@ def score(qtypes: list[str], answers: list[str], predictions: list[str]) -> dict
   }
 
 
-def evaluate(ctx: EvalContext, questions, generate_fn) -> dict[str, dict]:
+def evaluate(ctx: Run, questions, generate_fn) -> dict[str, dict]:
   """`score` of `generate_fn(global prompt batch) -> int32[B, N]` answers (cut at EOS/pad)."""
   prompts, answers, qtypes = questions
   tok = ctx.tokenizer
@@ -118,7 +116,7 @@ def drops(base: dict, text: dict, image: dict) -> dict[str, dict]:
   return out
 
 
-def run(ctx: EvalContext, cset, *, alphas=(0.0, 0.5, 1.0, 2.0), beta: float = 0.1,
+def run(ctx: Run, cset, *, alphas=(0.0, 0.5, 1.0, 2.0), beta: float = 0.1,
         max_examples: int = 0, log=print) -> dict:
   """Erasure evaluations and the TCCD alpha sweep; returns the JSON-ready result."""
   depth = ctx.config.model.decoder.depth

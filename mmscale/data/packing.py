@@ -1,12 +1,8 @@
-"""First-fit packing of variable-length examples into rows of the batch layout (contracts §4).
+"""First-fit packing of variable-length examples into rows of the batch layout.
 
-A row holds whole examples (from `transforms.ExampleBuilder`) one after another:
-```
-tokens, positions, segment_ids, mask_ar, mask_loss   int32[T]
-images                                              float32[M, S, S, 3]  unused slots zero
-image_positions                                     int32[M * K]         T in unused slots
-```
-Why our own packer rather than grain's `FirstFitPackIterDataset`: that one packs every feature
+A row holds whole examples (from `transforms.ExampleBuilder`) one after another, built by
+`mmscale.data.batch.build_row`. Why our own packer rather than grain's
+`FirstFitPackIterDataset`: that one packs every feature
 along its first axis, but here images live on a separate axis (M slots, capped per row) and
 `image_positions` must be shifted by each example's offset in its row.
 
@@ -19,6 +15,8 @@ the emitted rows, so a restored iterator yields exactly the rows an uninterrupte
 import numpy as np
 
 import grain
+
+from mmscale.data.batch import BatchLayout, build_row
 
 
 def fit_example(ex: dict, seq_len: int, max_images: int,
@@ -52,51 +50,21 @@ def fit_example(ex: dict, seq_len: int, max_images: int,
   return out, "truncated"
 
 
-def build_row(examples: list[dict], seq_len: int, max_images: int, num_image_tokens: int,
-              image_size: int) -> dict:
-  """Concatenates examples that fit (see `fit_example`) into one row of the batch layout.
-
-  Also used alone to pad a single example (pack=False, or an evaluation prompt).
-  """
-  t, m, k, s = seq_len, max_images, num_image_tokens, image_size
-  row = {name: np.zeros((t,), np.int32)
-         for name in ("tokens", "positions", "segment_ids", "mask_ar", "mask_loss")}
-  row["images"] = np.zeros((m, s, s, 3), np.float32)
-  row["image_positions"] = np.full((m * k,), t, np.int32)
-  off, slot = 0, 0
-  for seg, ex in enumerate(examples, start=1):
-    length, n = len(ex["tokens"]), len(ex["images"])
-    if off + length > t or slot + n > m:
-      raise ValueError(f"example of {length} tokens / {n} images does not fit the row "
-                       f"({off} of {t} tokens, {slot} of {m} images used)")
-    end = off + length
-    row["tokens"][off:end] = ex["tokens"]
-    row["positions"][off:end] = np.arange(length, dtype=np.int32)
-    row["segment_ids"][off:end] = seg
-    row["mask_ar"][off:end] = ex["mask_ar"]
-    row["mask_loss"][off:end] = ex["mask_loss"]
-    row["images"][slot:slot + n] = ex["images"]
-    row["image_positions"][slot * k:(slot + n) * k] = ex["image_positions"] + off
-    off, slot = end, slot + n
-  return row
-
-
 class PackIterDataset(grain.IterDataset):
   """Packs examples into rows (module docstring); `max_examples_per_row=1` only pads.
 
   Args:
     parent: examples that already fit a row (`fit_example`).
-    seq_len, max_images, num_image_tokens, image_size: T, M, K, S of the row layout.
+    layout: T, M, K, S of the rows.
     num_rows: open rows per packing group; more rows pack tighter, cost more memory and a
       longer replay on resume. The batch size is a good choice.
     max_examples_per_row: None (no limit) or 1 for pack=False.
   """
 
-  def __init__(self, parent: grain.IterDataset, *, seq_len: int, max_images: int,
-               num_image_tokens: int, image_size: int, num_rows: int,
+  def __init__(self, parent: grain.IterDataset, *, layout: BatchLayout, num_rows: int,
                max_examples_per_row: int | None = None):
     super().__init__(parent)
-    self._layout = (int(seq_len), int(max_images), int(num_image_tokens), int(image_size))
+    self._layout = layout
     self._num_rows = int(num_rows)
     self._max_per_row = max_examples_per_row
 
@@ -107,7 +75,7 @@ class PackIterDataset(grain.IterDataset):
 class PackIterator(grain.DatasetIterator):
   """Iterator of PackIterDataset; see the module docstring for the state."""
 
-  def __init__(self, parent: grain.DatasetIterator, layout: tuple, num_rows: int,
+  def __init__(self, parent: grain.DatasetIterator, layout: BatchLayout, num_rows: int,
                max_per_row: int | None):
     super().__init__(parent)
     self._layout = layout
@@ -124,7 +92,7 @@ class PackIterator(grain.DatasetIterator):
     self._next_state = None
 
   def _fits(self, b: list, ex: dict) -> bool:
-    t, m = self._layout[0], self._layout[1]
+    t, m = self._layout.seq_len, self._layout.max_images
     return (b[1] + len(ex["tokens"]) <= t and b[2] + len(ex["images"]) <= m
             and (self._max_per_row is None or len(b[0]) < self._max_per_row))
 
@@ -165,7 +133,7 @@ class PackIterator(grain.DatasetIterator):
       self._pack_group()
     examples, used, n_images = self._bins[self._emitted]
     self._emitted += 1
-    row = build_row(examples, *self._layout)
+    row = build_row(examples, self._layout)
     st = self._counts
     st["rows"] += 1
     st["examples"] += len(examples)
@@ -180,7 +148,7 @@ class PackIterator(grain.DatasetIterator):
   def stats(self) -> dict:
     """Rows emitted, examples and tokens in them; efficiency = non-pad tokens / (rows * T)."""
     st = dict(self._counts)
-    st["efficiency"] = st["tokens"] / max(st["rows"] * self._layout[0], 1)
+    st["efficiency"] = st["tokens"] / max(st["rows"] * self._layout.seq_len, 1)
     st["examples_per_row"] = st["examples"] / max(st["rows"], 1)
     return st
 

@@ -1,79 +1,32 @@
-"""The grain loader of one host: mixture -> decode/tokenise -> pack -> batch (contracts §6).
+"""The grain loader of one host: mixture -> decode/tokenise -> pack -> batch.
 
 ```
 arms (ArrayRecord) --shuffle(seed), repeat, slice [p::P]--> mix(weights)      grain MapDataset
   --map(record -> example, fit to a row)--> to_iter_dataset (threads) [--> mp_prefetch(workers)]
   --SkipCountingIterDataset--> PackIterDataset --batch(B = global_batch // process_count)-->
 ```
-Batches are dicts of numpy arrays in the §4 layout (`tokens int32[B, T]` ... `images
-float32[B, M, S, S, 3]`, `image_positions int32[B, M*K]`). Every stage keeps its position in the
-iterator state (JSON-safe), so `it.set_state(state)` on a fresh iterator continues exactly where
-`state = it.get_state()` was taken; skip counters and packing statistics resume with it.
-
-`data_config` fields: world_dir, mixture, seq_len, max_images_per_seq, pack, global_batch (or
-batch_size), shuffle_seed, max_skip_fraction; optional: sources ({name: spec} of mixture
-components that are not world arms: record folders or tfds datasets, see mixture.py), resize
-('stretch' (default) | 'pad' | 'crop', transforms.RESIZE_MODES), num_workers (0 = in-process),
-read_threads (2), pack_rows (rows per packing group, default B), max_image_pixels,
-skip_check_min_records (100), log_every_batches (100; 0 = never: logs the realised mixture,
-packing efficiency and skips). `model_config`: vit.image_size, connector.num_tokens.
+Batches are dicts of numpy arrays in the `BatchLayout` (mmscale/data/batch.py). Every stage keeps
+its position in the iterator state (JSON-safe), so `it.set_state(state)` on a fresh iterator
+continues exactly where `state = it.get_state()` was taken; skip counters and packing statistics
+resume with it. `data_config` is a validated `config.data` (every field in mmscale/config.py).
 """
 
 import logging
-import os
-from typing import Any, Iterator
 
 import grain
 import numpy as np
 
 from mmscale.data import mixture as mixture_lib
 from mmscale.data import packing
-from mmscale.data import records
 from mmscale.data import transforms
+from mmscale.data.batch import BatchLayout
 from mmscale.errors import ConfigError
-
-_MISSING = object()
-
-
-def _field(cfg, name: str, default: Any = _MISSING) -> Any:
-  value = cfg.get(name, None) if hasattr(cfg, "get") else getattr(cfg, name, None)
-  if value is None:
-    if default is _MISSING:
-      raise ConfigError(f"data.{name}", "missing")
-    return default
-  return value
-
-
-def global_batch_size(data_config) -> int:
-  """`data.global_batch`, or `data.batch_size` where a config names it so."""
-  value = _field(data_config, "global_batch", None)
-  if value is None:
-    value = _field(data_config, "batch_size", None)
-  if value is None:
-    raise ConfigError("data.global_batch", "missing (data.batch_size is accepted too)")
-  if int(value) <= 0:
-    raise ConfigError("data.global_batch", f"must be > 0, got {value}")
-  return int(value)
 
 
 def order_seed(data_config, seed: int) -> int:
   """The data-order seed: data.shuffle_seed folded with the run seed (uint32)."""
-  shuffle_seed = int(_field(data_config, "shuffle_seed", 0))
-  return int(np.random.SeedSequence([shuffle_seed % 2**32, int(seed) % 2**32])
+  return int(np.random.SeedSequence([int(data_config.shuffle_seed) % 2**32, int(seed) % 2**32])
              .generate_state(1)[0])
-
-
-def _layout(data_config, model_config) -> tuple[int, int, int, int]:
-  """(T, M, K, S) of the batch layout."""
-  t = int(_field(data_config, "seq_len"))
-  m = int(_field(data_config, "max_images_per_seq"))
-  k = int(model_config.connector.num_tokens)
-  s = int(model_config.vit.image_size)
-  if t <= 0:
-    raise ConfigError("data.seq_len", f"must be > 0, got {t}")
-  if m < 0:
-    raise ConfigError("data.max_images_per_seq", f"must be >= 0, got {m}")
-  return t, m, k, s
 
 
 def _ensure_absl_flags_parsed():
@@ -109,7 +62,7 @@ class RecordToExample(grain.transforms.Map):
     return ex
 
 
-def example_dataset(data_config, model_config, tokenizer, *, process_index: int = 0,
+def example_dataset(data_config, layout: BatchLayout, tokenizer, *, process_index: int = 0,
                     process_count: int = 1, seed: int = 0, read_threads: int | None = None,
                     num_workers: int | None = None) -> grain.IterDataset:
   """This process's infinite stream of examples (transforms docstring), skips counted.
@@ -117,36 +70,25 @@ def example_dataset(data_config, model_config, tokenizer, *, process_index: int 
   `process_index` / `process_count` select a slice of every arm; they may name a data shard
   rather than a process (make_train_iterator). `read_threads` / `num_workers` override the
   config's, so several shards of one process share its threads and workers."""
-  t, m, k, s = _layout(data_config, model_config)
   if not 0 <= process_index < process_count:
     raise ConfigError("process_index", f"{process_index} not in [0, {process_count})")
   mixed = mixture_lib.mix_arms(
-      str(_field(data_config, "world_dir")), _field(data_config, "mixture"),
-      seed=order_seed(data_config, seed), process_index=process_index,
-      process_count=process_count, sources=_field(data_config, "sources", {}))
-  resize = str(_field(data_config, "resize", "stretch"))
-  if resize not in transforms.RESIZE_MODES:
-    raise ConfigError("data.resize", f"{resize!r} is not one of {sorted(transforms.RESIZE_MODES)}")
-  builder = transforms.ExampleBuilder(
-      tokenizer, image_size=s, num_image_tokens=k, resize=resize,
-      max_image_pixels=int(_field(data_config, "max_image_pixels",
-                                  transforms.DEFAULT_MAX_IMAGE_PIXELS)))
-  threads = read_threads or int(_field(data_config, "read_threads", 2))
-  ds = mixed.map(RecordToExample(builder, t, m)).to_iter_dataset(
+      str(data_config.world_dir), data_config.mixture, seed=order_seed(data_config, seed),
+      process_index=process_index, process_count=process_count, sources=data_config.sources)
+  builder = transforms.builder_for(data_config, layout, tokenizer)
+  threads = read_threads or int(data_config.read_threads)
+  ds = mixed.map(RecordToExample(builder, layout.seq_len, layout.max_images)).to_iter_dataset(
       grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(4 * threads, 8)))
-  workers = int(_field(data_config, "num_workers", 0) if num_workers is None else num_workers)
+  workers = int(data_config.num_workers if num_workers is None else num_workers)
   if workers > 0:
     _ensure_absl_flags_parsed()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
-  max_skip = float(_field(data_config, "max_skip_fraction"))
-  if not 0.0 <= max_skip <= 1.0:
-    raise ConfigError("data.max_skip_fraction", f"must be in [0, 1], got {max_skip}")
   return transforms.SkipCountingIterDataset(
-      ds, max_skip_fraction=max_skip,
-      min_records=int(_field(data_config, "skip_check_min_records", 100)))
+      ds, max_skip_fraction=float(data_config.max_skip_fraction),
+      min_records=int(data_config.skip_check_min_records))
 
 
-def make_train_iterator(data_config, model_config, tokenizer, *, process_index: int,
+def make_train_iterator(data_config, layout: BatchLayout, tokenizer, *, process_index: int,
                         process_count: int, seed: int, num_shards: int | None = None,
                         shards: list[int] | None = None) -> grain.DatasetIterator:
   """Infinite iterator of this process's batches (module docstring), B = global // processes.
@@ -160,47 +102,46 @@ def make_train_iterator(data_config, model_config, tokenizer, *, process_index: 
   shard; their packing groups hold at least 16 rows so packing stays tight.
   `pack=False` puts one example per row (padding only), for ablations and debugging.
   """
-  gb = global_batch_size(data_config)
+  gb = int(data_config.batch_size)
   if num_shards is None:
     if gb % process_count:
-      raise ConfigError("data.global_batch", f"{gb} is not divisible by {process_count} processes")
-    it = _shard_iterator(data_config, model_config, tokenizer, shard=process_index,
+      raise ConfigError("data.batch_size", f"{gb} is not divisible by {process_count} processes")
+    it = _shard_iterator(data_config, layout, tokenizer, shard=process_index,
                          num_shards=process_count, rows=gb // process_count, seed=seed)
   else:
     shards = list(range(process_index * num_shards // process_count,
                         (process_index + 1) * num_shards // process_count)) \
         if shards is None else list(shards)
     if gb % num_shards or not shards:
-      raise ConfigError("data.global_batch", f"{gb} is not divisible by {num_shards} batch "
+      raise ConfigError("data.batch_size", f"{gb} is not divisible by {num_shards} batch "
                         "shards (data x fsdp)" if gb % num_shards else "no shards to load")
     rows = gb // num_shards
-    threads = max(1, int(_field(data_config, "read_threads", 2)) // len(shards))
-    workers = -(-int(_field(data_config, "num_workers", 0)) // len(shards))
-    its = [_shard_iterator(data_config, model_config, tokenizer, shard=shard,
+    threads = max(1, int(data_config.read_threads) // len(shards))
+    workers = -(-int(data_config.num_workers) // len(shards))
+    its = [_shard_iterator(data_config, layout, tokenizer, shard=shard,
                            num_shards=num_shards, rows=rows, seed=seed,
                            min_pack_rows=16 if num_shards > 1 else 1, read_threads=threads,
                            num_workers=workers) for shard in shards]
     it = its[0] if len(its) == 1 else ConcatShardsIterator(its)
-  every = int(_field(data_config, "log_every_batches", 100))
+  every = int(data_config.log_every_batches)
   if every <= 0:
     return it
-  return StatsLoggingIterator(it, every, mixture_lib.normalised_weights(
-      _field(data_config, "mixture")), process_index)
+  return StatsLoggingIterator(it, every, mixture_lib.normalised_weights(data_config.mixture),
+                              process_index)
 
 
-def _shard_iterator(data_config, model_config, tokenizer, *, shard: int, num_shards: int,
+def _shard_iterator(data_config, layout: BatchLayout, tokenizer, *, shard: int, num_shards: int,
                     rows: int, seed: int, min_pack_rows: int = 1, read_threads=None,
                     num_workers=None) -> grain.DatasetIterator:
-  """Batches of `rows` rows packed from slice `shard` of `num_shards` of every arm."""
-  t, m, k, s = _layout(data_config, model_config)
-  ds = example_dataset(data_config, model_config, tokenizer, process_index=shard,
+  """Batches of `rows` rows packed from slice `shard` of `num_shards` of every arm.
+  Packing groups hold `data.pack_rows` rows (0: max(rows, min_pack_rows))."""
+  ds = example_dataset(data_config, layout, tokenizer, process_index=shard,
                        process_count=num_shards, seed=seed, read_threads=read_threads,
                        num_workers=num_workers)
-  pack = bool(_field(data_config, "pack", True))
-  ds = packing.PackIterDataset(
-      ds, seq_len=t, max_images=m, num_image_tokens=k, image_size=s,
-      num_rows=int(_field(data_config, "pack_rows", max(rows, min_pack_rows))) if pack else rows,
-      max_examples_per_row=None if pack else 1)
+  pack = bool(data_config.pack)
+  pack_rows = int(data_config.pack_rows) or max(rows, min_pack_rows)
+  ds = packing.PackIterDataset(ds, layout=layout, num_rows=pack_rows if pack else rows,
+                               max_examples_per_row=None if pack else 1)
   return ds.batch(rows, drop_remainder=True).__iter__()
 
 
@@ -279,40 +220,3 @@ def pipeline_stats(iterator: grain.DatasetIterator) -> dict:
       out["packing"] = it.stats()
     todo.extend(getattr(it, "_parents", ()))
   return out
-
-
-def make_eval_examples(world_dir: str, model_config, tokenizer, *, split: str = "vqa",
-                       limit: int | None = None, process_index: int = 0,
-                       process_count: int = 1, resize: str = "stretch") -> Iterator[dict]:
-  """Evaluation records of `world_dir/eval/<split>` as prompts, in file order.
-
-  Yields {"id", "qtype", "answer", "question", "prompt"} where prompt is an unpacked example
-  (transforms docstring) without the answer segments or EOS: tokens int32[L] ending at the
-  question, images float32[n, S, S, 3]. Pad it into a batch row with `packing.build_row`.
-  Record i goes to process i % process_count. Records that cannot be decoded are skipped, the
-  same rule as training.
-  """
-  path = os.path.join(world_dir, "eval", split)
-  source = grain.sources.ArrayRecordDataSource(records.shard_paths(path))
-  builder = transforms.ExampleBuilder(tokenizer, image_size=int(model_config.vit.image_size),
-                                      num_image_tokens=int(model_config.connector.num_tokens),
-                                      resize=resize)
-  count = 0
-  for i in range(process_index, len(source), process_count):
-    if limit is not None and count >= limit:
-      return
-    try:
-      rec = transforms.decode_record_or_skip(source[i])
-      prompt = builder(rec, prompt_only=True)
-    except transforms.SkipExample:
-      continue
-    segments = rec.get("segments") or []
-    meta = rec.get("meta") or {}
-    answer = meta.get("answer")
-    if answer is None:
-      answer = " ".join(s["text"] for s in segments if "text" in s and s.get("loss"))
-    count += 1
-    yield {"id": str(rec.get("id", "")), "qtype": meta.get("qtype", ""), "answer": str(answer),
-           "question": " ".join(s["text"] for s in segments
-                                if "text" in s and not s.get("loss")),
-           "prompt": prompt}

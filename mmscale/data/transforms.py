@@ -1,7 +1,7 @@
 """Record -> example: decode images, tokenise segments, build the per-example masks (contracts §4).
 
 One example is the unpacked form of one record (L = its token count, n = its image segments,
-K = model.connector.num_tokens, S = model.vit.image_size):
+K = tokens per image, S = image size, of the run's `BatchLayout`):
 ```
 tokens          int32[L]         BOS, then segments in order; an image segment is K x image_id
 mask_ar         int32[L]         1 = causal token; an image block is 1 then K-1 zeros
@@ -29,6 +29,7 @@ from PIL import Image, ImageOps
 
 from mmscale.data import records
 from mmscale.errors import DataError, RecordFormatError
+from mmscale.registry import Registry
 
 # Reasons a record is skipped. `truncated` is not a skip (the example is kept, shortened).
 SKIP_REASONS = ("bad_record", "non_utf8", "bad_image", "image_too_large", "bad_image_ref",
@@ -81,8 +82,10 @@ def _normalise(arr: np.ndarray) -> np.ndarray:
   return arr * (2.0 / 255.0) - 1.0
 
 
-# data.resize: how an image of any shape becomes S x S. 'stretch' is the historical default.
-RESIZE_MODES = {"stretch": _stretch, "pad": _pad, "crop": _crop}
+# data.resize: how an image of any shape becomes S x S.
+RESIZE_MODES = Registry("resize mode")
+for _name, _fit in (("stretch", _stretch), ("pad", _pad), ("crop", _crop)):
+  RESIZE_MODES.add(_name, _fit)
 
 
 @contextlib.contextmanager
@@ -114,7 +117,7 @@ def decode_image(data: bytes, image_size: int,
 
   `convert("RGB")` forces the full decode, so truncated files fail here, not later.
   """
-  fit = RESIZE_MODES[resize]
+  fit = RESIZE_MODES.get(resize)
   with opened_image(data, max_pixels) as im:
     im.draft("RGB", (image_size, image_size))  # JPEG: decode at a reduced scale when possible
     return fit(im.convert("RGB"), image_size)
@@ -142,8 +145,7 @@ class ExampleBuilder:
 
   def __init__(self, tokenizer, *, image_size: int, num_image_tokens: int,
                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, resize: str = "stretch"):
-    if resize not in RESIZE_MODES:
-      raise ValueError(f"resize must be one of {sorted(RESIZE_MODES)}, got {resize!r}")
+    RESIZE_MODES.get(resize)  # an unknown mode fails here, naming the known ones
     self.resize = resize
     self.tokenizer = tokenizer
     self.image_size = int(image_size)
@@ -225,12 +227,12 @@ class ExampleBuilder:
     }
 
 
-def builder_for(config, tokenizer) -> "ExampleBuilder":
-  """The ExampleBuilder a run's config implies (image size, image tokens, resize mode), so
-  evaluation and analysis prepare images exactly as training does."""
-  return ExampleBuilder(tokenizer, image_size=int(config.model.vit.image_size),
-                        num_image_tokens=int(config.model.connector.num_tokens),
-                        resize=config.data.get("resize", "stretch"))
+def builder_for(data_config, layout, tokenizer) -> "ExampleBuilder":
+  """The ExampleBuilder of a run (`config.data`, its `BatchLayout`): training, evaluation and
+  analysis prepare images and text exactly alike."""
+  return ExampleBuilder(tokenizer, image_size=layout.image_size,
+                        num_image_tokens=layout.tokens_per_image, resize=data_config.resize,
+                        max_image_pixels=int(data_config.max_image_pixels))
 
 
 class SkipCountingIterDataset(grain.IterDataset):

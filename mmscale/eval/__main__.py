@@ -17,9 +17,9 @@ from ml_collections import config_flags
 
 from mmscale.errors import MmscaleError
 from mmscale.eval import contrastive
-from mmscale.eval.loading import load_context, load_run_config
-from mmscale.eval.registry import evaluator_names
-from mmscale.eval.runner import format_table, run_evaluators, validate_evals, write_results
+from mmscale.eval.loading import load_run
+from mmscale.eval.registry import evaluator_names, validate_evals
+from mmscale.eval.runner import evaluate, format_table
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, path.py[:arg]")
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory with checkpoints/", required=True)
@@ -34,29 +34,19 @@ _TCCD_CENTROIDS = flags.DEFINE_string(
     "W/analysis/centroids.npz)")
 
 
-def set_eval_fields(config, **values) -> None:
-  """config.eval.<name> = value for every value that is not None (adds fields that a run's older
-  config.json lacks)."""
-  with config.unlocked():
-    for name, value in values.items():
-      if value is not None:
-        config.eval[name] = value
-
-
 def main(argv):
   del argv
   logging.getLogger().setLevel(logging.INFO)
   try:
-    config = _CONFIG.value or load_run_config(_PARAMS.value or _WORKDIR.value)
-    set_eval_fields(config, tccd_alpha=_TCCD_ALPHA.value, tccd_beta=_TCCD_BETA.value,
-                    tccd_centroids=_TCCD_CENTROIDS.value)
-    names = validate_evals(config, _EVALS.value)
-    ctx, step = load_context(config, _WORKDIR.value, step=_STEP.value, params_dir=_PARAMS.value)
-    decoding = contrastive.describe(ctx.config, ctx.workdir)  # checks the centroids first
-    results = run_evaluators(ctx, names)
+    ctx, step = load_run(_WORKDIR.value, step=_STEP.value, params_dir=_PARAMS.value,
+                         config=_CONFIG.value, eval_overrides=dict(
+                             tccd_alpha=_TCCD_ALPHA.value, tccd_beta=_TCCD_BETA.value,
+                             tccd_centroids=_TCCD_CENTROIDS.value))
+    names = validate_evals(ctx.config.eval, _EVALS.value)
+    results, path = evaluate(ctx, names, step)
+    decoding = contrastive.describe(ctx.config, ctx.workdir)
   except (MmscaleError, ValueError) as e:
     sys.exit(f"error: {e}")
-  path = write_results(_WORKDIR.value, step, results, decoding)
   print(format_table(results))
   if decoding["tccd_alpha"]:
     print(f"decoded with TCCD: alpha {decoding['tccd_alpha']}, beta {decoding['tccd_beta']}, "

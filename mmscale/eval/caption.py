@@ -8,11 +8,10 @@ scores are lower than on 5-reference COCO) and a COCO-style caption file (`capti
 from __future__ import annotations
 
 from mmscale.eval import caption_metrics, local_files
-from mmscale.eval.context import EvalContext
+from mmscale.runtime import Run
 from mmscale.eval.eval_records import load_eval_records
 from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
-from mmscale.eval.settings import setting
 
 
 def references_of(rec: dict) -> list[str]:
@@ -23,9 +22,9 @@ def references_of(rec: dict) -> list[str]:
   return [" ".join(s["text"] for s in rec["segments"] if "text" in s and s.get("loss"))]
 
 
-def score_caption_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[str, float]:
+def score_caption_records(ctx: Run, recs: list[dict], prefix: str) -> dict[str, float]:
   texts = generate_for_records(ctx, recs,
-                               max_new_tokens=int(setting(ctx.config, "caption_max_len")))
+                               max_new_tokens=int(ctx.config.eval.caption_max_len))
   refs = [references_of(rec) for rec in recs]
   cider, _ = caption_metrics.cider_d(texts, refs)
   return {f"{prefix}/cider_d": cider, f"{prefix}/bleu4": caption_metrics.bleu(texts, refs),
@@ -33,12 +32,12 @@ def score_caption_records(ctx: EvalContext, recs: list[dict], prefix: str) -> di
 
 
 @register_evaluator("caption")
-def evaluate_caption(ctx: EvalContext) -> dict[str, float]:
+def evaluate_caption(ctx: Run) -> dict[str, float]:
   return score_caption_records(ctx, load_eval_records(ctx.config, "caption"), "caption")
 
 
 @register_evaluator("caption_file")
-def evaluate_caption_file(ctx: EvalContext) -> dict[str, float]:
+def evaluate_caption_file(ctx: Run) -> dict[str, float]:
   recs = local_files.records_from_setting(ctx.config, "caption_json",
                                           local_files.load_coco_captions)
   return score_caption_records(ctx, recs, "caption_file")

@@ -16,7 +16,7 @@ rule: it stops the contrast from promoting tokens the full model finds implausib
 
 Decoding is `generate.generate` with two passes, `Pass(model)` and `ErasedPass(model, "text")`,
 combined by `tccd_processor`; alpha and beta are traced processor arguments (a sweep compiles
-once). `decoding(ctx)` turns `config.eval.tccd_*` (settings.py) into generate arguments for every
+once). `decoding(ctx)` turns `config.eval.tccd_*` (mmscale/config.py) into generate arguments for every
 evaluator (predict.py) and `python -m mmscale.generate`.
 """
 
@@ -31,7 +31,6 @@ import jax.numpy as jnp
 from mmscale.errors import ConfigError
 from mmscale.eval.erasure import CentroidSet, ErasedPass, erase_layers, erased_params
 from mmscale.eval.generate import Pass
-from mmscale.eval.settings import setting
 
 PROBE_HINT = ("create one with `python tools/probe.py --workdir=W --layers=L --k=K` (it writes "
               "W/analysis/probe_l<L>_k<K>/centroids.npz + centroids.json) and pass its path as "
@@ -72,7 +71,7 @@ def tccd_decoding(model, params, text_layers: dict, alpha, beta) -> dict:
 
 
 def _settings(config) -> tuple[float, float]:
-  alpha, beta = float(setting(config, "tccd_alpha")), float(setting(config, "tccd_beta"))
+  alpha, beta = float(config.eval.tccd_alpha), float(config.eval.tccd_beta)
   if not 0.0 <= beta <= 1.0:
     raise ConfigError("eval.tccd_beta", f"the plausibility cut-off must be in [0, 1], got {beta}")
   return alpha, beta
@@ -80,7 +79,7 @@ def _settings(config) -> tuple[float, float]:
 
 def _layers(config) -> tuple[int, ...] | None:
   """eval.tccd_layers as ints (a tuple or "1,2"); None = all of the set's layers."""
-  raw = setting(config, "tccd_layers")
+  raw = config.eval.tccd_layers
   if isinstance(raw, str):
     raw = [x for x in raw.split(",") if x.strip()]
   return tuple(int(x) for x in raw) or None
@@ -92,7 +91,7 @@ def centroids_path(config, workdir: str = "") -> str:
   Raises ConfigError naming the file (and the probe outputs found under the run) when it or its
   centroids.json does not exist.
   """
-  path = setting(config, "tccd_centroids")
+  path = config.eval.tccd_centroids
   if not path and not workdir:
     raise ConfigError("eval.tccd_centroids", "TCCD (eval.tccd_alpha != 0) needs text centroids "
                       "and there is no workdir to look in; " + PROBE_HINT)
@@ -133,15 +132,15 @@ def load_text_layers(config, workdir: str = "") -> tuple[dict, dict]:
 def describe(config, workdir: str = "") -> dict:
   """The decoding settings evaluation used, for results.json: sampling and, when on, TCCD."""
   alpha, beta = _settings(config)
-  out = {"temperature": float(setting(config, "temperature")),
-         "top_p": float(setting(config, "top_p")), "tccd_alpha": alpha}
+  out = {"temperature": float(config.eval.temperature),
+         "top_p": float(config.eval.top_p), "tccd_alpha": alpha}
   if alpha:
     out.update(tccd_beta=beta, **load_text_layers(config, workdir)[1])
   return out
 
 
 def decoding(ctx) -> dict:
-  """`generate.generate` keyword arguments (model, params, ...) for an EvalContext: the plain
+  """`generate.generate` keyword arguments (model, params, ...) for an Run: the plain
   model when `eval.tccd_alpha` is 0, else TCCD with the centroid set of `centroids_path`.
 
   The centroids and alpha / beta are placed replicated on the context's mesh (global arrays, as

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from mmscale.data import records
-from mmscale.eval.settings import setting
 
 
 def eval_dir(config, split: str = "vqa") -> str:
@@ -24,4 +23,4 @@ def read_records(directory: str, limit: int = 0) -> list[dict]:
 
 def load_eval_records(config, split: str = "vqa") -> list[dict]:
   """All records of `world_dir/eval/<split>` (up to `eval.max_examples` if > 0), in file order."""
-  return read_records(eval_dir(config, split), int(setting(config, "max_examples")))
+  return read_records(eval_dir(config, split), int(config.eval.max_examples))

@@ -16,11 +16,10 @@ import numpy as np
 
 from mmscale.data.transforms import ExampleBuilder, builder_for
 from mmscale.eval.answers import normalize_answer
-from mmscale.eval.context import EvalContext
+from mmscale.runtime import Run
 from mmscale.eval.eval_records import eval_dir, read_records
 from mmscale.eval.predict import generate_texts
 from mmscale.eval.registry import register_evaluator
-from mmscale.eval.settings import limit, setting
 from mmscale.eval.vqa import summarize
 
 
@@ -73,22 +72,22 @@ def choose_supports(pool: list[dict], query_index: int, query: dict, shots: int,
 
 
 @register_evaluator("fewshot")
-def evaluate_fewshot(ctx: EvalContext) -> dict[str, float]:
+def evaluate_fewshot(ctx: Run) -> dict[str, float]:
   cfg = ctx.config
   pool = read_records(eval_dir(cfg))
-  queries = limit(cfg, pool)
-  if int(setting(cfg, "fewshot_queries")):  # 3 shot counts x long prompts: the costliest evaluator
-    queries = queries[:int(setting(cfg, "fewshot_queries"))]
-  builder = builder_for(cfg, ctx.tokenizer)
-  seed, max_len = int(setting(cfg, "seed")), int(setting(cfg, "fewshot_max_len"))
+  queries = pool[:int(cfg.eval.max_examples)] if int(cfg.eval.max_examples) else pool
+  if int(cfg.eval.fewshot_queries):  # 3 shot counts x long prompts: the costliest evaluator
+    queries = queries[:int(cfg.eval.fewshot_queries)]
+  builder = builder_for(cfg.data, ctx.layout, ctx.tokenizer)
+  seed, max_len = int(cfg.eval.seed), int(cfg.eval.fewshot_max_len)
   answers = [[normalize_answer(q["meta"]["answer"])] for q in queries]
   qtypes = [str(q["meta"].get("qtype") or "all") for q in queries]
   out = {}
-  for shots in setting(cfg, "fewshot_shots"):
+  for shots in cfg.eval.fewshot_shots:
     built = [build_prompt(builder, choose_supports(pool, i, q, int(shots), seed), q, max_len)
              for i, q in enumerate(queries)]
     texts = generate_texts(ctx, [p for p, _ in built],
-                           max_new_tokens=int(setting(cfg, "max_decode_len")))
+                           max_new_tokens=int(cfg.eval.max_decode_len))
     prefix = f"fewshot/{int(shots)}shot"
     out.update(summarize(qtypes, answers, [normalize_answer(t) for t in texts], prefix))
     out[f"{prefix}/mean_shots"] = sum(n for _, n in built) / max(len(built), 1)

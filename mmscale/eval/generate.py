@@ -1,6 +1,6 @@
 """Batched autoregressive decoding: one jitted prefill + a scanned decode step with a KV cache.
 
-Prompts are left-padded to a common length, so every row's next token lands in the same cache
+Prompts are left-padded to a common length (`mmscale.data.batch.one_per_row(..., pad="left")`), so every row's next token lands in the same cache
 column and one scalar cache index serves the whole batch. Padding has segment id 0 and is never
 attended to.
 
@@ -67,41 +67,6 @@ class DecodeSettings:
   pad_id: int = 0
   logits_processor: LogitsProcessor | None = None
   valid_vocab: int = 0  # > 0: ids >= this are never chosen (model vocab padded past the tokenizer)
-
-
-def left_pad(examples: list[dict], length: int, image_slots: int, num_image_tokens: int,
-             image_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-  """Stacks unpacked prompt examples into a left-padded batch of docs/contracts.md §4.
-
-  Args:
-    examples: dicts with `tokens`, `mask_ar` (int[L_i]), `images` (float[n_i, H, W, 3]) and
-      `image_positions` (int[n_i * K], the index of each image token), as
-      `mmscale.data.transforms.ExampleBuilder(..., prompt_only=True)` makes them.
-    length: common prompt length T_p >= every L_i.
-    image_slots: M >= every n_i (interleaved and few-shot prompts carry several images).
-  Returns: the batch, int32[B, T_p] fields, `images` float32[B, M, H, W, 3] and
-    `image_positions` int32[B, M*K] (T_p for unused slots).
-  """
-  b = len(examples)
-  out = {k: np.zeros((b, length), np.int32) for k in PROMPT_KEYS}
-  out["images"] = np.zeros((b, image_slots, *image_shape), np.float32)
-  out["image_positions"] = np.full((b, image_slots * num_image_tokens), length, np.int32)
-  for row, ex in enumerate(examples):
-    n = len(ex["tokens"])
-    if n > length:
-      raise ValueError(f"prompt of {n} tokens exceeds the prompt length {length}")
-    images = np.asarray(ex["images"])
-    if len(images) > image_slots:
-      raise ValueError(f"prompt with {len(images)} images exceeds {image_slots} image slots")
-    pad = length - n
-    out["tokens"][row, pad:] = ex["tokens"]
-    out["mask_ar"][row, pad:] = ex["mask_ar"]
-    out["positions"][row, pad:] = np.arange(n)
-    out["segment_ids"][row, pad:] = 1
-    out["images"][row, :len(images)] = images
-    positions = np.asarray(ex["image_positions"])
-    out["image_positions"][row, :len(positions)] = pad + positions
-  return out
 
 
 def init_cache(model: nn.Module, batch_rows: int, cache_len: int, prompt: dict):
@@ -211,11 +176,11 @@ def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
              stop_ids: tuple[int, ...] = (), pad_id: int = 0, rng: jax.Array | None = None,
              logits_processor: LogitsProcessor | None = None, processor_args: Any = None,
              valid_vocab: int = 0, use_cache: bool = True) -> jax.Array:
-  """Continuation of a left-padded prompt batch (see `left_pad`).
+  """Continuation of a left-padded prompt batch (`batch.one_per_row(..., pad="left")`).
 
   Args:
     model: a model (one pass), or a tuple of `Pass`es; then `params` is a same-length tuple.
-    prompt: batch of docs/contracts.md §4 with T_p columns; may be sharded over the batch.
+    prompt: a batch (mmscale/data/batch.py) with T_p columns; may be sharded over the batch.
     max_new_tokens: N, the generated length (a row stops early only by a stop token).
     temperature, top_p: 0 = greedy; else sampling with key `fold_in(rng, step)`.
     stop_ids: a row emitting one of these keeps it and then emits `pad_id`.

@@ -15,7 +15,6 @@ import json
 import os
 
 from mmscale.errors import ConfigError, DataError
-from mmscale.eval.settings import setting
 
 
 def _load_json(path: str):
@@ -109,7 +108,7 @@ def load_coco_captions(path: str, image_root: str = "", limit: int = 0) -> list[
 def records_from_setting(config, field: str, loader) -> list[dict]:
   """Records of the local file named by `eval.<field>` (images under `eval.image_root`), read by
   `loader(path, image_root, limit)`; a clear error when the field is empty."""
-  path = setting(config, field)
+  path = config.eval[field]
   if not path:
     raise ConfigError(f"eval.{field}", "this evaluator needs the path of a local file")
-  return loader(path, setting(config, "image_root"), int(setting(config, "max_examples")))
+  return loader(path, config.eval.image_root, int(config.eval.max_examples))

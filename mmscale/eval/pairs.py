@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 
 from mmscale.eval.answers import normalize_answer
-from mmscale.eval.context import EvalContext
+from mmscale.runtime import Run
 from mmscale.eval.eval_records import read_records
 from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
-from mmscale.eval.settings import setting
 from mmscale.eval.vqa import summarize
 
 SIDES = ("first", "second")
@@ -81,13 +80,13 @@ def pair_questions(rec: dict, index: int) -> list[dict]:
 
 
 @register_evaluator("pairs")
-def evaluate_pairs(ctx: EvalContext) -> dict[str, float]:
+def evaluate_pairs(ctx: Run) -> dict[str, float]:
   cfg = ctx.config
-  limit = int(setting(cfg, "pairs_records")) or int(setting(cfg, "max_examples"))
+  limit = int(cfg.eval.pairs_records) or int(cfg.eval.max_examples)
   recs = read_records(pairs_dir(cfg), limit)
   questions = [q for i, rec in enumerate(recs) for q in pair_questions(rec, i)]
   texts = generate_for_records(ctx, questions,
-                               max_new_tokens=int(setting(cfg, "max_decode_len")))
+                               max_new_tokens=int(cfg.eval.max_decode_len))
   answers = [[normalize_answer(q["meta"]["answer"])] for q in questions]
   return summarize([q["meta"]["qtype"] for q in questions], answers,
                    [normalize_answer(t) for t in texts], prefix="pairs")

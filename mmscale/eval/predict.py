@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 
 from mmscale.data.transforms import builder_for
 from mmscale.eval import contrastive, generate
-from mmscale.eval.context import EvalContext, batches_of
-from mmscale.eval.settings import setting
+from mmscale.data.batch import batches_of, one_per_row
+from mmscale.runtime import Run
 
 
-def generate_ids(ctx: EvalContext, prompts: list[dict], *, max_new_tokens: int) -> list[list[int]]:
+def generate_ids(ctx: Run, prompts: list[dict], *, max_new_tokens: int) -> list[list[int]]:
   """Generated token ids per prompt, cut before EOS / padding.
 
   prompts: unpacked prompt examples (`ExampleBuilder(..., prompt_only=True)` output or the
@@ -25,31 +27,30 @@ def generate_ids(ctx: EvalContext, prompts: list[dict], *, max_new_tokens: int) 
   cfg, tok = ctx.config, ctx.tokenizer
   length = max(len(p["tokens"]) for p in prompts)
   slots = max(1, max(len(p["images"]) for p in prompts))
-  size = cfg.model.vit.image_size
-  rng = jax.random.key(int(setting(cfg, "seed")))
+  layout = dataclasses.replace(ctx.layout, max_images=slots)
+  rng = jax.random.key(int(cfg.eval.seed))
   decoding = contrastive.decoding(ctx)  # model + params, or TCCD's two passes
   out = []
   for index, (chunk, n_real) in enumerate(batches_of(prompts, ctx.rows_per_batch())):
-    batch = generate.left_pad(chunk, length, slots, cfg.model.connector.num_tokens,
-                              (size, size, 3))
+    batch = one_per_row(chunk, layout, length=length, pad="left")
     tokens = generate.generate(
         prompt=ctx.to_global(batch), max_new_tokens=max_new_tokens,
-        temperature=float(setting(cfg, "temperature")), top_p=float(setting(cfg, "top_p")),
+        temperature=float(cfg.eval.temperature), top_p=float(cfg.eval.top_p),
         stop_ids=(tok.eos_id,), pad_id=tok.pad_id, valid_vocab=tok.vocab_size,
         rng=jax.random.fold_in(rng, index), **decoding)
     out += generate.cut_at_stop(ctx.to_host(tokens)[:n_real], (tok.eos_id, tok.pad_id))
   return out
 
 
-def generate_texts(ctx: EvalContext, prompts: list[dict], *, max_new_tokens: int) -> list[str]:
+def generate_texts(ctx: Run, prompts: list[dict], *, max_new_tokens: int) -> list[str]:
   """Decoded continuations of `prompts` (see `generate_ids`)."""
   return [ctx.tokenizer.decode(ids)
           for ids in generate_ids(ctx, prompts, max_new_tokens=max_new_tokens)]
 
 
-def generate_for_records(ctx: EvalContext, recs: list[dict], *, max_new_tokens: int) -> list[str]:
+def generate_for_records(ctx: Run, recs: list[dict], *, max_new_tokens: int) -> list[str]:
   """Decoded continuations of records (world / record-format dicts): each becomes its prompt
   (`builder_for(...)(rec, prompt_only=True)`: the text segments without loss) and is decoded."""
-  builder = builder_for(ctx.config, ctx.tokenizer)
+  builder = builder_for(ctx.config.data, ctx.layout, ctx.tokenizer)
   return generate_texts(ctx, [builder(rec, prompt_only=True) for rec in recs],
                         max_new_tokens=max_new_tokens)

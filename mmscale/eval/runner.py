@@ -10,36 +10,12 @@ import time
 import flax.linen as nn
 import jax
 
-from mmscale.errors import ConfigError
-from mmscale.eval.context import EvalContext
-from mmscale.eval.registry import evaluator_names, get_evaluator
-from mmscale.eval.settings import setting
-
-DEFAULT_EVALS = ("heldout_loss", "vqa", "caption", "pairs", "text", "fewshot")
+from mmscale.eval import contrastive
+from mmscale.eval.registry import DEFAULT_EVALS, get_evaluator
+from mmscale.runtime import Run
 
 
-def configured_evals(config) -> tuple[str, ...]:
-  """`eval.evals` when set, else DEFAULT_EVALS. A string or entries holding commas (what the
-  flag `--config.eval.evals=vqa,pairs` gives) are split on commas."""
-  names = setting(config, "evals")
-  if isinstance(names, str):
-    names = [names]
-  return tuple(n.strip() for entry in names for n in entry.split(",") if n.strip()) or DEFAULT_EVALS
-
-
-def validate_evals(config, names=None) -> tuple[str, ...]:
-  """Raises ConfigError naming `eval.evals` / `eval.every` for an unknown evaluator, so that a
-  typo fails at start-up rather than at the first evaluation, hundreds of steps in."""
-  names = tuple(names) if names else configured_evals(config)
-  known = evaluator_names()
-  for field, given in (("eval.evals", names), ("eval.every", tuple(setting(config, "every")))):
-    unknown = [n for n in given if n not in known]
-    if unknown:
-      raise ConfigError(field, f"unknown evaluators {unknown}; known: {known}")
-  return names
-
-
-def run_evaluators(ctx: EvalContext, names=DEFAULT_EVALS) -> dict[str, float]:
+def run_evaluators(ctx: Run, names=DEFAULT_EVALS) -> dict[str, float]:
   """All `names` in order; every process runs them (collectives) and gets the same results."""
   results = {}
   with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(ctx.rules):
@@ -48,6 +24,15 @@ def run_evaluators(ctx: EvalContext, names=DEFAULT_EVALS) -> dict[str, float]:
       results.update(get_evaluator(name)(ctx))
       logging.info("evaluator %s: %.1fs", name, time.time() - start)
   return results
+
+
+def evaluate(ctx: Run, names, step: int) -> tuple[dict[str, float], str]:
+  """Runs `names` on `ctx.params` and writes them under `ctx.workdir/eval` with the decoding
+  settings used (whose TCCD centroids are checked before anything runs). Returns (results,
+  path of results.json)."""
+  decoding = contrastive.describe(ctx.config, ctx.workdir)
+  results = run_evaluators(ctx, names)
+  return results, write_results(ctx.workdir, step, results, decoding)
 
 
 def write_results(workdir: str, step: int, results: dict, decoding: dict | None = None) -> str:

@@ -17,17 +17,16 @@ from mmscale.data import world as world_lib
 from mmscale.data import world_text
 from mmscale.data.transforms import builder_for
 from mmscale.eval.answers import normalize_answer
-from mmscale.eval.context import EvalContext
+from mmscale.runtime import Run
 from mmscale.eval.eval_records import load_eval_records, read_records
 from mmscale.eval.heldout_loss import loss_of_examples
 from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
-from mmscale.eval.settings import setting
 
 
 def heldout_text_records(config) -> list[dict]:
   """`eval.text_docs` text records (see module docstring for where they come from)."""
-  n = int(setting(config, "text_docs"))
+  n = int(config.eval.text_docs)
   directory = os.path.join(config.data.world_dir, "eval", "text")
   if os.path.isdir(directory):
     return read_records(directory, n)
@@ -58,15 +57,15 @@ def fact_questions(config) -> list[dict]:
 
 
 @register_evaluator("text")
-def evaluate_text(ctx: EvalContext) -> dict[str, float]:
+def evaluate_text(ctx: Run) -> dict[str, float]:
   cfg = ctx.config
-  builder = builder_for(cfg, ctx.tokenizer)
+  builder = builder_for(cfg.data, ctx.layout, ctx.tokenizer)
   sums = loss_of_examples(ctx, [builder(r) for r in heldout_text_records(cfg)])
   out = {"text/loss": sums["loss"], "text/perplexity": sums["perplexity"],
          "text/targets": sums["weight"]}
   questions = fact_questions(cfg)
   texts = generate_for_records(ctx, questions,
-                               max_new_tokens=int(setting(cfg, "max_decode_len")))
+                               max_new_tokens=int(cfg.eval.max_decode_len))
   groups = {"all": [], "taught": [], "untaught": []}
   for q, t in zip(questions, texts):
     hit = float(normalize_answer(t) == normalize_answer(q["meta"]["answer"]))

@@ -12,11 +12,10 @@ import collections
 
 from mmscale.eval import local_files
 from mmscale.eval.answers import normalize_answer, soft_accuracy
-from mmscale.eval.context import EvalContext
+from mmscale.runtime import Run
 from mmscale.eval.eval_records import load_eval_records
 from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
-from mmscale.eval.settings import setting
 
 
 def majority_baseline(answers: list[str]) -> float:
@@ -81,10 +80,10 @@ def summarize(qtypes: list[str], answers: list[list[str]], predictions: list[str
   return out
 
 
-def score_vqa_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[str, float]:
+def score_vqa_records(ctx: Run, recs: list[dict], prefix: str) -> dict[str, float]:
   """Decodes an answer for every VQA record and scores it (`summarize`)."""
   texts = generate_for_records(ctx, recs,
-                               max_new_tokens=int(setting(ctx.config, "max_decode_len")))
+                               max_new_tokens=int(ctx.config.eval.max_decode_len))
   predictions = [normalize_answer(t) for t in texts]
   answers = [[normalize_answer(a) for a in rec["meta"].get("answers") or [rec["meta"]["answer"]]]
              for rec in recs]
@@ -95,13 +94,13 @@ def score_vqa_records(ctx: EvalContext, recs: list[dict], prefix: str) -> dict[s
 
 
 @register_evaluator("vqa")
-def evaluate_vqa(ctx: EvalContext) -> dict[str, float]:
+def evaluate_vqa(ctx: Run) -> dict[str, float]:
   """The world's held-out questions (types attribute / count / relation / knowledge)."""
   return score_vqa_records(ctx, load_eval_records(ctx.config), "vqa")
 
 
 @register_evaluator("vqa_file")
-def evaluate_vqa_file(ctx: EvalContext) -> dict[str, float]:
+def evaluate_vqa_file(ctx: Run) -> dict[str, float]:
   """A local VQA JSON file (`eval.vqa_json`, images under `eval.image_root`)."""
   recs = local_files.records_from_setting(ctx.config, "vqa_json", local_files.load_vqa_json)
   return score_vqa_records(ctx, recs, "vqa_file")

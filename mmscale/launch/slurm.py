@@ -96,7 +96,7 @@ def parse(argv: list[str]) -> types.SimpleNamespace:
 
   `--config` stays a path string: it is handed to mmscale.train on the nodes (and read here only
   to check the mesh), with the `--config.x=y` overrides among train_args."""
-  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__)
+  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__, positional=True)
   if fv.nodes < 1 or fv.gpus_per_node < 1:
     cli_flags.usage_error("--nodes and --gpus_per_node must be >= 1")
   return types.SimpleNamespace(**fv.flag_values_dict(), train_args=rest[1:])

@@ -170,7 +170,7 @@ def parse(argv: list[str]) -> types.SimpleNamespace:
   mesh), with the `--config.x=y` overrides among train_args."""
   end = argv.index("--") if "--" in argv else len(argv)
   argv = [("--nocreate" if a == "--no-create" else a) for a in argv[:end]] + list(argv[end:])
-  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__)
+  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__, positional=True)
   if fv.num_slices < 1:
     cli_flags.usage_error("--num_slices must be >= 1")
   if any("=" not in kv for kv in fv.env):

@@ -9,20 +9,22 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from mmscale.registry import Registry
 from mmscale.models.layers import (BATCH_LENGTH_EMBED, Attention, Dtype, RMSNorm, SwiGLU,
                                    constrain, dense, partitioned, replace_with_nearest)
 
 # decoder.remat_policy -> jax.checkpoint policy. 'none' = no rematerialisation at all; 'full' =
 # recompute everything in the backward pass (the smallest memory).
-REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
-    "everything_saveable": jax.checkpoint_policies.everything_saveable,
-    "dots_saveable": jax.checkpoint_policies.dots_saveable,
-    "dots_with_no_batch_dims_saveable":
-        jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
+REMAT_POLICIES = Registry("remat policy")
+for _name, _policy in (
+    ("none", None),
+    ("full", jax.checkpoint_policies.nothing_saveable),
+    ("nothing_saveable", jax.checkpoint_policies.nothing_saveable),
+    ("everything_saveable", jax.checkpoint_policies.everything_saveable),
+    ("dots_saveable", jax.checkpoint_policies.dots_saveable),
+    ("dots_with_no_batch_dims_saveable", jax.checkpoint_policies.dots_with_no_batch_dims_saveable),
+):
+  REMAT_POLICIES.add(_name, _policy)
 
 
 class DecoderBlock(nn.Module):
@@ -100,7 +102,7 @@ class Decoder(nn.Module):
       self.unembed = dense(self.vocab_size, ("embed", "vocab"), dtype=self.dtype,
                            param_dtype=self.param_dtype)
     block = DecoderBlock
-    policy = REMAT_POLICIES[self.remat_policy]
+    policy = REMAT_POLICIES.get(self.remat_policy)
     if policy is not None:
       block = nn.remat(DecoderBlock, policy=policy, prevent_cse=not self.scan_layers)
     kwargs = dict(heads=self.heads, kv_heads=self.kv_heads, head_dim=self.head_dim,

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from mmscale.models.connectors import get_connector
-from mmscale.models.mllm import field, head_dim, num_patches
+from mmscale.models.mllm import head_dim, num_patches
 
 
 def vit_macs_per_image(model_config) -> int:
@@ -29,7 +29,7 @@ def connector_macs_per_image(model_config) -> int:
   return get_connector(c.name).macs(
       num_patches(model_config), model_config.vit.width, c.num_tokens,
       c.get("hidden_dim") or model_config.decoder.width, model_config.decoder.width,
-      field(model_config, "connector.depth"))
+      model_config.connector.depth)
 
 
 def decoder_macs_per_sequence(model_config, seq_len: int) -> int:

@@ -1,8 +1,8 @@
 """MLLM: ViT -> connector -> image tokens placed in the decoder's token sequence.
 
 One model path for every example kind (caption, interleaved, pair, VQA, text-only): what differs
-is data (`image_positions`, `mask_ar`, `segment_ids`), never a branch in the model. Batch layout:
-docs/contracts.md §4.
+is data (`image_positions`, `mask_ar`, `segment_ids`), never a branch in the model. The batch
+layout is mmscale/data/batch.py's (docs/contracts.md).
 """
 
 from typing import Any
@@ -15,33 +15,9 @@ from mmscale.models.decoder import Decoder
 from mmscale.models.layers import BATCH_LENGTH_EMBED, constrain, dtype_of
 from mmscale.models.vit import ViT
 
-# Optional model fields and their defaults (the required ones are listed in contracts §5).
-DEFAULTS = {
-    "dtype": "float32",
-    "param_dtype": "float32",
-    "vit.posemb": "learned",
-    "connector.depth": 2,  # residual conv blocks per stage (cabstractor)
-    "decoder.head_dim": None,  # None or 0: width // heads
-    "decoder.tie_embeddings": True,
-    "decoder.rope_theta": 10_000.0,
-    "decoder.scan_layers": True,
-    "decoder.remat_policy": "none",
-    "decoder.dropout_rate": 0.0,
-}
-
-
-def field(cfg, path: str) -> Any:
-  """cfg value at dotted `path` (e.g. 'vit.posemb'), else DEFAULTS[path]; cfg is not modified."""
-  node = cfg
-  for part in path.split("."):
-    node = node.get(part) if hasattr(node, "get") else None
-    if node is None:
-      return DEFAULTS.get(path)
-  return node
-
-
 def head_dim(cfg) -> int:
-  return field(cfg, "decoder.head_dim") or cfg.decoder.width // cfg.decoder.heads
+  """`decoder.head_dim`, where 0 means width // heads."""
+  return cfg.decoder.head_dim or cfg.decoder.width // cfg.decoder.heads
 
 
 def num_patches(cfg) -> int:
@@ -49,22 +25,23 @@ def num_patches(cfg) -> int:
 
 
 class MLLM(nn.Module):
-  """Multimodal LM. `config` is `config.model` (read-only; `build_model` passes a
-  FrozenConfigDict so the module is hashable, e.g. as a static jit argument)."""
+  """Multimodal LM. `config` is a validated `config.model` (every field of the schema in
+  mmscale/config.py; `build_model` passes a FrozenConfigDict so the module is hashable, e.g. as
+  a static jit argument)."""
   config: Any
 
   def _dtypes(self):
-    return dict(dtype=dtype_of(field(self.config, "dtype")),
-                param_dtype=dtype_of(field(self.config, "param_dtype")))
+    return dict(dtype=dtype_of(self.config.dtype),
+                param_dtype=dtype_of(self.config.param_dtype))
 
   def setup(self):
     cfg, v, c = self.config, self.config.vit, self.config.connector
     self.vit = ViT(image_size=v.image_size, patch_size=v.patch_size, width=v.width,
                    depth=v.depth, heads=v.heads, mlp_dim=v.mlp_dim,
-                   posemb=field(cfg, "vit.posemb"), **self._dtypes())
+                   posemb=cfg.vit.posemb, **self._dtypes())
     self.connector = get_connector(c.name)(
-        num_tokens=c.num_tokens, hidden_dim=c.get("hidden_dim") or cfg.decoder.width,
-        out_dim=cfg.decoder.width, num_heads=v.heads, depth=field(cfg, "connector.depth"),
+        num_tokens=c.num_tokens, hidden_dim=c.hidden_dim or cfg.decoder.width,
+        out_dim=cfg.decoder.width, num_heads=v.heads, depth=cfg.connector.depth,
         **self._dtypes())
 
   def encode_images(self, images):
@@ -77,7 +54,7 @@ class MLLM(nn.Module):
   @nn.compact
   def __call__(self, batch: dict, *, decode: bool = False, deterministic: bool = True,
                erase: dict | None = None):
-    """batch (contracts §4) -> logits float32[B, T, V].
+    """batch (mmscale/data/batch.py layout) -> logits float32[B, T, V].
 
     `erase` (optional): centroid replacement in the decoder, {"centroids": float[depth, C, D],
     "active": bool[depth], "mask": bool[B, T]} (see `Decoder.__call__`; built by
@@ -92,11 +69,11 @@ class MLLM(nn.Module):
     decoder = Decoder(
         vocab_size=d.vocab_size, width=d.width, depth=d.depth, heads=d.heads,
         kv_heads=d.kv_heads, head_dim=head_dim(self.config), mlp_dim=d.mlp_dim,
-        rope_theta=field(self.config, "decoder.rope_theta"),
-        tie_embeddings=field(self.config, "decoder.tie_embeddings"),
-        scan_layers=field(self.config, "decoder.scan_layers"),
-        remat_policy=field(self.config, "decoder.remat_policy"),
-        dropout_rate=field(self.config, "decoder.dropout_rate"),
+        rope_theta=self.config.decoder.rope_theta,
+        tie_embeddings=self.config.decoder.tie_embeddings,
+        scan_layers=self.config.decoder.scan_layers,
+        remat_policy=self.config.decoder.remat_policy,
+        dropout_rate=self.config.decoder.dropout_rate,
         decode=decode, deterministic=deterministic, name="decoder", **self._dtypes())
     tokens = batch["tokens"]
     ones = jnp.ones(tokens.shape, jnp.int32)

@@ -1,8 +1,6 @@
-"""Model registry and model-side config validation.
-
-`build_model(config.model)` validates first, so a bad field fails with a `ConfigError` naming
-'model.<field>' before anything is traced or compiled.
-"""
+"""Model registry and the model-side rules of config validation (`mmscale.spec.validate`
+calls `validate_model_config`, so a bad field fails naming 'model.<field>' before anything is
+traced or compiled)."""
 
 import math
 
@@ -13,7 +11,7 @@ from flax import linen as nn
 from mmscale.errors import ConfigError
 from mmscale.models.connectors import connector_names, get_connector
 from mmscale.models.decoder import REMAT_POLICIES
-from mmscale.models.mllm import MLLM, field, head_dim, num_patches
+from mmscale.models.mllm import MLLM, head_dim, num_patches
 from mmscale.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
@@ -24,18 +22,27 @@ register_model("mllm")(MLLM)
 
 
 def build_model(model_config) -> nn.Module:
-  """config.model -> an (unbound) flax module; `model.name` defaults to 'mllm'.
+  """A validated config.model -> an (unbound) flax module of the registered `model.name`.
 
   The module holds a FrozenConfigDict copy: read-only, and hashable so that the module can be a
   static argument of `jax.jit` (as in `mmscale.eval.generate`).
   """
-  validate_model_config(model_config)
   frozen = ml_collections.FrozenConfigDict(model_config)
-  return MODELS.get(frozen.get("name") or "mllm")(config=frozen)
+  return MODELS.get(frozen.name)(config=frozen)
+
+
+def _value(cfg, path: str):
+  """The value at dotted `path` of a model config, None where it is missing."""
+  node = cfg
+  for part in path.split("."):
+    node = node.get(part) if hasattr(node, "get") else None
+    if node is None:
+      return None
+  return node
 
 
 def _require(cfg, path: str):
-  value = field(cfg, path)
+  value = _value(cfg, path)
   if value is None:
     raise ConfigError(f"model.{path}", "is required")
   return value
@@ -49,7 +56,7 @@ def _positive_ints(cfg, paths):
 
 
 def _check_dtype(cfg, name: str):
-  value = field(cfg, name)
+  value = _value(cfg, name)
   if value not in ("float32", "bfloat16", "float16"):
     raise ConfigError(f"model.{name}", f"must be 'float32', 'bfloat16' or 'float16' "
                       f"(got {value!r})")
@@ -58,7 +65,7 @@ def _check_dtype(cfg, name: str):
 
 def validate_model_config(cfg) -> None:
   """Raises ConfigError('model.<field>', why) for the first inconsistent or missing field."""
-  name = cfg.get("name") or "mllm"
+  name = _require(cfg, "name")
   if name not in MODELS:
     raise ConfigError("model.name", f"unknown model {name!r}; known: {MODELS.names()}")
   _check_dtype(cfg, "dtype")
@@ -78,7 +85,7 @@ def _validate_vit(cfg):
   if v.width % v.heads:
     raise ConfigError("model.vit.heads", f"model.vit.width = {v.width} is not divisible by "
                       f"{v.heads} heads")
-  posemb = field(cfg, "vit.posemb")
+  posemb = _value(cfg, "vit.posemb")
   if posemb not in ("learned", "sincos2d"):
     raise ConfigError("model.vit.posemb", f"must be 'learned' or 'sincos2d' (got {posemb!r})")
   if posemb == "sincos2d" and v.width % 4:
@@ -91,7 +98,7 @@ def _validate_connector(cfg):
     raise ConfigError("model.connector.name",
                       f"unknown connector {name!r}; known: {connector_names()}")
   _positive_ints(cfg, ["connector.num_tokens"])
-  if cfg.connector.get("hidden_dim") is not None:
+  if _require(cfg, "connector.hidden_dim"):  # 0 = the decoder width
     _positive_ints(cfg, ["connector.hidden_dim"])
   _positive_ints(cfg, ["connector.depth"])
   problem = get_connector(name).check(num_patches(cfg), cfg.connector.num_tokens)
@@ -108,16 +115,16 @@ def _validate_decoder(cfg):
   if d.heads % d.kv_heads:
     raise ConfigError("model.decoder.kv_heads",
                       f"model.decoder.heads = {d.heads} is not divisible by {d.kv_heads}")
-  if not field(cfg, "decoder.head_dim") and d.width % d.heads:
+  if not _value(cfg, "decoder.head_dim") and d.width % d.heads:
     raise ConfigError("model.decoder.heads", f"model.decoder.width = {d.width} is not divisible "
                       f"by {d.heads} heads (or set model.decoder.head_dim)")
   if head_dim(cfg) % 2:
     raise ConfigError("model.decoder.head_dim", f"RoPE needs an even head dim (got "
                       f"{head_dim(cfg)})")
-  policy = field(cfg, "decoder.remat_policy")
+  policy = _value(cfg, "decoder.remat_policy")
   if policy not in REMAT_POLICIES:
     raise ConfigError("model.decoder.remat_policy",
-                      f"unknown policy {policy!r}; known: {sorted(REMAT_POLICIES)}")
-  rate = field(cfg, "decoder.dropout_rate")
+                      f"unknown policy {policy!r}; known: {REMAT_POLICIES.names()}")
+  rate = _value(cfg, "decoder.dropout_rate")
   if not 0.0 <= rate < 1.0:
     raise ConfigError("model.decoder.dropout_rate", f"must be in [0, 1) (got {rate})")

@@ -20,19 +20,23 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh
 
-from mmscale.config import MESH_AXES, resolve_mesh_shape, suggest_mesh
 from mmscale.errors import ConfigError
 
+MESH_AXES = ("data", "fsdp", "tensor", "expert")
 
-def make_mesh(config, devices=None) -> Mesh:
-  """Mesh with axes ('data', 'fsdp', 'tensor', 'expert') sized by `config.mesh.shape`.
+
+def make_mesh(shape: dict[str, int], devices=None) -> Mesh:
+  """Mesh with axes ('data', 'fsdp', 'tensor', 'expert') of the resolved `shape`
+  (`mmscale.config.validate` resolves `config.mesh.shape` once, with `resolve_mesh_shape`).
 
   Devices are laid out by `jax.make_mesh`, which orders them by physical topology on TPU/GPU so
   the inner (tensor) axis gets the fastest links.
   """
   devices = jax.devices() if devices is None else devices
-  shape = check_mesh_fits(config, len(devices))
-  sizes = tuple(shape[axis] for axis in MESH_AXES)
+  sizes = tuple(int(shape[axis]) for axis in MESH_AXES)
+  if math.prod(sizes) != len(devices):
+    raise ConfigError("mesh.shape", f"{dict(shape)} needs {math.prod(sizes)} devices, got "
+                      f"{len(devices)}")
   axis_types = (AxisType.Auto,) * len(MESH_AXES)
   num_slices = len({getattr(d, "slice_index", 0) for d in devices})
   if num_slices > 1:
@@ -53,27 +57,69 @@ def _hybrid_devices(sizes: tuple[int, ...], num_slices: int, devices) -> np.ndar
   return mesh_utils.create_hybrid_device_mesh(ici, dcn, devices=devices)
 
 
-def check_mesh_fits(config, num_devices: int, num_processes: int | None = None) -> dict[str, int]:
-  """`resolve_mesh_shape`, with a failure message naming the mesh, the devices and a mesh that fits.
+def _fill_free_axis(shape: dict[str, int], num_devices: int) -> dict[str, int]:
+  """Axis sizes with the one `-1` axis filled so the product equals `num_devices`."""
+  unknown = set(shape) - set(MESH_AXES)
+  if unknown:
+    raise ConfigError(f"mesh.shape.{sorted(unknown)[0]}", f"unknown mesh axis; expected {MESH_AXES}")
+  shape = {axis: int(shape.get(axis, 1)) for axis in MESH_AXES}
+  free = [axis for axis, size in shape.items() if size == -1]
+  if len(free) > 1:
+    raise ConfigError(f"mesh.shape.{free[1]}", "at most one axis may be -1")
+  for axis, size in shape.items():
+    if size == 0 or size < -1:
+      raise ConfigError(f"mesh.shape.{axis}", f"expected a positive size or -1, got {size}")
+  fixed = math.prod(size for size in shape.values() if size != -1)
+  if free:
+    if num_devices % fixed:
+      raise ConfigError(f"mesh.shape.{free[0]}",
+                        f"cannot fill: {num_devices} devices not divisible by the other axes ({fixed})")
+    shape[free[0]] = num_devices // fixed
+  if math.prod(shape.values()) != num_devices:
+    raise ConfigError("mesh.shape", f"product of {shape} is {math.prod(shape.values())}, expected "
+                      f"the device count {num_devices}; e.g. use data=-1 to fill")
+  return shape
 
+
+def suggest_mesh(shape: dict[str, int], num_devices: int) -> dict[str, int]:
+  """A mesh that fits `num_devices`, keeping tensor/expert axes where they divide it."""
+  out = {"data": 1, "fsdp": 1, "tensor": 1, "expert": 1}
+  rest = num_devices
+  for axis in ("tensor", "expert", "fsdp"):
+    if shape.get(axis, 1) > 0 and rest % shape.get(axis, 1) == 0:
+      out[axis] = shape.get(axis, 1)
+      rest //= out[axis]
+  out["data"] = rest
+  return out
+
+
+def resolve_mesh_shape(mesh_shape, num_devices: int,
+                       num_processes: int | None = None) -> dict[str, int]:
+  """`config.mesh.shape` (axis -> size, one may be -1) -> the sizes for `num_devices`.
+
+  A mesh that does not fit fails naming the mesh, the devices and a mesh that fits, as flags.
   Multi-host launches reach this right after `jax.distributed.initialize` (before any state is
-  built or compiled), so a mesh written for another slice size fails in seconds on every host. Launchers call it
-  with the target's device and host counts before they start anything (`num_processes`; default
-  this runtime's).
+  built or compiled), so a mesh written for another slice size fails in seconds on every host;
+  launchers call it with the target's device and host counts before they start anything.
   """
+  asked = dict(mesh_shape)
   try:
-    return resolve_mesh_shape(config, num_devices)
+    return _fill_free_axis(asked, num_devices)
   except ConfigError as e:
-    if not e.field.startswith("mesh.shape"):
+    if not e.field.startswith("mesh.shape") or set(asked) - set(MESH_AXES):
       raise
-    asked = {axis: int(config.mesh.shape.get(axis, 1)) for axis in MESH_AXES}
-    fixed = {a: (s if s > 0 else 1) for a, s in asked.items()}
-    fit = suggest_mesh(fixed, num_devices)
+    asked = {axis: int(asked.get(axis, 1)) for axis in MESH_AXES}
+    fit = suggest_mesh({a: (s if s > 0 else 1) for a, s in asked.items()}, num_devices)
     flags = " ".join(f"--config.mesh.shape.{a}={s}" for a, s in fit.items())
     procs = jax.process_count() if num_processes is None else num_processes
     raise ConfigError(e.field, f"mesh {asked} does not fit {num_devices} devices ({procs} "
                       f"process(es) x {num_devices // procs} local); a mesh that fits "
                       f"{num_devices} devices: {fit} ({flags}). Cause: {e}") from None
+
+
+def check_mesh_fits(config, num_devices: int, num_processes: int | None = None) -> dict[str, int]:
+  """`resolve_mesh_shape` of a config: the launchers' check of a target before they start it."""
+  return resolve_mesh_shape(config.mesh.shape, num_devices, num_processes)
 
 
 def _slurm_tasks() -> int:

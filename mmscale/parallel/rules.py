@@ -11,10 +11,38 @@ import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
-def logical_rules(config) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:
-  """The config's rules as the hashable tuple flax expects."""
-  return tuple((name, tuple(axes) if isinstance(axes, list) else axes)
-               for name, axes in config.mesh.rules)
+# Logical axis -> mesh axes: the default of `config.mesh.rules`. Params use the short names,
+# activations the `activation_*` names, so the batch can be split over `fsdp` while weights are
+# split over it too (ZeRO-3 style).
+DEFAULT_RULES = (
+    ("activation_batch", ("data", "fsdp")),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_mlp", "tensor"),
+    ("activation_heads", "tensor"),
+    ("activation_kv", None),
+    ("activation_vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("kv", None),
+    ("vocab", "tensor"),
+    ("patches", None),
+    ("layers", None),
+    ("experts", "expert"),
+    ("conv_in", None),
+    ("conv_out", "tensor"),
+)
+
+Rules = tuple[tuple[str, "str | tuple[str, ...] | None"], ...]
+
+
+def logical_rules(rules) -> Rules:
+  """`config.mesh.rules` (tuples, or lists after a JSON round trip) as the hashable tuple flax
+  expects."""
+  return tuple((str(name), tuple(axes) if isinstance(axes, (list, tuple)) else axes)
+               for name, axes in rules)
 
 
 def tree_shardings(logical_specs, mesh: Mesh, rules):
@@ -45,9 +73,16 @@ def global_batch(local_batch: dict, mesh: Mesh, rules, global_rows: int | None =
   return jax.tree.map(to_global, local_batch)
 
 
-def param_shardings(model, example_batch: dict, mesh: Mesh, rules):
-  """`NamedSharding`s of `model`'s params, from its logical annotations (no params are built)."""
+def abstract_params(model, example_batch: dict, mesh: Mesh, rules):
+  """The params of `model` as logically boxed ShapeDtypeStructs: one trace of `model.init`,
+  nothing allocated. Shardings, parameter counts and the train state all derive from it."""
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract = jax.eval_shape(model.init, jax.random.key(0), example_batch)["params"]
-    shardings = tree_shardings(nn.get_partition_spec(abstract), mesh, rules)
-  return nn.meta.unbox(abstract), shardings
+    return jax.eval_shape(model.init, jax.random.key(0), example_batch)["params"]
+
+
+def sharded_abstract(boxed, mesh: Mesh, rules):
+  """Boxed abstract tree -> unboxed ShapeDtypeStructs carrying their `NamedSharding`s (what Orbax
+  restores into and `jit(out_shardings=...)` takes)."""
+  shardings = tree_shardings(nn.get_partition_spec(boxed), mesh, rules)
+  return jax.tree.map(lambda p, s: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=s),
+                      nn.meta.unbox(boxed), shardings)

@@ -63,9 +63,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def parse_flags(argv: list[str]) -> flags.FlagValues:
   """argv = [program, *flags], checked: --workers >= 1, and > 1 only with --launcher=local."""
-  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__)
-  if rest[1:]:
-    cli_flags.usage_error(f"unexpected arguments: {' '.join(rest[1:])}")
+  fv, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   if fv.workers < 1:
     cli_flags.usage_error(f"--workers={fv.workers}: must be >= 1")
   if fv.workers > 1 and fv.launcher != "local":

@@ -9,7 +9,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from mmscale.errors import MmscaleError
-from mmscale.eval.runner import validate_evals
 from mmscale.parallel.mesh import maybe_initialize_distributed
 from mmscale.train.hooks import EvalHook
 from mmscale.train.trainer import train
@@ -24,7 +23,6 @@ def main(argv):
   maybe_initialize_distributed()
   config = _CONFIG.value
   try:
-    validate_evals(config)  # a typo in eval.evals fails now, not at the first evaluation
     ctx = train(config, _WORKDIR.value, hooks=(EvalHook(config.train.eval_every),))
   except MmscaleError as e:
     sys.exit(f"error: {e}")

@@ -56,9 +56,6 @@ class Checkpointer:
     logging.info("checkpoint: restored step %d from %s", step, self.directory)
     return restored["state"], restored.get("data", data_iterator) if data_iterator is not None else None
 
-  def wait(self) -> None:
-    self.manager.wait_until_finished()
-
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()

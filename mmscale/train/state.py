@@ -1,4 +1,5 @@
-"""Train state, created already sharded: eval_shape -> logical specs -> jit(init, out_shardings)."""
+"""Train state, created already sharded: abstract params -> logical specs -> jit(init,
+out_shardings)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-
-from mmscale.data.batch_spec import example_batch
 
 from mmscale.parallel import rules as sharding_rules
 
@@ -24,29 +22,24 @@ class TrainState:
   opt_state: Any
 
 
-def count_params(params) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
-
-
-def create_sharded_state(model: nn.Module, tx: optax.GradientTransformation, config, mesh, rules,
-                         rng: jax.Array):
+def create_sharded_state(model: nn.Module, tx: optax.GradientTransformation, boxed_params,
+                         example_batch: dict, mesh, rules, rng: jax.Array):
   """Initialises params and optimizer state directly into their shardings.
 
-  Nothing is ever materialised on one device: `jax.eval_shape` gives the boxed (logically
-  annotated) structure, the rules turn it into `NamedSharding`s, and `jit(init, out_shardings)`
+  Nothing is ever materialised on one device: the boxed (logically annotated) abstract params
+  (`sharding_rules.abstract_params`, traced once per start) and `tx.init` of them give the
+  state's structure, the rules turn it into `NamedSharding`s, and `jit(init, out_shardings)`
   makes every device compute only its own shard.
   Returns (state, state_shardings), both unboxed trees of the same structure.
   """
-  batch = example_batch(config, rows=1)
-
   def init(rng):
-    params = model.init(rng, batch)["params"]
+    params = model.init(rng, example_batch)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract = jax.eval_shape(init, rng)
-    specs = nn.get_partition_spec(abstract)
-    shardings = sharding_rules.tree_shardings(specs, mesh, rules)
+    abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=boxed_params,
+                          opt_state=jax.eval_shape(tx.init, boxed_params))
+    shardings = sharding_rules.tree_shardings(nn.get_partition_spec(abstract), mesh, rules)
     state = jax.jit(init, out_shardings=shardings)(rng)
   return nn.meta.unbox(state), shardings
 

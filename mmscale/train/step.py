@@ -66,15 +66,3 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   return jax.jit(step, in_shardings=(state_shardings, batch_sharding),
                  out_shardings=(state_shardings, sharding_rules.replicated(mesh)), donate_argnums=0)
 
-
-def make_eval_loss_step(model: nn.Module, config, mesh, rules, param_shardings):
-  """Returns `eval_step(params, batch) -> loss sums` for held-out loss / perplexity."""
-  batch_sharding = sharding_rules.batch_sharding(mesh, rules)
-
-  def eval_step(params, batch):
-    with nn.logical_axis_rules(rules):
-      logits = model.apply({"params": params}, batch)
-    return loss_sums(logits, batch)
-
-  return jax.jit(eval_step, in_shardings=(param_shardings, batch_sharding),
-                 out_shardings=sharding_rules.replicated(mesh))

@@ -8,52 +8,33 @@ restore the latest checkpoint (state + data iterator) if the workdir has one -> 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 from typing import Protocol
 
-import flax.linen as nn
 import jax
 import numpy as np
 from etils import epath
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mmscale.data import pipeline
-from mmscale.data.tokenizer import Tokenizer
+from mmscale.data.batch import empty_rows
 from mmscale.models import flops as flops_lib
 from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
-from mmscale.runtime import build_runtime
+from mmscale.runtime import Run, build_run
 from mmscale.train import metrics as metrics_lib
 from mmscale.train import optim, peak
 from mmscale.train.checkpoint import Checkpointer
-from mmscale.data.batch_spec import example_batch
-from mmscale.train.state import abstract_state, count_params, create_sharded_state
+from mmscale.train.state import abstract_state, create_sharded_state
 from mmscale.train.step import make_train_step
 
 
 class Hook(Protocol):
-  """Called after every train step with the live trainer context."""
+  """Called after every train step with the live run (`run.params` are the current ones)."""
 
-  def __call__(self, ctx: "TrainContext", step: int) -> None: ...
-
-
-@dataclasses.dataclass
-class TrainContext:
-  """What hooks (and callers) can see: the run's objects, built once."""
-  config: object
-  workdir: str
-  mesh: jax.sharding.Mesh
-  rules: tuple
-  model: nn.Module
-  tokenizer: Tokenizer
-  state: object = None
-  state_shardings: object = None
-  writer: object = None
-  last_metrics: dict = dataclasses.field(default_factory=dict)
-  stopped_by_signal: bool = False
+  def __call__(self, run: Run, step: int) -> None: ...
 
 
 class _SignalFlag:
@@ -114,29 +95,26 @@ def _write_config(config, workdir: str) -> None:
 
 
 def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
-          stop_at_step: int | None = None) -> TrainContext:
-  """Trains `config` in `workdir`, resuming from its latest checkpoint. Returns the context.
+          stop_at_step: int | None = None) -> Run:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint. Returns the run.
 
   `stop_at_step` ends the loop early (as a preemption would), for tests and sweeps.
   `workdir` may be a local or shared path or a `gs://` URL (every process passes the same one).
   """
-  mesh_lib.check_mesh_fits(config, jax.device_count())  # first: a wrong mesh fails in seconds
-  rt = build_runtime(config)
+  ctx = build_run(config, workdir)  # validates once: a wrong config fails in seconds
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  ctx = TrainContext(config=rt.config, workdir=workdir, mesh=rt.mesh, rules=rt.rules,
-                     model=rt.model, tokenizer=rt.tokenizer)
   cfg, mesh, rules = ctx.config, ctx.mesh, ctx.rules
   total_steps = cfg.train.steps
 
-  abstract_params = jax.eval_shape(lambda: ctx.model.init(
-      jax.random.key(0), example_batch(cfg, rows=1))["params"])
-  num_params = count_params(abstract_params)
+  boxed_params = ctx.abstract_params()  # the one trace of model.init before compiling
+  num_params = flops_lib.param_count(boxed_params)
   tx, schedule = optim.make_optimizer(cfg.optim, total_steps, num_params)
-  state, state_shardings = create_sharded_state(ctx.model, tx, cfg, mesh, rules,
+  state, state_shardings = create_sharded_state(ctx.model, tx, boxed_params,
+                                                empty_rows(ctx.layout, 1), mesh, rules,
                                                 jax.random.key(cfg.seed))
   num_shards, local_shards = mesh_lib.process_batch_shards(mesh, rules)
   data_iter = pipeline.make_train_iterator(
-      cfg.data, cfg.model, ctx.tokenizer, process_index=jax.process_index(),
+      cfg.data, ctx.layout, ctx.tokenizer, process_index=jax.process_index(),
       process_count=jax.process_count(), seed=cfg.data.shuffle_seed, num_shards=num_shards,
       shards=local_shards)
 
@@ -154,9 +132,9 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
 
   writer = metrics_lib.create_writer(os.path.join(workdir, "tensorboard"))
   writer.write_hparams({"num_params": num_params, **_flat_hparams(cfg)})
-  rows, seq_len = cfg.data.batch_size, cfg.data.seq_len
+  rows, seq_len = cfg.data.batch_size, ctx.layout.seq_len
   flops_per_step = rows * flops_lib.train_flops_per_sequence(
-      cfg.model, seq_len, cfg.data.max_images_per_seq)
+      cfg.model, seq_len, ctx.layout.max_images)
   peak_flops = cfg.train.peak_flops_per_device or peak.device_peak_flops(cfg.model.dtype)
   logger = metrics_lib.StepLogger(writer, flops_per_step=flops_per_step,
                                   tokens_per_step=rows * seq_len, peak_flops=peak_flops,
@@ -165,6 +143,7 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   progress = metrics_lib.create_progress(total_steps, writer)
   step_fn = make_train_step(ctx.model, tx, schedule, cfg, mesh, rules, state_shardings)
   ctx.state, ctx.state_shardings, ctx.writer = state, state_shardings, writer
+  ctx.params = state.params
 
   end_step = min(total_steps, stop_at_step or total_steps)
   step = start_step
@@ -173,6 +152,7 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
     while step < end_step:
       batch = sharding_rules.global_batch(next(data_iter), mesh, rules, global_rows=rows)
       ctx.state, metrics = step_fn(ctx.state, batch)
+      ctx.params = ctx.state.params
       step += 1
       logger.push(step, metrics)
       progress(step)
