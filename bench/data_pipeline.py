@@ -15,7 +15,6 @@ tokenisation, first-fit packing and batching.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,7 +23,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ml_collections  # noqa: E402
+from absl import flags  # noqa: E402
 
+from mmscale import cli_flags  # noqa: E402
 from mmscale.data import pipeline  # noqa: E402
 from mmscale.data import tokenizer as tokenizer_lib  # noqa: E402
 from mmscale.data.world import build_world  # noqa: E402
@@ -55,18 +56,27 @@ def configs(args) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]
   return data, model
 
 
-def main(argv=None) -> dict:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--world_dir", default="/tmp/mmscale_bench_world64")
-  p.add_argument("--num_scenes", type=int, default=3000)
-  p.add_argument("--batches", type=int, default=60)
-  p.add_argument("--warmup", type=int, default=5)
-  p.add_argument("--num_workers", type=int, default=0)
-  p.add_argument("--read_threads", type=int, default=2)
-  p.add_argument("--resize", default="stretch", choices=["stretch", "pad", "crop"])
-  p.add_argument("--train_tokens_per_s", type=float, default=3000.0,
-                 help="sequence positions/s the reference train step consumes")
-  args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this benchmark's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_string("world_dir", "/tmp/mmscale_bench_world64", None, flag_values=fv)
+  flags.DEFINE_integer("num_scenes", 3000, None, flag_values=fv)
+  flags.DEFINE_integer("batches", 60, None, flag_values=fv)
+  flags.DEFINE_integer("warmup", 5, None, flag_values=fv)
+  flags.DEFINE_integer("num_workers", 0, None, flag_values=fv)
+  flags.DEFINE_integer("read_threads", 2, None, flag_values=fv)
+  flags.DEFINE_enum("resize", "stretch", ["stretch", "pad", "crop"], None, flag_values=fv)
+  flags.DEFINE_float("train_tokens_per_s", 3000.0,
+                     "sequence positions/s the reference train step consumes", flag_values=fv)
+
+
+def main(argv: list[str]) -> None:
+  """argv = [program, *flags]; prints the measurement as JSON (measure() returns it)."""
+  args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
+  print(json.dumps(measure(args), indent=1))
+
+
+def measure(args) -> dict:
+  """Builds the world if needed, then times `args.batches` batches after `args.warmup`."""
   ensure_world(args.world_dir, args.num_scenes)
   data, model = configs(args)
   tok = tokenizer_lib.Tokenizer(os.path.join(args.world_dir, "tokenizer.model"))
@@ -98,9 +108,8 @@ def main(argv=None) -> dict:
       "train_tokens_per_s": args.train_tokens_per_s,
       "supply_over_demand": round(positions_per_s / args.train_tokens_per_s, 2),
       "num_workers": args.num_workers, "read_threads": args.read_threads, "resize": args.resize}
-  print(json.dumps(result, indent=1))
   return result
 
 
 if __name__ == "__main__":
-  main()
+  cli_flags.run(main)

@@ -6,7 +6,6 @@ ratio shows that bounded concurrency works; with a 50 ms delay the ideal is 20 v
 
 Needs a world (tools/build_world.py). Prints one JSON object.
 """
-import argparse
 import json
 import os
 import sys
@@ -14,6 +13,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from absl import flags  # noqa: E402
+
+from mmscale import cli_flags  # noqa: E402
 from mmscale.data import records  # noqa: E402
 from mmscale.knowledge import schema as js  # noqa: E402
 from mmscale.knowledge import stages, pairing  # noqa: E402
@@ -55,13 +57,18 @@ def http_rate(n: int, concurrency: int, delay_s: float) -> float:
   return round(rate, 1)
 
 
-def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--world", required=True)
-  p.add_argument("--limit", type=int, default=2000, help="records per offline stage")
-  p.add_argument("--requests", type=int, default=128)
-  p.add_argument("--delay_ms", type=float, default=50.0)
-  args = p.parse_args(argv)
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this benchmark's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_string("world", None, None, flag_values=fv)
+  flags.DEFINE_integer("limit", 2000, "records per offline stage", flag_values=fv)
+  flags.DEFINE_integer("requests", 128, None, flag_values=fv)
+  flags.DEFINE_float("delay_ms", 50.0, None, flag_values=fv)
+  flags.mark_flags_as_required(["world"], flag_values=fv)
+
+
+def main(argv: list[str]) -> int:
+  """argv = [program, *flags] (module docstring)."""
+  args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   res = {"offline_records_per_s": offline_rates(args.world, args.limit)}
   c1 = http_rate(max(8, args.requests // 8), 1, args.delay_ms / 1000)
   c32 = http_rate(args.requests, 32, args.delay_ms / 1000)
@@ -72,4 +79,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli_flags.run(main)

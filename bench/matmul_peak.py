@@ -6,19 +6,24 @@ cannot flatter our utilisation. Usage: `python bench/matmul_peak.py [--sizes=512
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import jax
+from absl import flags
 
+from mmscale import cli_flags
 from mmscale.train import peak
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--sizes", default="512,1024,2048")
-  parser.add_argument("--json", default="", help="also write the figures to this file")
-  args = parser.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this benchmark's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_string("sizes", "512,1024,2048", None, flag_values=fv)
+  flags.DEFINE_string("json", "", "also write the figures to this file", flag_values=fv)
+
+
+def main(argv: list[str]) -> None:
+  """argv = [program, *flags] (module docstring)."""
+  args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   sizes = [int(s) for s in args.sizes.split(",")]
   rows = {}
   for dtype in ("float32", "bfloat16"):
@@ -35,4 +40,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  cli_flags.run(main)

@@ -17,6 +17,7 @@ a bad command line is one `error: ...` line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Callable, NoReturn, Sequence
 
@@ -53,10 +54,17 @@ def parse(define: Callable[[flags.FlagValues], None], argv: Sequence[str], *, do
   try:
     rest = fv(argv, known_only=known_only)
   except flags.Error as e:
-    usage_error(str(e))
+    usage_error(_one_line(str(e)))
   if rest[1:] and not (positional or known_only or stop_at_positional):
     usage_error(f"unexpected arguments: {' '.join(rest[1:])}")
   return fv, rest
+
+
+def _one_line(message: str) -> str:
+  """absl's error, on one line; a missing required flag as `--NAME is required`."""
+  message = re.sub(r"flag --(\w+)=None: Flag --\1 must have a value other than None\.",
+                   r"--\1 is required", message)
+  return "; ".join(line for line in message.splitlines() if line.strip())
 
 
 def _flag_args(args: list[str], stop_at_positional: bool) -> list[str]:
@@ -71,8 +79,10 @@ def _flag_args(args: list[str], stop_at_positional: bool) -> list[str]:
 
 
 def help_text(fv: flags.FlagValues, doc: str) -> str:
-  """The tool's docstring, then every flag with its help and default."""
-  return f"{doc.strip()}\n\nflags:{fv.get_help(include_special_flags=False)}"
+  """The tool's docstring, then every flag with its help and default (absl's rendering, less its
+  per-module headings: a tool has one module)."""
+  lines = fv.get_help(include_special_flags=False).splitlines()
+  return "\n".join([doc.strip(), "", "flags:"] + [l for l in lines if l.startswith(" ")])
 
 
 def run(main: Callable[[list[str]], int | None]) -> None:

@@ -17,6 +17,7 @@ from absl import flags  # noqa: E402
 from mmscale import cli_flags  # noqa: E402
 from mmscale.data import records, world  # noqa: E402
 from mmscale.data.world_spec import WorldSpec  # noqa: E402
+from mmscale.errors import ConfigError  # noqa: E402
 
 
 LIST_FLAGS = ("shapes", "colours", "sizes", "textures")
@@ -70,10 +71,13 @@ def main(argv: list[str]) -> None:
   fields = {f.name for f in dataclasses.fields(WorldSpec)}
   spec = WorldSpec(**{k: v for k, v in vars(args).items() if k in fields})
   t = time.time()
-  summary = world.build_world(
-      args.out, num_scenes=args.num_scenes, seed=args.seed, num_eval_scenes=args.num_eval_scenes,
-      num_shards=args.num_shards, spec=spec, num_text_docs=args.num_text_docs,
-      train_tok=not args.no_tokenizer, log=print)
+  try:
+    summary = world.build_world(
+        args.out, num_scenes=args.num_scenes, seed=args.seed,
+        num_eval_scenes=args.num_eval_scenes, num_shards=args.num_shards, spec=spec,
+        num_text_docs=args.num_text_docs, train_tok=not args.no_tokenizer, log=print)
+  except ConfigError as e:  # e.g. a --shapes value the world does not know: one line
+    sys.exit(f"error: {e}")
   print(f"\nworld written to {args.out} in {time.time() - t:.1f}s")
   print(f"shapes {list(spec.shapes)}\ncolours {list(spec.colours)}\nsizes {list(spec.sizes)}"
         f"  textures {list(spec.textures)}  grid {spec.grid}x{spec.grid} of {spec.cell} px")
