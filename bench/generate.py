@@ -11,7 +11,6 @@ Usage: `python bench/generate.py [--batch=8] [--new_tokens=32] [--prompt_text=32
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -19,11 +18,14 @@ import time
 import flax.linen as nn
 import jax
 import numpy as np
+from absl import flags
 
+from mmscale import cli_flags
 from mmscale.config import base_config
+from mmscale.data.batch import BatchLayout, one_per_row
 from mmscale.eval import generate
 from mmscale.models.registry import build_model
-from mmscale.models.testing import numpy_init
+from mmscale.testing import numpy_init
 
 
 def reference_model_config(dtype: str):
@@ -36,7 +38,7 @@ def reference_model_config(dtype: str):
 
 
 def prompt_batch(model_config, rows: int, text_len: int, seed: int = 0) -> dict:
-  """Left-padded prompts [BOS, image, text] of one length (generate.left_pad)."""
+  """Prompts [BOS, image, text] of one length, left-padded by the batch builder."""
   rng = np.random.default_rng(seed)
   k, size = model_config.connector.num_tokens, model_config.vit.image_size
   examples = []
@@ -47,7 +49,9 @@ def prompt_batch(model_config, rows: int, text_len: int, seed: int = 0) -> dict:
     examples.append({"tokens": tokens, "mask_ar": mask_ar,
                      "images": rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32),
                      "image_positions": np.arange(1, 1 + k, dtype=np.int32)})
-  return generate.left_pad(examples, 1 + k + text_len, 1, k, (size, size, 3))
+  layout = BatchLayout(seq_len=1 + k + text_len, max_images=1, tokens_per_image=k,
+                       image_size=size)
+  return one_per_row(examples, layout, pad="left")
 
 
 def time_calls(fn, repeats: int) -> float:
@@ -60,14 +64,19 @@ def time_calls(fn, repeats: int) -> float:
   return statistics.median(times)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--new_tokens", type=int, default=32)
-  parser.add_argument("--prompt_text", type=int, default=32)
-  parser.add_argument("--dtype", default="float32")
-  parser.add_argument("--repeats", type=int, default=3)
-  args = parser.parse_args()
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this benchmark's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_integer("batch", 8, "prompt rows", flag_values=fv)
+  flags.DEFINE_integer("new_tokens", 32, "generated tokens per row", flag_values=fv)
+  flags.DEFINE_integer("prompt_text", 32, "text tokens after the image in each prompt",
+                       flag_values=fv)
+  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "compute dtype", flag_values=fv)
+  flags.DEFINE_integer("repeats", 3, "timed calls per mode (the median is reported)",
+                       flag_values=fv)
+
+
+def main(argv: list[str]) -> None:
+  args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   cfg = reference_model_config(args.dtype)
   model = build_model(cfg)
   prompt = prompt_batch(cfg, args.batch, args.prompt_text)
@@ -84,4 +93,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  cli_flags.run(main)

@@ -59,12 +59,12 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
   if rows < 1 or rows % accum or (rows // accum) % batch_shards:
     raise ConfigError("data.batch_size", f"{rows} rows / grad_accum_steps {accum} must be a "
                       f"positive multiple of data x fsdp = {batch_shards}")
-  validate_model_config(config.model)
   for field, heads in (("model.decoder.heads", config.model.decoder.heads),
                        ("model.decoder.kv_heads", config.model.decoder.kv_heads),
                        ("model.vit.heads", config.model.vit.heads)):
     if heads % shape["tensor"]:
       raise ConfigError(field, f"{heads} not divisible by the tensor axis ({shape['tensor']})")
+  validate_model_config(config.model)
   _validate_data(config.data, config.model.connector.num_tokens)
   if config.optim.lr_rule not in LR_RULES:
     raise ConfigError("optim.lr_rule", f"expected one of {LR_RULES}, got '{config.optim.lr_rule}'")

@@ -7,16 +7,26 @@ import pytest
 
 from mmscale import config as config_lib
 from mmscale.errors import ConfigError
-from mmscale.runtime import validate
+from mmscale.data.batch import BatchLayout
+from mmscale.parallel.rules import DEFAULT_RULES
+from mmscale.spec import validate
 
 
 def tiny():
   return config_lib.load_config("configs/world/tiny.py")
 
 
-def test_tiny_config_is_valid_on_8_devices():
-  shape = validate(tiny(), 8)
-  assert shape == {"data": 8, "fsdp": 1, "tensor": 1, "expert": 1}
+def test_tiny_config_resolves_to_a_run_spec_on_8_devices():
+  spec = validate(tiny(), 8)
+  assert spec.mesh_shape == {"data": 8, "fsdp": 1, "tensor": 1, "expert": 1}
+  assert spec.layout == BatchLayout(seq_len=64, max_images=2, tokens_per_image=9, image_size=48)
+  assert spec.rules == DEFAULT_RULES and spec.batch_shards == 8
+
+
+def test_every_pipeline_field_has_a_default_and_can_be_set():
+  c = tiny()
+  c.data.update(read_threads=4, pack_rows=32, max_image_pixels=1024, skip_check_min_records=10)
+  assert validate(c, 8).config.data.pack_rows == 32
 
 
 @pytest.mark.parametrize("mutate, field, expected", [
@@ -30,6 +40,12 @@ def test_tiny_config_is_valid_on_8_devices():
     (lambda c: c.model.connector.update(name="qformer"), "model.connector.name", "cabstractor"),
     (lambda c: c.model.vit.update(patch_size=7), "model.vit", "patch_size"),
     (lambda c: c.data.update(seq_len=8), "data.seq_len", "cannot hold"),
+    (lambda c: (c.mesh.shape.update(data=2, tensor=4), c.model.decoder.update(heads=8, kv_heads=2)),
+     "model.decoder.kv_heads", "tensor axis (4)"),
+    (lambda c: c.data.update(resize="squash"), "data.resize", "'crop'"),
+    (lambda c: c.data.update(read_threads=0), "data.read_threads", ">= 1"),
+    (lambda c: c.data.update(max_skip_fraction=2.0), "data.max_skip_fraction", "[0, 1]"),
+    (lambda c: c.eval.update(evals=("vqaa",)), "eval.evals", "'vqaa'"),
 ])
 def test_bad_config_names_the_field(mutate, field, expected):
   c = tiny()

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mmscale.data.batch import BatchLayout, one_per_row
 from mmscale.eval import generate, sampling
 from mmscale.models.registry import build_model
 from mmscale.testing import numpy_init, synthetic_batch, tiny_model_config
@@ -26,8 +27,9 @@ def setup():
     examples.append({"tokens": batch["tokens"][row, :n], "mask_ar": batch["mask_ar"][row, :n],
                      "images": batch["images"][row],
                      "image_positions": batch["image_positions"][row]})
-  prompt = generate.left_pad(examples, 24, 2, cfg.connector.num_tokens,
-                             (cfg.vit.image_size, cfg.vit.image_size, 3))
+  layout = BatchLayout(seq_len=24, max_images=2, tokens_per_image=cfg.connector.num_tokens,
+                       image_size=cfg.vit.image_size)
+  prompt = one_per_row(examples, layout, pad="left")
   return model, params, params_b, prompt
 
 

@@ -80,16 +80,13 @@ def test_export_reproduces_logits(uninterrupted, tmp_path):
 
 
 def _eval_prompt_batch(ctx):
-  from mmscale.data.transforms import ExampleBuilder  # pylint: disable=import-outside-toplevel
+  from mmscale.data.batch import one_per_row  # pylint: disable=import-outside-toplevel
+  from mmscale.data.transforms import builder_for  # pylint: disable=import-outside-toplevel
   from mmscale.eval.eval_records import load_eval_records  # pylint: disable=import-outside-toplevel
-  cfg = ctx.config
-  builder = ExampleBuilder(ctx.tokenizer, image_size=cfg.model.vit.image_size,
-                           num_image_tokens=cfg.model.connector.num_tokens)
-  prompts = [builder(r, prompt_only=True) for r in load_eval_records(cfg)[:8]]
-  size = cfg.model.vit.image_size
-  return generate.left_pad(prompts, max(len(p["tokens"]) for p in prompts),
-                           cfg.data.max_images_per_seq, cfg.model.connector.num_tokens,
-                           (size, size, 3))
+  builder = builder_for(ctx.config.data, ctx.layout, ctx.tokenizer)
+  prompts = [builder(r, prompt_only=True) for r in load_eval_records(ctx.config)[:8]]
+  return one_per_row(prompts, ctx.layout, length=max(len(p["tokens"]) for p in prompts),
+                     pad="left")
 
 
 def test_kv_cache_decoding_equals_recompute(uninterrupted):
@@ -123,13 +120,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_world, tmp_path):
 
 def test_eval_loads_params_from_a_relative_workdir(uninterrupted, monkeypatch):
   """`python -m mmscale.eval --workdir=runs/x` (relative, as the README runs it) finds the params."""
-  from mmscale.data.batch_spec import example_batch  # pylint: disable=import-outside-toplevel
-  from mmscale.eval import params_io  # pylint: disable=import-outside-toplevel
-  from mmscale.parallel import rules as sharding_rules  # pylint: disable=import-outside-toplevel
+  from mmscale.eval.loading import load_run  # pylint: disable=import-outside-toplevel
   workdir, ctx = uninterrupted
   monkeypatch.chdir(os.path.dirname(workdir))
-  abstract, shardings = sharding_rules.param_shardings(
-      ctx.model, example_batch(ctx.config, rows=1), ctx.mesh, ctx.rules)
-  params, step = params_io.load_params(os.path.basename(workdir), abstract, shardings)
+  run, step = load_run(os.path.basename(workdir))
   assert step == 40
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), jax.device_get(ctx.state.params))
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(run.params),
+               jax.device_get(ctx.state.params))

@@ -18,18 +18,25 @@ import sys
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
-from absl import app, flags
+from absl import flags
 
+from mmscale import cli_flags
 from mmscale import config as config_lib
 from mmscale.errors import MmscaleError
 from mmscale.eval.loading import load_run
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "the training run", required=True)
-_OUT = flags.DEFINE_string("out", None, "export directory", required=True)
-_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
-_DTYPE = flags.DEFINE_enum("dtype", "float32", sorted(DTYPES), "dtype of the exported params")
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """Flags on `fv`, a holder of this tool's own (mmscale/cli_flags.py)."""
+  flags.DEFINE_string("workdir", None, "the training run", flag_values=fv)
+  flags.DEFINE_string("out", None, "export directory", flag_values=fv)
+  flags.DEFINE_integer("step", None, "checkpoint step (default: latest)", flag_values=fv)
+  flags.DEFINE_enum("dtype", "float32", sorted(DTYPES), "dtype of the exported params",
+                    flag_values=fv)
+  flags.mark_flags_as_required(["workdir", "out"], flag_values=fv)
 
 
 def export(workdir: str, out: str, step: int | None = None, dtype: str = "float32") -> str:
@@ -52,14 +59,14 @@ def export(workdir: str, out: str, step: int | None = None, dtype: str = "float3
   return path
 
 
-def main(argv):
-  del argv
+def main(argv: list[str]) -> None:
+  fv, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   try:
-    path = export(_WORKDIR.value, _OUT.value, _STEP.value, _DTYPE.value)
+    path = export(fv.workdir, fv.out, fv.step, fv.dtype)
   except MmscaleError as e:
     sys.exit(f"error: {e}")
   print(f"exported params to {path}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_flags.run(main)
