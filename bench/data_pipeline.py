@@ -28,8 +28,10 @@ from absl import flags  # noqa: E402
 from mmscale import cli_flags  # noqa: E402
 from mmscale.data import pipeline  # noqa: E402
 from mmscale.data import tokenizer as tokenizer_lib  # noqa: E402
+from mmscale.data.batch import BatchLayout  # noqa: E402
 from mmscale.data.world import build_world  # noqa: E402
 from mmscale.data.world_spec import WorldSpec  # noqa: E402
+from mmscale.testing import data_config  # noqa: E402
 
 IMAGE_SIZE, PATCH, SEQ_LEN, BATCH = 64, 8, 192, 16
 NUM_IMAGE_TOKENS = (IMAGE_SIZE // PATCH) ** 2
@@ -44,16 +46,17 @@ def ensure_world(world_dir: str, num_scenes: int) -> str:
   return world_dir
 
 
-def configs(args) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
-  data = ml_collections.ConfigDict(dict(
+def configs(args) -> tuple[ml_collections.ConfigDict, BatchLayout]:
+  """The schema's data section with the benchmark's values, and the batch layout."""
+  data = data_config(
       world_dir=args.world_dir, mixture={"caption": 45.0, "interleaved": 45.0, "text": 10.0},
       seq_len=SEQ_LEN, max_images_per_seq=SEQ_LEN // NUM_IMAGE_TOKENS, pack=True,
-      global_batch=BATCH, shuffle_seed=0, max_skip_fraction=0.01,
+      batch_size=BATCH, shuffle_seed=0, max_skip_fraction=0.01,
       num_workers=args.num_workers, read_threads=args.read_threads, resize=args.resize,
-      log_every_batches=0))
-  model = ml_collections.ConfigDict({"vit": {"image_size": IMAGE_SIZE},
-                                     "connector": {"num_tokens": NUM_IMAGE_TOKENS}})
-  return data, model
+      log_every_batches=0)
+  layout = BatchLayout(seq_len=SEQ_LEN, max_images=SEQ_LEN // NUM_IMAGE_TOKENS,
+                       tokens_per_image=NUM_IMAGE_TOKENS, image_size=IMAGE_SIZE)
+  return data, layout
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -78,9 +81,9 @@ def main(argv: list[str]) -> None:
 def measure(args) -> dict:
   """Builds the world if needed, then times `args.batches` batches after `args.warmup`."""
   ensure_world(args.world_dir, args.num_scenes)
-  data, model = configs(args)
+  data, layout = configs(args)
   tok = tokenizer_lib.Tokenizer(os.path.join(args.world_dir, "tokenizer.model"))
-  it = pipeline.make_train_iterator(data, model, tok, process_index=0, process_count=1, seed=0)
+  it = pipeline.make_train_iterator(data, layout, tok, process_index=0, process_count=1, seed=0)
   for _ in range(args.warmup):
     next(it)
   before = pipeline.pipeline_stats(it)
