@@ -19,7 +19,7 @@ def tccd_generate(model, params, prompt: dict, text_layers: dict, alpha, beta, *
   """Greedy TCCD decoding with two KV-cached passes (full, text-centroid-erased) per step.
 
   Args:
-    prompt: left-padded prompt batch (docs/contracts.md §4; mmscale.eval.generate.left_pad).
+    prompt: left-padded prompt batch (`mmscale.data.batch.one_per_row(..., pad="left")`).
     text_layers: {"centroids": float[depth, k, D], "active": bool[depth]} of the text
       centroids (`centroids.erase_layers(cset, "text", depth)`).
     alpha, beta: float scalars (traced: a sweep reuses one compilation).

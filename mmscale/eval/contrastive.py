@@ -1,5 +1,6 @@
-"""Text-centroid contrastive decoding (TCCD; DESIGN §1, PAPERS.md "centroid erasure") as a
-decoding option of the evaluation suite, and the one implementation mmscale/analysis uses.
+"""Text-centroid contrastive decoding (TCCD; "The Cost of Language: Centroid Erasure", arXiv
+2604.14363) as a decoding option of the evaluation suite, and the one implementation
+mmscale/analysis uses.
 
 Sign convention: with `full` the logits of the unmodified model and `ref` those of the reference
 in which text hidden states are replaced by their nearest text centroids (text structure erased),
