@@ -81,7 +81,7 @@ def load_run(workdir: str | None = None, *, step: int | None = None,
     raise CheckpointError("no params: pass --workdir with checkpoints or --params=EXPORT_DIR")
   if config is None:
     has_config = workdir and os.path.isfile(os.path.join(workdir, "config.json"))
-    config = read_run_config(workdir if has_config else params_dir)
+    config = read_run_config(workdir if has_config or not params_dir else params_dir)
   if eval_overrides:
     with config.unlocked():
       config.eval.update({k: v for k, v in eval_overrides.items() if v is not None})
