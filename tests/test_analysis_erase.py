@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mmscale.analysis import decode, hidden
+from mmscale.analysis import decoding, hidden
 from mmscale.models import build_model
 from mmscale.testing import numpy_init, synthetic_batch, tiny_model_config
 
@@ -66,7 +66,7 @@ def test_erased_cached_decode_matches_recompute():
   layers = {"centroids": jnp.asarray(pts[:, ::3]), "active": jnp.asarray([False, True])}
   prompt = {k: v[:, :14] for k, v in batch.items() if k not in ("images", "image_positions")}
   prompt.update(images=batch["images"], image_positions=batch["image_positions"])
-  out = np.asarray(decode.erased_generate(model, params, prompt, layers, modality="text",
+  out = np.asarray(decoding.erased_generate(model, params, prompt, layers, modality="text",
                                           max_new_tokens=3))
   full = {k: v[:, :17].copy() for k, v in batch.items() if k not in ("images", "image_positions")}
   full.update(images=batch["images"], image_positions=batch["image_positions"])
@@ -75,5 +75,5 @@ def test_erased_cached_decode_matches_recompute():
   erase = dict(layers, mask=hidden.modality_masks(full)["text"])
   recompute = np.asarray(jnp.argmax(_logits(model, params, full, erase), -1))[:, 13:16]
   np.testing.assert_array_equal(out, recompute)
-  plain = np.asarray(decode.erased_generate(model, params, prompt, None, max_new_tokens=3))
+  plain = np.asarray(decoding.erased_generate(model, params, prompt, None, max_new_tokens=3))
   assert plain.shape == out.shape

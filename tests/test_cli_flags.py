@@ -11,13 +11,16 @@ import pytest
 from absl import flags
 
 from mmscale import cli_flags
+from mmscale.eval import generate_cli
 from mmscale.launch import local_multiprocess, slurm, tpu
 from mmscale.scaling import cli as sweep_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ["tools/build_world.py", "tools/report.py", "tools/enrich.py", "tools/density.py",
            "tools/train_tokenizer.py", "tools/ingest.py", "tools/inspect_data.py",
-           "tools/curves.py", "bench/enrich.py", "bench/matmul_peak.py", "bench/data_pipeline.py"]
+           "tools/curves.py", "tools/export.py", "tools/probe.py", "bench/enrich.py",
+           "bench/matmul_peak.py", "bench/data_pipeline.py", "bench/train_step.py",
+           "bench/generate.py"]
 
 BEAM_TOOLS = {"tools/enrich.py": "stage", "tools/ingest.py": "source"}  # their first required flag
 
@@ -32,13 +35,15 @@ def _script(path):
 
 def _mains():
   mods = {path: _script(path) for path in SCRIPTS}
-  mods.update({"mmscale.sweep": sweep_cli, "mmscale.launch.tpu": tpu,
+  mods.update({"mmscale.sweep": sweep_cli, "mmscale.generate": generate_cli,
+               "mmscale.launch.tpu": tpu,
                "mmscale.launch.slurm": slurm,
                "mmscale.launch.local_multiprocess": local_multiprocess})
   return {name: mod.main for name, mod in mods.items()}
 
 
-@pytest.mark.parametrize("name", SCRIPTS + ["mmscale.sweep", "mmscale.launch.tpu",
+@pytest.mark.parametrize("name", SCRIPTS + ["mmscale.sweep", "mmscale.generate",
+                                            "mmscale.launch.tpu",
                                             "mmscale.launch.slurm",
                                             "mmscale.launch.local_multiprocess"])
 def test_help_and_a_bad_flag(name, capsys):

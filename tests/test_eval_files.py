@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from mmscale.errors import DataError
-from mmscale.eval import local_files
+from mmscale.eval import records as eval_records
 
 
 @pytest.fixture()
@@ -26,12 +26,12 @@ def test_vqa_json(image_dir):
       {"question": "what colour ?", "image": "a.png", "answers": [{"answer": "Red"}] * 10,
        "question_type": "colour"},
       {"question": "how many ?", "image": "a.png", "answer": "two"}])
-  recs = local_files.load_vqa_json(path)
+  recs = eval_records.load_vqa_json(path)
   assert [r["meta"]["qtype"] for r in recs] == ["colour", "all"]
   assert recs[0]["meta"]["answers"] == ["Red"] * 10 and recs[1]["meta"]["answers"] == ["two"]
   assert recs[0]["segments"][1] == {"text": "what colour ?", "loss": False}
   assert recs[0]["images"][0][:4] == b"\x89PNG"
-  assert len(local_files.load_vqa_json(path, limit=1)) == 1
+  assert len(eval_records.load_vqa_json(path, limit=1)) == 1
 
 
 def test_coco_captions(image_dir):
@@ -39,7 +39,7 @@ def test_coco_captions(image_dir):
       "images": [{"id": 1, "file_name": "a.png"}],
       "annotations": [{"image_id": 1, "caption": "a grey image"},
                       {"image_id": 1, "caption": "nothing at all"}]})
-  (rec,) = local_files.load_coco_captions(path)
+  (rec,) = eval_records.load_coco_captions(path)
   assert rec["meta"]["references"] == ["a grey image", "nothing at all"]
   assert rec["segments"][1]["text"] == "a grey image"
 
@@ -54,19 +54,19 @@ def test_coco_captions(image_dir):
 def test_vqa_json_errors(image_dir, obj, message):
   path = write(image_dir / "bad.json", obj)
   with pytest.raises(DataError, match=r"bad\.json: " + message):
-    local_files.load_vqa_json(path)
+    eval_records.load_vqa_json(path)
 
 
 def test_coco_errors(image_dir):
   with pytest.raises(DataError, match="missing.json: file not found"):
-    local_files.load_coco_captions(str(image_dir / "missing.json"))
+    eval_records.load_coco_captions(str(image_dir / "missing.json"))
   (image_dir / "broken.json").write_text("{")
   with pytest.raises(DataError, match="broken.json: not valid JSON"):
-    local_files.load_coco_captions(str(image_dir / "broken.json"))
+    eval_records.load_coco_captions(str(image_dir / "broken.json"))
   path = write(image_dir / "c.json", {"images": [{"id": 2, "file_name": "a.png"}],
                                       "annotations": [{"image_id": 1, "caption": "x"}]})
   with pytest.raises(DataError, match=r"images\[0\] \(id 2\) has no caption"):
-    local_files.load_coco_captions(path)
+    eval_records.load_coco_captions(path)
   path = write(image_dir / "d.json", {"images": [], "annotations": [{"image_id": 1}]})
   with pytest.raises(DataError, match=r"annotations\[0\] has no field 'caption'"):
-    local_files.load_coco_captions(path)
+    eval_records.load_coco_captions(path)

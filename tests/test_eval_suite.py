@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_train_config
 from mmscale.data.transforms import builder_for
 from mmscale.eval import fewshot, pairs, runner
-from mmscale.eval.eval_records import load_eval_records
+from mmscale.eval.records import load_eval_records
 from mmscale.eval.registry import DEFAULT_EVALS
 from mmscale.testing import random_run
 from mmscale.train.hooks import due_evaluators
@@ -159,7 +159,7 @@ def test_eval_hook_runs_due_evaluators(sharded, tmp_path):
 
 
 def test_generate_cli_errors(tmp_path):
-  from mmscale import generate as cli  # pylint: disable=import-outside-toplevel
+  from mmscale.eval import generate_cli as cli  # pylint: disable=import-outside-toplevel
   from mmscale.errors import CheckpointError, DataError  # pylint: disable=import-outside-toplevel
   kw = dict(max_new_tokens=2, temperature=0.0, top_p=1.0, seed=0)
   with pytest.raises(DataError, match="image file .*nope.png not found"):

@@ -18,7 +18,7 @@ from mmscale.data.transforms import builder_for
 from mmscale.errors import ConfigError
 from mmscale.eval import contrastive, generate, predict, runner
 from mmscale.eval.erasure import CentroidSet, ErasedPass, erased_params
-from mmscale.eval.eval_records import load_eval_records
+from mmscale.eval.records import load_eval_records
 from mmscale.models import build_model
 from mmscale.testing import numpy_init, random_run, synthetic_batch, tiny_model_config
 

@@ -82,7 +82,7 @@ def test_export_reproduces_logits(uninterrupted, tmp_path):
 def _eval_prompt_batch(ctx):
   from mmscale.data.batch import one_per_row  # pylint: disable=import-outside-toplevel
   from mmscale.data.transforms import builder_for  # pylint: disable=import-outside-toplevel
-  from mmscale.eval.eval_records import load_eval_records  # pylint: disable=import-outside-toplevel
+  from mmscale.eval.records import load_eval_records  # pylint: disable=import-outside-toplevel
   builder = builder_for(ctx.config.data, ctx.layout, ctx.tokenizer)
   prompts = [builder(r, prompt_only=True) for r in load_eval_records(ctx.config)[:8]]
   return one_per_row(prompts, ctx.layout, length=max(len(p["tokens"]) for p in prompts),

@@ -6,7 +6,7 @@
 - Erasure: exact-match VQA per question type with no erasure, text erased, image erased (all
   chosen layers at once); drop = baseline accuracy - erased accuracy (positive = worse), and
   ratio = text drop / image drop (the paper reports ~4 on 7 pretrained MLLMs).
-- TCCD: the same evaluation decoded with `contrastive.tccd_generate` for each alpha.
+- TCCD: the same evaluation decoded with `decoding.tccd_generate` for each alpha.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import os
 
 
 from mmscale.analysis import centroids as centroids_lib
-from mmscale.analysis import contrastive, decode, hidden
+from mmscale.analysis import decoding, hidden
 from mmscale.data import records
 from mmscale.data.transforms import ExampleBuilder, builder_for
 from mmscale.eval import generate
 from mmscale.eval.vqa import normalize_answer
 from mmscale.data.batch import batches_of, one_per_row
 from mmscale.runtime import Run
-from mmscale.eval.eval_records import load_eval_records
+from mmscale.eval.records import load_eval_records
 
 
 def _builder(ctx: Run) -> ExampleBuilder:
@@ -125,10 +125,10 @@ def run(ctx: Run, cset, *, alphas=(0.0, 0.5, 1.0, 2.0), beta: float = 0.1,
   model, params = ctx.model, ctx.params
   layers = {m: centroids_lib.erase_layers(cset, m, depth) for m in ("text", "image")}
   runs = {
-      "none": lambda b: decode.erased_generate(model, params, b, None, max_new_tokens=max_len),
-      "text": lambda b: decode.erased_generate(model, params, b, layers["text"],
+      "none": lambda b: decoding.erased_generate(model, params, b, None, max_new_tokens=max_len),
+      "text": lambda b: decoding.erased_generate(model, params, b, layers["text"],
                                                modality="text", max_new_tokens=max_len),
-      "image": lambda b: decode.erased_generate(model, params, b, layers["image"],
+      "image": lambda b: decoding.erased_generate(model, params, b, layers["image"],
                                                 modality="image", max_new_tokens=max_len),
   }
   summaries = {}
@@ -137,7 +137,7 @@ def run(ctx: Run, cset, *, alphas=(0.0, 0.5, 1.0, 2.0), beta: float = 0.1,
     log(f"erase={name}: accuracy {summaries[name]['accuracy']['all']:.4f}")
   tccd = {}
   for alpha in alphas:
-    fn = lambda b, a=alpha: contrastive.tccd_generate(model, params, b, layers["text"], a, beta,
+    fn = lambda b, a=alpha: decoding.tccd_generate(model, params, b, layers["text"], a, beta,
                                                      max_new_tokens=max_len)
     tccd[str(alpha)] = evaluate(ctx, questions, fn)["accuracy"]
     log(f"tccd alpha={alpha} beta={beta}: accuracy {tccd[str(alpha)]['all']:.4f}")

@@ -7,9 +7,10 @@ scores are lower than on 5-reference COCO) and a COCO-style caption file (`capti
 
 from __future__ import annotations
 
-from mmscale.eval import caption_metrics, local_files
+from mmscale.eval import caption_metrics
+from mmscale.eval import records as eval_records
 from mmscale.runtime import Run
-from mmscale.eval.eval_records import load_eval_records
+from mmscale.eval.records import load_eval_records
 from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
 
@@ -38,6 +39,6 @@ def evaluate_caption(ctx: Run) -> dict[str, float]:
 
 @register_evaluator("caption_file")
 def evaluate_caption_file(ctx: Run) -> dict[str, float]:
-  recs = local_files.records_from_setting(ctx.config, "caption_json",
-                                          local_files.load_coco_captions)
+  recs = eval_records.records_from_setting(ctx.config, "caption_json",
+                                          eval_records.load_coco_captions)
   return score_caption_records(ctx, recs, "caption_file")

@@ -17,7 +17,7 @@ import numpy as np
 from mmscale.data.transforms import ExampleBuilder, builder_for
 from mmscale.eval.answers import normalize_answer
 from mmscale.runtime import Run
-from mmscale.eval.eval_records import eval_dir, read_records
+from mmscale.eval.records import eval_dir, read_records
 from mmscale.eval.predict import generate_texts
 from mmscale.eval.registry import register_evaluator
 from mmscale.eval.vqa import summarize

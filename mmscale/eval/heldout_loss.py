@@ -11,7 +11,7 @@ import jax
 from mmscale.data.transforms import builder_for
 from mmscale.data.batch import batches_of, one_per_row
 from mmscale.runtime import Run
-from mmscale.eval.eval_records import load_eval_records
+from mmscale.eval.records import load_eval_records
 from mmscale.eval.registry import register_evaluator
 from mmscale.models.loss import loss_sums
 

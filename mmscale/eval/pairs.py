@@ -16,7 +16,7 @@ import os
 
 from mmscale.eval.answers import normalize_answer
 from mmscale.runtime import Run
-from mmscale.eval.eval_records import read_records
+from mmscale.eval.records import read_records
 from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
 from mmscale.eval.vqa import summarize

@@ -18,7 +18,7 @@ from mmscale.data import world_text
 from mmscale.data.transforms import builder_for
 from mmscale.eval.answers import normalize_answer
 from mmscale.runtime import Run
-from mmscale.eval.eval_records import load_eval_records, read_records
+from mmscale.eval.records import load_eval_records, read_records
 from mmscale.eval.heldout_loss import loss_of_examples
 from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator

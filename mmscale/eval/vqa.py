@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import collections
 
-from mmscale.eval import local_files
+from mmscale.eval import records as eval_records
 from mmscale.eval.answers import normalize_answer, soft_accuracy
 from mmscale.runtime import Run
-from mmscale.eval.eval_records import load_eval_records
+from mmscale.eval.records import load_eval_records
 from mmscale.eval.predict import generate_for_records
 from mmscale.eval.registry import register_evaluator
 
@@ -102,5 +102,5 @@ def evaluate_vqa(ctx: Run) -> dict[str, float]:
 @register_evaluator("vqa_file")
 def evaluate_vqa_file(ctx: Run) -> dict[str, float]:
   """A local VQA JSON file (`eval.vqa_json`, images under `eval.image_root`)."""
-  recs = local_files.records_from_setting(ctx.config, "vqa_json", local_files.load_vqa_json)
+  recs = eval_records.records_from_setting(ctx.config, "vqa_json", eval_records.load_vqa_json)
   return score_vqa_records(ctx, recs, "vqa_file")

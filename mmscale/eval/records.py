@@ -1,5 +1,7 @@
-"""Local evaluation files in common formats -> records (docs/contracts.md §1 dicts).
+"""Where evaluation records come from: a world's held-out splits, and local files in common
+formats (record dicts of docs/contracts.md §1).
 
+- World splits: `<data.world_dir>/eval/<split>` record directories, in file order.
 - VQA JSON: a list (or {"questions": [...]}) of {"question": str, "image": path,
   "answers": [str, ...] | "answer": str, optional "question_type" / "qtype", "id"}; answers may
   also be VQAv2-style dicts {"answer": str}.
@@ -14,7 +16,27 @@ import collections
 import json
 import os
 
+from mmscale.data import records
 from mmscale.errors import ConfigError, DataError
+
+
+def eval_dir(config, split: str = "vqa") -> str:
+  return os.path.join(config.data.world_dir, "eval", split)
+
+
+def read_records(directory: str, limit: int = 0) -> list[dict]:
+  """Records of a record directory in file order (the first `limit` if > 0)."""
+  out = []
+  for rec in records.iter_records(directory):
+    out.append(rec)
+    if limit and len(out) >= limit:
+      break
+  return out
+
+
+def load_eval_records(config, split: str = "vqa") -> list[dict]:
+  """All records of `world_dir/eval/<split>` (up to `eval.max_examples` if > 0), in file order."""
+  return read_records(eval_dir(config, split), int(config.eval.max_examples))
 
 
 def _load_json(path: str):
