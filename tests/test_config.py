@@ -93,3 +93,29 @@ def test_cli_bad_config_fails_fast_naming_the_field(tmp_path):
   assert proc.returncode != 0
   assert "mesh.shape.data" in proc.stderr and "not divisible" in proc.stderr, proc.stderr[-2000:]
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_training_start_validates_and_traces_init_once(tiny_world, tmp_path, monkeypatch):
+  """The config is validated once (one mesh resolution, one model check) and `model.init` is
+  traced once before the step compiles, however many pieces read the run."""
+  import collections  # pylint: disable=import-outside-toplevel
+  from conftest import tiny_train_config  # pylint: disable=import-outside-toplevel
+  from mmscale import runtime, spec  # pylint: disable=import-outside-toplevel
+  from mmscale.parallel import rules as sharding_rules  # pylint: disable=import-outside-toplevel
+  from mmscale.train import trainer  # pylint: disable=import-outside-toplevel
+  calls = collections.Counter()
+
+  def counted(module, name):
+    fn = getattr(module, name)
+    def wrapped(*args, **kwargs):
+      calls[name] += 1
+      return fn(*args, **kwargs)
+    monkeypatch.setattr(module, name, wrapped)
+
+  counted(spec, "resolve_mesh_shape")
+  counted(spec, "validate_model_config")
+  counted(runtime, "validate")
+  counted(sharding_rules, "abstract_params")
+  trainer.train(tiny_train_config(tiny_world, steps=1, checkpoint_every=1), str(tmp_path))
+  assert calls == {"resolve_mesh_shape": 1, "validate_model_config": 1, "validate": 1,
+                   "abstract_params": 1}, calls

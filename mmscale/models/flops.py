@@ -28,7 +28,7 @@ def connector_macs_per_image(model_config) -> int:
   c = model_config.connector
   return get_connector(c.name).macs(
       num_patches(model_config), model_config.vit.width, c.num_tokens,
-      c.get("hidden_dim") or model_config.decoder.width, model_config.decoder.width,
+      c.hidden_dim or model_config.decoder.width, model_config.decoder.width,
       model_config.connector.depth)
 
 
