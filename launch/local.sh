@@ -28,5 +28,5 @@ fi
 "$PY" -m mmscale.train --config="$CONFIG" --workdir="$WORKDIR" --config.data.world_dir="$WORLD" "$@"
 "$PY" -m mmscale.eval --config="$CONFIG" --workdir="$WORKDIR" --config.data.world_dir="$WORLD" "$@"
 echo
-echo "TensorBoard logs: $WORKDIR/tensorboard   (tensorboard --logdir $WORKDIR/tensorboard)"
+echo "TensorBoard logs: $WORKDIR/tensorboard   (pip install tensorboard; tensorboard --logdir $WORKDIR/tensorboard)"
 echo "Checkpoints:      $WORKDIR/checkpoints   (export: $PY tools/export.py --workdir=$WORKDIR --out=$WORKDIR/export)"

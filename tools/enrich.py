@@ -19,7 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from mmscale import cli_flags  # noqa: E402
+from mmscale import cli_flags, extras  # noqa: E402
+
+extras.require_or_exit("apache_beam", "tools/enrich.py")
 from mmscale.knowledge import jobs, stages  # noqa: E402
 
 STAGES = sorted(list(stages.MAP_STAGES) + list(stages.GROUP_STAGES))

@@ -21,7 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from mmscale import cli_flags  # noqa: E402
+from mmscale import cli_flags, extras  # noqa: E402
+
+extras.require_or_exit("apache_beam", "tools/ingest.py")
 from mmscale.data import ingest  # noqa: E402
 from mmscale.data.ingest import beam_job, common  # noqa: E402
 from mmscale.errors import DataError  # noqa: E402

@@ -20,16 +20,18 @@ import os
 import time
 import zlib
 
-import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions
+from mmscale import extras
 
-from mmscale.data import records
-from mmscale.errors import UnknownNameError
-from mmscale.knowledge import pairing, shards, stages
-from mmscale.knowledge import vocab as vocab_lib
-from mmscale.knowledge.llm import Usage, make_backend
-from mmscale.registry import Registry
+beam = extras.require("apache_beam", "the knowledge engine's Beam jobs")
+from apache_beam.metrics import Metrics  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+
+from mmscale.data import records  # noqa: E402
+from mmscale.errors import UnknownNameError  # noqa: E402
+from mmscale.knowledge import pairing, shards, stages  # noqa: E402
+from mmscale.knowledge import vocab as vocab_lib  # noqa: E402
+from mmscale.knowledge.llm import Usage, make_backend  # noqa: E402
+from mmscale.registry import Registry  # noqa: E402
 
 log = logging.getLogger("mmscale.knowledge")
 NAMESPACE = "mmscale.knowledge"

@@ -1,4 +1,5 @@
-"""Metric writing: clu writers (TensorBoard + console), MFU, and the one-step-behind step logger."""
+"""Metric writing (TensorBoard + console: clu, or tensorboardX without TensorFlow), MFU, and the
+one-step-behind step logger."""
 
 from __future__ import annotations
 
@@ -9,21 +10,31 @@ import time
 import jax
 import numpy as np
 
+from mmscale import extras
 from mmscale.errors import TrainingDivergedError
+from mmscale.train import tbx_writer
 
 
 def create_writer(logdir: str):
-  """clu's default writer: TensorBoard event files + log lines, on process 0 only.
+  """The run's metric writer: TensorBoard event files + log lines; event files on process 0 only.
 
-  Imported lazily: clu.metric_writers pulls in TensorFlow, which takes seconds to import.
+  With TensorFlow installed (`pip install 'mmscale[tf]'`), clu's default writer; without it,
+  tensorboardX's (mmscale/train/tbx_writer.py): clu's writers import TensorFlow, which the base
+  install leaves out so that it installs on every host. Both write the files TensorBoard reads.
+  Imported lazily: TensorFlow takes seconds to import.
   """
+  just_logging = jax.process_index() > 0
+  if not extras.available("tensorflow"):
+    return tbx_writer.TensorboardXWriter(logdir, just_logging=just_logging)
   from clu import metric_writers  # pylint: disable=import-outside-toplevel
-  return metric_writers.create_default_writer(logdir, just_logging=jax.process_index() > 0,
+  return metric_writers.create_default_writer(logdir, just_logging=just_logging,
                                               asynchronous=True)
 
 
 def create_progress(total_steps: int, writer):
-  """clu periodic action logging steps/s and an ETA every 30 s."""
+  """Logs steps/s and an ETA every 30 s: clu's periodic action, or its stand-in without TF."""
+  if not extras.available("tensorflow"):
+    return tbx_writer.ProgressLogger(total_steps, writer, every_secs=30)
   from clu import periodic_actions  # pylint: disable=import-outside-toplevel
   return periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                          every_secs=30, every_steps=None)

@@ -24,13 +24,16 @@ import logging
 import os
 from typing import Sequence
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 from array_record.python import array_record_module
 
-from mmscale.data import ingest, records
-from mmscale.data.ingest import common
-from mmscale.errors import DataError, RecordFormatError
+from mmscale import extras
+
+beam = extras.require("apache_beam", "ingestion (mmscale.data.ingest.beam_job)")
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+
+from mmscale.data import ingest, records  # noqa: E402
+from mmscale.data.ingest import common  # noqa: E402
+from mmscale.errors import DataError, RecordFormatError  # noqa: E402
 
 NAMESPACE = "mmscale.ingest"
 STATE_DIR = ".ingest"

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 from PIL import Image
 
+from mmscale import extras
 from mmscale.data import records
 from mmscale.data.ingest import common
 from mmscale.data.ingest.common import Skip, Skipped
@@ -27,7 +28,7 @@ from mmscale.data.ingest.common import Skip, Skipped
 
 def open_data_source(name: str, split: str, data_dir: str = "", image_key: str = "image"):
   """tfds' random-access source of `name` (e.g. "coco_captions/2017:1.1.0"), images undecoded."""
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel  (slow import)
+  tfds = extras.require("tensorflow_datasets", f"the tfds source '{name}'")  # slow import: lazy
   decoders = {}
   node = decoders
   parts = image_key.split("/")
