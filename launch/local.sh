@@ -18,7 +18,7 @@ NUM_SCENES=${NUM_SCENES:-20000}
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e .
+  "$VENV/bin/pip" install -q -c constraints.txt -e .
 fi
 PY="$VENV/bin/python"
 

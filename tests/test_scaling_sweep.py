@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 
+import jax
 import pytest
 
 from mmscale.scaling import cli as sweep_cli
@@ -165,6 +166,8 @@ def test_interrupted_sweep_finishes_only_missing_points(fakes, monkeypatch, caps
   assert row["flops"] == pytest.approx(2e6 * 10 * 8 * 64)
   assert row["final_loss"] == pytest.approx(0.5)
   assert row["vqa/accuracy/all"] == pytest.approx(0.6) and row["git_commit"]
+  recorded = json.loads(row["package_versions"])
+  assert recorded["jax"] == jax.__version__ and set(recorded) >= {"flax", "optax", "grain"}
 
 
 def test_point_with_results_is_collected_not_rerun(fakes):

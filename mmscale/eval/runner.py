@@ -10,6 +10,7 @@ import time
 import flax.linen as nn
 import jax
 
+from mmscale import versions
 from mmscale.eval import contrastive
 from mmscale.eval.registry import DEFAULT_EVALS, get_evaluator
 from mmscale.runtime import Run
@@ -40,7 +41,8 @@ def write_results(workdir: str, step: int, results: dict, decoding: dict | None 
   value of every metric so far (evaluators on different schedules each leave their newest
   results), with `step` and `metric_steps` (metric -> step it was computed at). `decoding`
   (`contrastive.describe`: sampling and TCCD settings), when given, is stored as `decoding` in
-  both files; in results.json it describes this write. Returns the path of results.json."""
+  both files; in results.json it describes this write, as does `package_versions` (the key
+  packages' versions, `mmscale/versions.py`). Returns the path of results.json."""
   directory = os.path.join(workdir, "eval")
   path = os.path.join(directory, "results.json")
   if jax.process_index() == 0:
@@ -53,7 +55,9 @@ def write_results(workdir: str, step: int, results: dict, decoding: dict | None 
     latest.pop("step", None)
     latest.pop("decoding", None)
     latest.update(results)
-    extra = {} if decoding is None else {"decoding": decoding}
+    extra = {"package_versions": versions.package_versions()}
+    if decoding is not None:
+      extra["decoding"] = decoding
     latest.update(extra)
     with open(os.path.join(directory, f"step_{step}.json"), "w") as f:
       f.write(json.dumps({"step": step, **results, **extra}, indent=2, sort_keys=True) + "\n")

@@ -1,7 +1,7 @@
 """The results table: one row per finished point, written as DIR/results.json and DIR/results.csv.
 
 A row holds the point's coordinates (tags), its config spec and overrides, the git commit it ran
-at, the realised budget (steps, tokens = steps x batch x seq_len, FLOPs from
+at and the versions of the key packages (`package_versions`, JSON: `mmscale/versions.py`), the realised budget (steps, tokens = steps x batch x seq_len, FLOPs from
 the trainer's own analytic
 count, `mmscale.models.flops`, read back from its log), the final training loss, every eval result (`vqa/accuracy/<qtype>`,
 `heldout/loss`, ...) and the arm's density (coverage, task diversity). The table is everything
@@ -15,8 +15,10 @@ import json
 import os
 import subprocess
 
+from mmscale import versions
+
 FIRST_COLUMNS = ("name", "group", "arm", "size", "tokens", "seed", "config", "overrides",
-                 "git_commit", "steps", "batch_size", "seq_len", "tokens_trained", "flops",
+                 "git_commit", "package_versions", "steps", "batch_size", "seq_len", "tokens_trained", "flops",
                  "final_loss", "wall_s", "coverage", "task_diversity")
 
 
@@ -67,6 +69,7 @@ def read_eval(workdir: str) -> dict | None:
     return None
   with open(path) as f:
     results = json.load(f)
+  results.pop("package_versions", None)  # the row records the sweep's own
   return {("eval_step" if k == "step" else k): v for k, v in results.items()}
 
 
@@ -74,6 +77,7 @@ def make_row(point, config, workdir: str, commit: str, density: dict, wall_s) ->
   tags = point.tag_dict
   row = {"name": point.name, "group": tags.get("group", ""), **tags, "config": point.config,
          "overrides": json.dumps(point.override_dict, sort_keys=True), "git_commit": commit,
+         "package_versions": json.dumps(versions.package_versions(), sort_keys=True),
          **budget(config), **read_metrics(workdir), "wall_s": wall_s, **density}
   if row["flops_per_token"] is not None:
     row["flops"] = row["flops_per_token"] * row["tokens_trained"]
