@@ -69,6 +69,25 @@ def test_welch_interval_matches_scipy():
   assert (low, high) == pytest.approx((ci.low, ci.high))
 
 
+@pytest.mark.parametrize("kind", ["greater", "at_most", "equivalent"])
+def test_two_constant_arms_get_no_verdict(kind):
+  """Every seed the same on both sides: no noise estimate, so no (zero-width) interval."""
+  out = _verdict(kind, {"a": [0.6, 0.6, 0.6], "b": [0.5, 0.5]}, margin=0.03)
+  assert out.verdict == claims.NO_VARIANCE
+  assert "no interval: every seed gave the same value" in "\n".join(out.lines)
+  assert claims.NO_VARIANCE_RULE in "\n".join(claims.section([out]))
+  diff, low, high = claims.welch_interval([0.6, 0.6], [0.5, 0.5], 0.95)
+  assert diff == pytest.approx(0.1) and np.isnan(low) and np.isnan(high)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")
+def test_one_constant_arm_still_gets_an_interval():
+  a, b = [0.6, 0.6, 0.6], [0.50, 0.52, 0.51]
+  diff, low, high = claims.welch_interval(a, b, 0.95)
+  ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+  assert (low, high) == pytest.approx((ci.low, ci.high)) and low < diff < high
+
+
 def _density_rows(score_by: str, seeds=3, conditions=5):
   """Conditions whose score follows `coverage` or `task_diversity` (the other is reversed)."""
   rows = []

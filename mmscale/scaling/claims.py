@@ -9,8 +9,9 @@ and `where` ({column: value}, e.g. one token budget).
 Why intervals and not the means alone: at CPU scale a one-seed gap is mostly noise (the pooled
 seed std of the density sweep is 0.022 accuracy, docs/results/knowledge_world.md, as large as many
 gaps between arms), so a difference claim is decided by a Welch t
-interval over seeds (unequal variances: arms differ in how stable they train), and a claim made
-with one seed on a side gets no verdict at all. The rules, per kind:
+interval over seeds (unequal variances: arms differ in how stable they train; scipy.stats'
+ttest_ind), and a claim made with one seed on a side, or with every seed giving the same value on
+both sides (no noise estimate: the interval would have zero width), gets no verdict at all. The rules, per kind:
 
   greater      a > b on `metric`: held if the 95% CI of mean(a) - mean(b) is above 0, did not
                hold if it is below 0, else not shown (within seed noise).
@@ -38,6 +39,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -53,6 +55,7 @@ NOT_HELD = "did not hold"
 NOT_SHOWN = "not shown (within seed noise)"
 INCONCLUSIVE = "inconclusive"
 ONE_SEED = "one seed: no verdict"
+NO_VARIANCE = "no seed variance: no verdict"
 
 RULES = {
     "greater": "held if the 95% Welch t interval of mean(a) − mean(b) over seeds lies above 0; "
@@ -77,6 +80,9 @@ RULES = {
 }
 ONE_SEED_RULE = ("A difference with one seed on either side gets no verdict (its diff is shown): "
                  "one seed cannot separate an effect from seed noise.")
+NO_VARIANCE_RULE = ("Nor does one whose seeds all gave the same value on both sides: with no "
+                    "spread there is no estimate of the noise, and a zero-width interval would "
+                    "claim certainty the data do not give.")
 
 
 class ClaimError(ValueError):
@@ -144,16 +150,17 @@ def factor_value(row: dict, factor: str) -> str:
 # --- statistics ---------------------------------------------------------------------------------
 
 def welch_interval(a, b, confidence: float) -> tuple[float, float, float]:
-  """(mean(a) - mean(b), low, high): Welch's t interval (Welch-Satterthwaite dof)."""
+  """(mean(a) - mean(b), low, high): Welch's t interval (Welch-Satterthwaite dof), from
+  `scipy.stats.ttest_ind(equal_var=False)`. (diff, nan, nan) when both sides are constant: with
+  no spread over seeds there is no estimate of the noise, so no interval (not a zero-width one)."""
   a, b = np.asarray(a, float), np.asarray(b, float)
   diff = float(a.mean() - b.mean())
-  va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-  se = math.sqrt(va + vb)
-  if se == 0:
-    return diff, diff, diff
-  dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-  half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
-  return diff, diff - half, diff + half
+  if np.ptp(a) == 0 and np.ptp(b) == 0:
+    return diff, float("nan"), float("nan")
+  with warnings.catch_warnings():  # one constant side: scipy warns of precision loss, harmlessly
+    warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+  return diff, float(ci.low), float(ci.high)
 
 
 def _greater_rule(low, high, margin):
@@ -225,8 +232,11 @@ def _difference(claim, rows, by, *, confidence, rule, comparison) -> Outcome:
     verdict, diff_cell = ONE_SEED, f"{diff:+.3f} (no interval: one seed)"
   else:
     diff, low, high = welch_interval(a, b, confidence)
-    verdict = rule(low, high, margin)
-    diff_cell = f"{diff:+.3f}, {confidence:.0%} CI [{low:+.3f}, {high:+.3f}]"
+    if math.isnan(low):
+      verdict, diff_cell = NO_VARIANCE, f"{diff:+.3f} (no interval: every seed gave the same value)"
+    else:
+      verdict = rule(low, high, margin)
+      diff_cell = f"{diff:+.3f}, {confidence:.0%} CI [{low:+.3f}, {high:+.3f}]"
   values = f"{_summary_cell(claim['a'], a)}; {_summary_cell(claim['b'], b)}"
   lines = _table(["claim", "comparison", "metric", "values (mean ± std over seeds)",
                   "diff (a − b) and CI", "verdict"],
@@ -490,6 +500,8 @@ def section(outcomes: list[Outcome], source: str = "") -> list[str]:
   lines += ["Rules:", ""] + [f"- `{k}`: {RULES[k]}" for k in kinds]
   if any(k in ("greater", "at_most", "equivalent") for k in kinds):
     lines += [f"- {ONE_SEED_RULE}"]
+  if any(o.verdict == NO_VARIANCE for o in outcomes):
+    lines += [f"- {NO_VARIANCE_RULE}"]
   lines += [""]
   for k, o in enumerate(outcomes, 1):
     lines += [f"### {k}. {o.name}", ""] + o.lines + [""]

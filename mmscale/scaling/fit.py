@@ -1,17 +1,18 @@
 """Statistics of the report: power-law fits with confidence intervals, Spearman, seed summaries.
 
 Power law `err = a * C^-b` is fitted by least squares on `log err = log a - b log C` (the form in
-which scaling curves are straight, and in which seeds at one compute weigh equally). The slope's
-confidence interval is t-based (n - 2 degrees of freedom; exact for Gaussian residuals in log
-space); `bootstrap_exponent` gives a percentile bootstrap over points for when residuals are not
-Gaussian. Spearman is the Pearson correlation of average ranks (ties share their mean rank), as
-scipy.stats.spearmanr computes it, in numpy so it is easy to check by hand.
+which scaling curves are straight, and in which seeds at one compute weigh equally) with
+`scipy.stats.linregress`. The slope's confidence interval is t-based (n - 2 degrees of freedom,
+linregress's standard error; exact for Gaussian residuals in log space); `bootstrap_exponent`
+gives a percentile bootstrap over points (`scipy.stats.bootstrap`, paired resampling) for when
+residuals are not Gaussian. Spearman is `scipy.stats.spearmanr` (ties share their mean rank).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -36,53 +37,56 @@ def fit_power_law(compute, error, confidence: float = 0.95) -> PowerLaw:
   n = len(x)
   if n < 3 or len(set(x.tolist())) < 2:
     raise ValueError(f"a power-law fit needs >= 3 points at >= 2 compute values (got {n})")
-  slope, intercept = np.polyfit(x, y, 1)
-  resid = y - (slope * x + intercept)
-  ss_res, ss_tot = float(resid @ resid), float(((y - y.mean()) ** 2).sum())
-  se = math.sqrt(ss_res / (n - 2) / float(((x - x.mean()) ** 2).sum()))
-  half = float(stats.t.ppf(0.5 + confidence / 2, n - 2)) * se
-  b = -float(slope)
-  return PowerLaw(a=float(math.exp(intercept)), b=b, b_low=b - half, b_high=b + half,
-                  r2=1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0, n=n)
+  line = stats.linregress(x, y)
+  half = float(stats.t.ppf(0.5 + confidence / 2, n - 2)) * float(line.stderr)
+  b = -float(line.slope)
+  r2 = float(line.rvalue) ** 2 if np.ptp(y) > 0 else 1.0  # constant error: a perfect flat fit
+  return PowerLaw(a=float(math.exp(line.intercept)), b=b, b_low=b - half, b_high=b + half,
+                  r2=r2, n=n)
+
+
+def _slope(x, y, axis=-1):
+  """Least-squares slope of y on x along `axis`; nan where x is constant (a degenerate
+  resample: every point at one compute value has no slope)."""
+  xm, ym = x - x.mean(axis, keepdims=True), y - y.mean(axis, keepdims=True)
+  sxx = (xm * xm).sum(axis)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(sxx > 0, (xm * ym).sum(axis) / np.where(sxx > 0, sxx, 1.0), np.nan)
 
 
 def bootstrap_exponent(compute, error, samples: int = 1000, confidence: float = 0.95,
                        seed: int = 0) -> tuple[float, float]:
-  """Percentile bootstrap interval of b (resampling points; degenerate resamples skipped)."""
+  """Percentile bootstrap interval of b: `scipy.stats.bootstrap` resampling (C, err) points in
+  pairs. Resamples with a single compute value have no slope and are left out of the
+  percentiles; (nan, nan) when every resample is such (e.g. two points)."""
   x, y = np.log(np.asarray(compute, float)), np.log(np.asarray(error, float))
-  rng = np.random.default_rng(seed)
-  bs = []
-  for _ in range(samples):
-    idx = rng.integers(0, len(x), len(x))
-    if len(set(x[idx].tolist())) >= 2:
-      bs.append(-np.polyfit(x[idx], y[idx], 1)[0])
+  if len(x) < 2:
+    return float("nan"), float("nan")
+  with warnings.catch_warnings():  # nan (degenerate) resamples: scipy's own interval is unused
+    warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+    res = stats.bootstrap((x, y), lambda xs, ys, axis=-1: -_slope(xs, ys, axis), paired=True,
+                          vectorized=True, n_resamples=samples, confidence_level=confidence,
+                          method="percentile", rng=np.random.default_rng(seed))
+  slopes = np.asarray(res.bootstrap_distribution)
+  slopes = slopes[np.isfinite(slopes)]
+  if not len(slopes):
+    return float("nan"), float("nan")
   tail = (1 - confidence) / 2 * 100
-  return float(np.percentile(bs, tail)), float(np.percentile(bs, 100 - tail))
+  return float(np.percentile(slopes, tail)), float(np.percentile(slopes, 100 - tail))
 
 
 def ranks(values) -> np.ndarray:
-  """1-based ranks; tied values get the mean of the ranks they span."""
-  v = np.asarray(values, float)
-  order = np.argsort(v, kind="mergesort")
-  out = np.empty(len(v))
-  i = 0
-  while i < len(v):
-    j = i
-    while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
-      j += 1
-    out[order[i:j + 1]] = (i + j) / 2 + 1
-    i = j + 1
-  return out
+  """1-based ranks; tied values get the mean of the ranks they span (`scipy.stats.rankdata`)."""
+  return stats.rankdata(np.asarray(values, float), method="average")
 
 
 def spearman(x, y) -> float:
-  """Spearman's rho; nan when fewer than 3 pairs or either side is constant."""
-  if len(x) < 3:
+  """Spearman's rho (`scipy.stats.spearmanr`); nan when fewer than 3 pairs or either side is
+  constant (no ranking to correlate)."""
+  x, y = np.asarray(x, float), np.asarray(y, float)
+  if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
     return float("nan")
-  rx, ry = ranks(x), ranks(y)
-  if rx.std() == 0 or ry.std() == 0:
-    return float("nan")
-  return float(np.corrcoef(rx, ry)[0, 1])
+  return float(stats.spearmanr(x, y).statistic)
 
 
 @dataclasses.dataclass

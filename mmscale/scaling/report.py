@@ -116,8 +116,10 @@ class Report:
       try:
         f = fit_lib.fit_power_law(comp, err)
         lo, hi = fit_lib.bootstrap_exponent(comp, err)
+        boot = ("- (no resample spans 2 compute values)" if math.isnan(lo)
+                else f"[{lo:.4f}, {hi:.4f}]")
         body.append([cond, f.n, len(set(comp)), f"{f.a:.3g}", f"{f.b:.4f}",
-                     f"[{f.b_low:.4f}, {f.b_high:.4f}]", f"[{lo:.4f}, {hi:.4f}]", f"{f.r2:.3f}"])
+                     f"[{f.b_low:.4f}, {f.b_high:.4f}]", boot, f"{f.r2:.3f}"])
       except ValueError as e:
         f = None
         body.append([cond, len(pts), len(set(comp)), "-", "-", "-", "-", f"no fit: {e}"])
