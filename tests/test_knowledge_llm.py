@@ -108,3 +108,32 @@ def test_concurrency_bounds_requests_in_flight(tmp_path):
         [req(f"c{i}") for i in range(20)])
     elapsed = time.time() - t0
   assert 0.2 <= elapsed < 1.5  # two waves of 10, not 20 sequential answers
+
+
+def test_connections_are_pooled_gzip_decoded_and_redirects_followed(tmp_path):
+  script = {"zipped": [("gzip", None)], "moved": [("redirect", None)]}
+  def fault(key, attempt):  # the first attempt only: the redirect's target is attempt 1
+    return script.get(key.split("#")[0], [None])[0] if attempt == 0 else None
+
+  with LoopbackServer(answer, fault, key=lambda p: f"{p['name']}#{p['n']}") as s:
+    b = backend(s, tmp_path, concurrency=4, cache_dir=None)
+    names = ["zipped", "moved"] + [f"p{i}" for i in range(22)]
+    out = b.complete_json_batch([req(n, i) for i, n in enumerate(names)])
+  assert out == [{"echo": n, "n": i} for i, n in enumerate(names)]
+  assert s.hits["moved#1"] == 2 and s.hits["zipped#0"] == 1
+  assert all("gzip" in a for a in s.accept_encoding)
+  # 25 requests over at most 4 kept-alive connections, not one connection per request
+  assert len(s.peers) == 25 and len(set(s.peers)) <= 4
+
+
+def test_proxy_is_taken_from_the_environment(tmp_path, monkeypatch):
+  """HTTP_PROXY routes the request through the proxy (here a second loopback server answering
+  the absolute-URI request itself); the endpoint's host is never contacted."""
+  with LoopbackServer(answer) as proxy:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server.server_address[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    b = backend(proxy, tmp_path, endpoint="http://llm.invalid:8000/v1", cache_dir=None,
+                max_retries=0)
+    assert b.complete_json(*req("via-proxy", 3)) == {"echo": "via-proxy", "n": 3}
+    assert sum(proxy.hits.values()) == 1

@@ -10,6 +10,7 @@ import pytest
 from mmscale.data import records, world, world_scenes
 from mmscale.knowledge import (caption2vqa, density, descriptors, enrich, filter as filter_lib,
                                inject, pairing, parse, stages, vocab, vqa2caption)
+from mmscale.knowledge import schema as js
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +91,22 @@ def test_schema_validator_reports_each_violation():
          "scene": 3, "text_in_image": [], "entities": []}
   errors = descriptors.descriptor_errors(bad)
   assert any("attributes" in e for e in errors) and any("minimum" in e for e in errors)
-  assert any("missing required key 'subject'" in e for e in errors)
+  assert "$.relations[0]: 'subject' is a required property" in errors
   assert any("$.scene" in e for e in errors)
+
+
+def test_schema_keywords_are_all_enforced_and_bad_schemas_fail_when_built():
+  """jsonschema validates every keyword (the hand-written subset ignored e.g. minLength and
+  pattern), and a schema that is not valid JSON Schema fails when it is built."""
+  import jsonschema  # pylint: disable=import-outside-toplevel
+  schema = js.obj({"code": {"type": "string", "minLength": 2, "pattern": "^[A-Z]+$"}})
+  assert js.schema_errors({"code": "AB"}, schema) == []
+  assert js.schema_errors({"code": "a"}, schema) == [
+      "$.code: 'a' does not match '^[A-Z]+$'", "$.code: 'a' is too short"]
+  with pytest.raises(jsonschema.SchemaError):
+    js.obj({"n": {"type": "integr"}})
+  with pytest.raises(jsonschema.SchemaError):
+    js.string_array(min_items=-1)
 
 
 @pytest.mark.parametrize("cfg", [pairing.PairConfig(),

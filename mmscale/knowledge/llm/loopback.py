@@ -1,8 +1,11 @@
 """A scriptable OpenAI-compatible chat-completions server on the loopback (stdlib http.server in
 a thread), for tests and benches of the HTTP backend: no model, answers come from a callback,
 faults (malformed JSON, schema-invalid JSON, 429 with Retry-After, 500, a hung connection, slow
-answers) from a script keyed by request and attempt.
+answers) and transport variants (a gzip-compressed answer, a 307 redirect) from a script keyed by
+request and attempt. HTTP/1.1 keep-alive, so clients can reuse connections (`peers` records the
+client port of every request).
 """
+import gzip
 import http.server
 import json
 import threading
@@ -17,7 +20,8 @@ class _Server(http.server.ThreadingHTTPServer):
 
 class LoopbackServer:
   """`answer(task, payload) -> dict`; `fault(key, attempt) -> None | (kind, arg)` with kind in
-  malformed, bad_schema, 429 (arg = Retry-After), 500, hang (arg = seconds), slow (arg = s).
+  malformed, bad_schema, 429 (arg = Retry-After), 500, hang (arg = seconds), slow (arg = s),
+  gzip (the answer gzip-compressed if the request accepts it), redirect (307 to the same URL).
   `key(payload)` names a request for the script and for `hits` (requests received per key).
   `delay_s` is added to every answer (a model's latency)."""
 
@@ -27,6 +31,8 @@ class LoopbackServer:
     self.delay_s = delay_s
     self.hits: dict = {}
     self.auth: list = []
+    self.peers: list = []  # client (host, port) of every request: one port per connection
+    self.accept_encoding: list = []
     self.lock = threading.Lock()
     self.server = _Server(("127.0.0.1", 0), self._handler())
     self.server.daemon_threads = True
@@ -70,6 +76,8 @@ class LoopbackServer:
           attempt = outer.hits.get(key, 0)
           outer.hits[key] = attempt + 1
           outer.auth.append(self.headers.get("Authorization"))
+          outer.peers.append(self.client_address)
+          outer.accept_encoding.append(self.headers.get("Accept-Encoding", ""))
         fault = outer.fault(key, attempt) or (None, None)
         kind, arg = fault
         if kind == "hang":
@@ -79,6 +87,8 @@ class LoopbackServer:
           return self._send(429, b'{"error": "rate limited"}', [("Retry-After", str(arg))])
         if kind == "500":
           return self._send(500, b'{"error": "boom"}')
+        if kind == "redirect":
+          return self._send(307, b"{}", [("Location", self.path)])
         time.sleep(outer.delay_s + (arg if kind == "slow" else 0))
         content = json.dumps(outer.answer(task, payload))
         if kind == "malformed":
@@ -89,6 +99,9 @@ class LoopbackServer:
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant", "content": content}}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
-        self._send(200, json.dumps(body).encode())
+        data = json.dumps(body).encode()
+        if kind == "gzip" and "gzip" in self.headers.get("Accept-Encoding", ""):
+          return self._send(200, gzip.compress(data), [("Content-Encoding", "gzip")])
+        self._send(200, data)
 
     return Handler

@@ -1,8 +1,9 @@
 """OpenAI-compatible chat-completions backend (vLLM, SGLang, llama.cpp server, Ollama, APIs).
 
 Per request: the response cache is consulted first (a rerun after a crash resends nothing that
-was answered); otherwise POST `{endpoint}/chat/completions` under a semaphore of `concurrency`
-slots, with a per-attempt timeout, retrying 429 (honouring Retry-After), 5xx, timeouts and
+was answered); otherwise POST `{endpoint}/chat/completions` through the batch's pooled httpx
+client (`http.py`: keep-alive connections, proxies from the environment, gzip, redirects) under a
+semaphore of `concurrency` slots, with a per-attempt timeout, retrying 429 (honouring Retry-After), 5xx, timeouts and
 connection errors with exponential backoff and jitter; the answer's content must parse as JSON
 and validate against the schema, else the model is re-asked (its bad answer and the errors are
 appended to the conversation) up to `max_reasks` times. The API key is read from the environment
@@ -23,7 +24,7 @@ from mmscale.knowledge.llm.base import (LLMBackend, LLMError, LLMInvalidOutput, 
                                         LLMTransportError)
 from mmscale.knowledge.llm.cache import DiskCache, request_key
 
-_RETRYABLE = (asyncio.TimeoutError, OSError, ConnectionError, asyncio.IncompleteReadError)
+_RETRYABLE = (asyncio.TimeoutError, OSError, *http.RETRYABLE)
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 RESPONSE_FORMATS = {
     "json_schema": lambda schema: {"type": "json_schema", "json_schema": {
@@ -99,16 +100,20 @@ class OpenAIBackend(LLMBackend):
     cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** attempt)
     return random.uniform(cap / 2, cap)  # "equal jitter": spread out, never zero
 
-  async def _post(self, body: dict, sem: asyncio.Semaphore) -> dict:
+  async def _post(self, body: dict, sem: asyncio.Semaphore, client) -> dict:
     data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", **self._headers()}
     last = "no attempt"
     for attempt in range(self.max_retries + 1):
       delay = None
       try:
         async with sem:
           self.usage.requests += 1
-          status, headers, raw = await asyncio.wait_for(
-              http.post_json(self.url, data, self._headers()), self.timeout_s)
+          resp = await asyncio.wait_for(client.post(self.url, content=data, headers=headers),
+                                        self.timeout_s)
+        status, headers_in, raw = resp.status_code, resp.headers, resp.content
+      except http.FINAL as e:
+        raise LLMRequestError(f"{self.url}: {type(e).__name__}: {e}") from None
       except _RETRYABLE as e:
         last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
       else:
@@ -119,7 +124,7 @@ class OpenAIBackend(LLMBackend):
             last = "response body is not JSON"
         elif status == 429 or status >= 500:
           last = f"HTTP {status}"
-          ra = retry_after_seconds(headers.get("retry-after"))
+          ra = retry_after_seconds(headers_in.get("retry-after"))
           if ra is not None:
             delay = min(ra, self.max_retry_after_s) + random.uniform(0, 0.05)
         else:
@@ -148,7 +153,7 @@ class OpenAIBackend(LLMBackend):
                         "temperature": self.temperature, "max_tokens": self.max_tokens,
                         "seed": self.seed, "response_format": self.response_format})
 
-  async def _answer(self, messages: list, schema: dict, sem: asyncio.Semaphore):
+  async def _answer(self, messages: list, schema: dict, sem: asyncio.Semaphore, client):
     key = self.cache_key(messages, schema)
     if self.cache is not None:
       hit = self.cache.get(key)
@@ -160,7 +165,7 @@ class OpenAIBackend(LLMBackend):
     convo = [dict(messages[0], content=messages[0]["content"] + schema_note)] + messages[1:]
     errors = []
     for ask in range(self.max_reasks + 1):
-      resp = await self._post(self._body(convo, schema), sem)
+      resp = await self._post(self._body(convo, schema), sem, client)
       usage = resp.get("usage") or {}
       self.usage.prompt_tokens += int(usage.get("prompt_tokens") or 0)
       self.usage.completion_tokens += int(usage.get("completion_tokens") or 0)
@@ -187,14 +192,15 @@ class OpenAIBackend(LLMBackend):
   async def _batch(self, requests: list) -> list:
     sem = asyncio.Semaphore(self.concurrency)
 
-    async def one(messages, schema):
+    async def one(messages, schema, client):
       try:
-        return await self._answer(messages, schema, sem)
+        return await self._answer(messages, schema, sem, client)
       except LLMError as e:
         self.usage.failures += 1
         return e
 
-    return await asyncio.gather(*(one(m, s) for m, s in requests))
+    async with http.make_client(self.concurrency, self.timeout_s) as client:
+      return await asyncio.gather(*(one(m, s, client) for m, s in requests))
 
   def complete_json_batch(self, requests: list) -> list:
     """Runs the batch with at most `concurrency` requests in flight; see LLMBackend."""
