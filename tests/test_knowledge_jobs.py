@@ -1,6 +1,8 @@
 """Every stage of the engine runs end to end as a Beam pipeline on a tiny record directory;
 reruns resume (finished shards skipped; LLM answers from the cache)."""
+import json
 import os
+import zlib
 
 import pytest
 
@@ -103,3 +105,33 @@ def test_openai_job_resumes_after_a_crash_without_resending(kworld, tmp_path):
   truth = {r["id"]: r["descriptor"] for r in records.iter_records(src)}
   assert {k: descriptors.canonical(v) for k, v in got.items()} == {
       k: descriptors.canonical(v) for k, v in truth.items()}
+
+
+def test_group_stage_counts_usage_across_workers_and_keeps_invalid_samples(kworld, tmp_path):
+  """vqa2caption calls the LLM in one step and writes shards in another (other DoFn instances,
+  other workers): the summary still counts every request, re-ask and token, records_in counts
+  the VQA records read (3 per image) and groups_in the images, and rejected answers are kept
+  for reading."""
+  def answer(task, payload):
+    return {"statements": [f"{q} {a}" for q, a in payload["qa"]]}
+
+  def fault(key, attempt):  # every 4th image: the model never answers valid JSON
+    return ("malformed", None) if zlib.crc32(key.encode()) % 4 == 0 else None
+
+  src = os.path.join(kworld, "arms", "vqa")
+  with LoopbackServer(answer, fault) as server:
+    s = run("vqa2caption", src, tmp_path / "v", backend="openai", num_shards=3,
+            backend_kwargs={"endpoint": server.endpoint, "model": "m", "max_reasks": 2})
+    posts = sum(server.hits.values())
+  bad = sum(zlib.crc32(k.encode()) % 4 == 0 for k in server.hits)
+  assert s["complete"] and s["records_in"] == 360 and s["groups_in"] == 120
+  assert s["kept"] == 120 - bad and s["failed"] == {"invalid_output": bad} and bad > 0
+  u = s["usage"]
+  assert u["requests"] == posts == 120 + 2 * bad and u["reasks"] == 2 * bad
+  assert u["prompt_tokens"] == 10 * posts and u["failures"] == bad
+  assert s["this_run"]["usage_requests"] == posts and s["this_run"]["records_in"] == 360
+  samples = [json.loads(line) for f in sorted(os.listdir(s["invalid_answer_samples"]))
+             for line in open(os.path.join(s["invalid_answer_samples"], f))]
+  assert min(bad, 20) <= len(samples) <= bad  # at most 20 per worker
+  assert all("oops" in x["answer"] and x["errors"] and "vqa2caption" in x["request"]
+             for x in samples)

@@ -71,9 +71,10 @@ def _count(name: str, n: int = 1) -> None:
 
 
 def _tally(outcomes: list) -> dict:
-  """{kept, rejected: {reason: n}, failed: {reason: n}} over (status, payload) outcomes."""
+  """{kept, rejected: {reason: n}, failed: {reason: n}} over (status, payload[, info])
+  outcomes."""
   t = {"kept": 0, "records_out": 0, "rejected": {}, "failed": {}}
-  for status, payload in outcomes:
+  for status, payload, *_ in outcomes:
     if status == stages.KEPT:
       t["kept"] += 1
       t["records_out"] += len(payload)
@@ -96,9 +97,21 @@ class _WithContext(beam.DoFn):
     if self.ctx is not None:
       self.ctx.backend.close()
 
-  def _finish_shard(self, name: str, outcomes: list, records_in: int, t0: float):
+  def _take_usage(self) -> dict:
+    """This worker's LLM usage since the last call (then reset), also added to the Beam
+    counters `usage_<field>`, which the runner sums over every worker."""
     usage = self.ctx.backend.usage.to_json()
     self.ctx.backend.usage = Usage()
+    for field, n in usage.items():
+      if n:
+        _count(f"usage_{field}", n)
+    return usage
+
+  def _finish_shard(self, name: str, outcomes: list, records_in: int, t0: float,
+                    carried: Usage | None = None, groups_in: int | None = None):
+    """Writes the shard and its marker. `carried`: the usage of the workers that made the
+    outcomes (group stages call the LLM in an earlier step, on other workers)."""
+    usage = Usage().add(self._take_usage()).add(carried or Usage()).to_json()
     tally = _tally(outcomes)
     for k in ("kept",):
       _count(k, tally[k])
@@ -107,12 +120,15 @@ class _WithContext(beam.DoFn):
         _count(f"{status}:{reason}", n)
     marker = {"shard": name, "records_in": records_in, **tally, "usage": usage,
               "seconds": round(time.time() - t0, 3)}
+    if groups_in is not None:
+      marker["groups_in"] = groups_in
     if tally["failed"].get("transport"):
       shards.mark_pending(self.cfg.out_dir, name)
       log.warning("shard %s: %d transport failures; not marked done (rerun to resume)", name,
                   tally["failed"]["transport"])
       return {**marker, "done": False}
-    recs = sorted((r for s, p in outcomes if s == stages.KEPT for r in p), key=lambda r: r["id"])
+    recs = sorted((r for s, p, *_ in outcomes if s == stages.KEPT for r in p),
+                  key=lambda r: r["id"])
     shards.write_shard(self.cfg.out_dir, name, recs, marker)
     log.info("shard %s done: %d in, %d kept, rejected %s, failed %s, %.1f rec/s", name,
              records_in, tally["kept"], tally["rejected"], tally["failed"],
@@ -140,23 +156,38 @@ class MapUnit(_WithContext):
 
 
 class WriteKeyedShard(_WithContext):
-  """Group stages: element = (shard index, [(status, payload)]) -> the shard and its marker."""
+  """Group stages: element = (shard index, [(status, payload[, info])]) -> the shard and its
+  marker. `info` ({records_in, usage}) comes with outcomes made from several input records by
+  an LLM call on another worker: the marker then counts input records, not groups, and that
+  worker's usage."""
 
   def process(self, element):
     index, outcomes = element
+    outcomes = list(outcomes)
     name = records.shard_name(index, self.cfg.num_shards)
     if shards.is_done(self.cfg.out_dir, name):
       _count("shards_skipped")
       return
-    yield self._finish_shard(name, list(outcomes), len(list(outcomes)), time.time())
+    infos = [o[2] for o in outcomes if len(o) > 2]
+    records_in = len(outcomes) - len(infos) + sum(i["records_in"] for i in infos)
+    carried = Usage()
+    for info in infos:
+      carried.add(info["usage"])
+    yield self._finish_shard(name, outcomes, records_in, time.time(), carried,
+                             groups_in=len(outcomes))
 
 
 class Vqa2CaptionGroups(_WithContext):
+  """The VQA records of one image -> one caption (one LLM request), with the records it read
+  and the usage it cost."""
 
   def process(self, element):
     key, recs = element
-    status, payload = stages.vqa2caption_group(key, list(recs), self.ctx)
-    yield _shard_of(key, self.cfg.num_shards), (status, payload)
+    recs = list(recs)
+    _count("records_in", len(recs))
+    status, payload = stages.vqa2caption_group(key, recs, self.ctx)
+    yield _shard_of(key, self.cfg.num_shards), (status, payload, {
+        "records_in": len(recs), "usage": self._take_usage()})
 
 
 class ReadUnit(beam.DoFn):
@@ -272,12 +303,16 @@ def _summary(cfg: JobConfig, names: list, skipped: int, total_in: int, t0: float
   s = {"stage": cfg.stage, "input": cfg.input_dir, "out": cfg.out_dir, "backend": cfg.backend,
        "records_in": total_in, "kept": 0, "records_out": 0, "rejected": {}, "failed": {},
        "usage": Usage().to_json(), "shards": len(names), "shards_skipped": skipped}
+  if cfg.stage in GROUP_BUILDERS:
+    s["groups_in"] = 0
   done = [n for n in names if shards.is_done(cfg.out_dir, n)]
   usage = Usage()
   for n in done:
     m = shards.read_marker(cfg.out_dir, n)
     s["kept"] += m["kept"]
     s["records_out"] += m["records_out"]
+    if "groups_in" in s:
+      s["groups_in"] += m.get("groups_in", 0)
     for status in ("rejected", "failed"):
       for reason, k in m[status].items():
         s[status][reason] = s[status].get(reason, 0) + k
@@ -308,6 +343,8 @@ def run(cfg: JobConfig, beam_args: list = ()) -> dict:
       cfg.kb = os.path.join(world_dir, "kb.jsonl")
   if cfg.backend == "openai":
     cfg.backend_kwargs.setdefault("cache_dir", os.path.join(cfg.out_dir, "_llm_cache"))
+    cfg.backend_kwargs.setdefault("invalid_answers_dir",
+                                  os.path.join(cfg.out_dir, "_invalid_answers"))
   os.makedirs(cfg.out_dir, exist_ok=True)
   shards.clear_manifest(cfg.out_dir)
   shards.clear_pending(cfg.out_dir)
@@ -316,6 +353,7 @@ def run(cfg: JobConfig, beam_args: list = ()) -> dict:
   pending = [u for u in units if not shards.is_done(cfg.out_dir, u[0])]
   skipped = len(units) - len(pending)
   log.info("%s: %d records in %d shards, %d already done", cfg.stage, total, len(units), skipped)
+  counters = {}
   if pending:
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
       if cfg.stage in stages.MAP_STAGES:
@@ -324,9 +362,14 @@ def run(cfg: JobConfig, beam_args: list = ()) -> dict:
       else:
         _ = (GROUP_BUILDERS.get(cfg.stage)(p, cfg, units) | "ByShard" >> beam.GroupByKey()
              | "Write" >> beam.ParDo(WriteKeyedShard(cfg)))
+    counters = beam_counters(p.result)
     if cfg.stage in GROUP_BUILDERS:
       _fill_empty_group_shards(cfg, names)
   summary = _summary(cfg, names, skipped, total, t0)
+  summary["this_run"] = counters
+  samples = cfg.backend_kwargs.get("invalid_answers_dir")
+  if samples and os.path.isdir(samples) and os.listdir(samples):
+    summary["invalid_answer_samples"] = samples
   if summary["complete"]:
     ctx_step = {"stage": cfg.stage, "backend": cfg.backend,
                 "prompt_version": stages.PROMPT_VERSIONS.get(cfg.stage, ""),
@@ -339,6 +382,22 @@ def run(cfg: JobConfig, beam_args: list = ()) -> dict:
   with open(os.path.join(cfg.out_dir, shards.SUMMARY), "w") as f:
     json.dump(summary, f, indent=1, sort_keys=True)
   return summary
+
+
+def beam_counters(result) -> dict:
+  """This run's counters in NAMESPACE, summed over every worker by the runner (`usage_requests`,
+  `usage_prompt_tokens`, `records_in`, `kept`, `failed:<reason>`, ...); {} if the runner
+  reports none."""
+  try:
+    found = result.metrics().query(
+        beam.metrics.MetricsFilter().with_namespace(NAMESPACE))["counters"]
+  except Exception as e:  # pylint: disable=broad-except  (some runners have no metrics API)
+    log.info("beam metrics unavailable (%s)", e)
+    return {}
+  totals = {}
+  for c in found:
+    totals[c.key.metric.name] = totals.get(c.key.metric.name, 0) + int(c.committed or 0)
+  return dict(sorted(totals.items()))
 
 
 def _fill_empty_group_shards(cfg: JobConfig, names: list) -> None:

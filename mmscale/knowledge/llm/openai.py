@@ -66,7 +66,8 @@ class OpenAIBackend(LLMBackend):
                max_retry_after_s: float = 300.0, cache_dir: str | None = None,
                api_key_env: str | None = "OPENAI_API_KEY", temperature: float = 0.0,
                max_tokens: int = 1024, response_format: str = "json_schema",
-               seed: int | None = 0):
+               seed: int | None = 0, invalid_answers_dir: str | None = None,
+               max_invalid_samples: int = 20):
     super().__init__()
     if response_format not in RESPONSE_FORMATS:
       raise ValueError(f"response_format must be one of {sorted(RESPONSE_FORMATS)}")
@@ -81,6 +82,9 @@ class OpenAIBackend(LLMBackend):
     self.temperature, self.max_tokens, self.seed = temperature, max_tokens, seed
     self.response_format = response_format
     self.cache = DiskCache(cache_dir) if cache_dir else None
+    self.invalid_answers_dir = invalid_answers_dir
+    self.max_invalid_samples = max_invalid_samples
+    self.invalid_samples_written = 0
 
   def describe(self) -> dict:
     """Settings safe to record in provenance (no key, only the variable's name)."""
@@ -186,8 +190,23 @@ class OpenAIBackend(LLMBackend):
         convo = convo + [{"role": "assistant", "content": content},
                          {"role": "user", "content": "That answer is invalid: "
                           + "; ".join(errors[:5]) + ". Reply again with only the JSON object."}]
+    self._keep_invalid_sample(messages, content, errors)
     raise LLMInvalidOutput(f"no valid answer after {self.max_reasks + 1} asks: "
                            + "; ".join(errors[:3]))
+
+  def _keep_invalid_sample(self, messages: list, content: str, errors: list) -> None:
+    """Appends a rejected answer (the request's last user message, the model's last answer and
+    why it failed) to `invalid_answers_dir/invalid-<pid>.jsonl`, at most `max_invalid_samples`
+    per process: something to debug a prompt with, without keeping every failure."""
+    if not self.invalid_answers_dir or self.invalid_samples_written >= self.max_invalid_samples:
+      return
+    self.invalid_samples_written += 1
+    user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    os.makedirs(self.invalid_answers_dir, exist_ok=True)
+    path = os.path.join(self.invalid_answers_dir, f"invalid-{os.getpid()}.jsonl")
+    with open(path, "a") as f:
+      f.write(json.dumps({"model": self.model, "request": user[:4000], "answer": content[:4000],
+                          "errors": errors[:10]}, ensure_ascii=False) + "\n")
 
   async def _batch(self, requests: list) -> list:
     sem = asyncio.Semaphore(self.concurrency)
