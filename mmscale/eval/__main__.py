@@ -20,6 +20,7 @@ from mmscale.eval import contrastive
 from mmscale.eval.loading import load_run
 from mmscale.eval.registry import evaluator_names, validate_evals
 from mmscale.eval.runner import evaluate, format_table
+from mmscale.eval.taught import taught_evaluators
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, path.py[:arg]")
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory with checkpoints/", required=True)
@@ -45,9 +46,10 @@ def main(argv):
     names = validate_evals(ctx.config.eval, _EVALS.value)
     results, path = evaluate(ctx, names, step)
     decoding = contrastive.describe(ctx.config, ctx.workdir)
+    taught = taught_evaluators(ctx.config.data)
   except (MmscaleError, ValueError) as e:
     sys.exit(f"error: {e}")
-  print(format_table(results))
+  print(format_table(results, taught))
   if decoding["tccd_alpha"]:
     print(f"decoded with TCCD: alpha {decoding['tccd_alpha']}, beta {decoding['tccd_beta']}, "
           f"layers {decoding['tccd_layers']}, centroids {decoding['tccd_centroids']}")

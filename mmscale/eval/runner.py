@@ -67,9 +67,7 @@ def write_results(workdir: str, step: int, results: dict, decoding: dict | None 
   return path
 
 
-def format_table(results: dict) -> str:
-  """Per-type accuracy (exact / soft) vs the majority and form-majority baselines
-  (mmscale/eval/vqa.py), then the other evaluators' headlines."""
+def _vqa_lines(results: dict) -> list[str]:
   lines = []
   qtypes = sorted(k.split("/")[-1] for k in results if k.startswith("vqa/majority/"))
   if qtypes or "vqa/accuracy/all" in results:
@@ -84,16 +82,53 @@ def format_table(results: dict) -> str:
                    f"{results[f'vqa/accuracy/{qtype}']:>9.3f} "
                    f"{results.get(f'vqa/soft_accuracy/{qtype}', float('nan')):>6.3f} "
                    + " ".join(f"{b:>9.3f}" if b is not None else f"{'-':>9}" for b in baselines))
+  return lines
+
+
+def _fewshot_lines(results: dict) -> list[str]:
   shots = sorted(int(k.split("/")[1][:-4]) for k in results
                  if k.startswith("fewshot/") and k.endswith("/accuracy/all"))
-  if shots:
-    lines.append("few-shot accuracy: " + ", ".join(
-        f"{s}-shot {results[f'fewshot/{s}shot/accuracy/all']:.3f}" for s in shots))
-  for key, label in (("pairs/accuracy/all", "multi-image accuracy"),
-                     ("caption/cider_d", "caption CIDEr-D"), ("caption/bleu4", "caption BLEU-4"),
-                     ("text/perplexity", "text perplexity"),
-                     ("text/fact_accuracy/all", "text-only fact accuracy"),
-                     ("heldout/perplexity", "held-out VQA perplexity")):
-    if key in results:
-      lines.append(f"{label}: {results[key]:.3f}")
+  if not shots:
+    return []
+  return ["few-shot accuracy: " + ", ".join(
+      f"{s}-shot {results[f'fewshot/{s}shot/accuracy/all']:.3f}" for s in shots)]
+
+
+def _headline_lines(*keys_labels):
+  def lines(results: dict) -> list[str]:
+    return [f"{label}: {results[key]:.3f}" for key, label in keys_labels if key in results]
+  return lines
+
+
+# evaluator -> its lines of the table, in print order
+_TABLE_PARTS = {
+    "vqa": _vqa_lines,
+    "fewshot": _fewshot_lines,
+    "pairs": _headline_lines(("pairs/accuracy/all", "multi-image accuracy")),
+    "caption": _headline_lines(("caption/cider_d", "caption CIDEr-D"),
+                               ("caption/bleu4", "caption BLEU-4")),
+    "text": _headline_lines(("text/perplexity", "text perplexity"),
+                            ("text/fact_accuracy/all", "text-only fact accuracy")),
+    "heldout_loss": _headline_lines(("heldout/perplexity", "held-out VQA perplexity")),
+}
+
+
+def format_table(results: dict, taught: set[str] | None = None) -> str:
+  """Per-type accuracy (exact / soft) vs the majority and form-majority baselines
+  (mmscale/eval/vqa.py), then the other evaluators' headlines.
+
+  taught: the evaluators the training mixture teaches (`mmscale.eval.taught`). When given, their
+  figures come first and the rest follow under a heading saying the mixture did not teach them
+  (a caption+VQA model's text perplexity or 8-shot accuracy is not a verdict on its data)."""
+  if taught is None:
+    return "\n".join(line for part in _TABLE_PARTS.values() for line in part(results))
+  first = [line for name, part in _TABLE_PARTS.items() if name in taught
+           for line in part(results)]
+  rest = {name: part(results) for name, part in _TABLE_PARTS.items() if name not in taught}
+  rest = {name: lines for name, lines in rest.items() if lines}
+  lines = [f"trained for: {', '.join(n for n in _TABLE_PARTS if n in taught) or 'none'}"] + first
+  if rest:
+    lines += ["", f"not taught by this mixture (no such data in training; expect chance-level "
+                  f"figures): {', '.join(rest)}"]
+    lines += [line for part in rest.values() for line in part]
   return "\n".join(lines)
