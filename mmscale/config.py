@@ -57,6 +57,11 @@ def base_config() -> ml_collections.ConfigDict:
       vocab_size=128, width=128, depth=3, heads=4, kv_heads=2, head_dim=0, mlp_dim=512,
       tie_embeddings=True, rope_theta=10000.0, scan_layers=True, remat_policy="none",
       z_loss=1e-4, dropout_rate=0.0))
+  # Mixture of experts (docs/moe.md): moe_every 0 = dense; N = every Nth layer (the last of each
+  # N) is MoE. moe_mlp_dim 0 = mlp_dim. moe_dispatch: dropless | capacity. Loss weights: MM1's.
+  c.model.decoder.update(dict(
+      moe_every=0, num_experts=8, experts_per_token=2, moe_mlp_dim=0, moe_dispatch="dropless",
+      capacity_factor=1.25, moe_norm_topk=True, load_balance_loss=0.01, router_z_loss=0.001))
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "expert": 1})

@@ -65,6 +65,9 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
     if heads % shape["tensor"]:
       raise ConfigError(field, f"{heads} not divisible by the tensor axis ({shape['tensor']})")
   validate_model_config(config.model)
+  if config.model.decoder.moe_every and config.model.decoder.num_experts % shape["expert"]:
+    raise ConfigError("model.decoder.num_experts", f"{config.model.decoder.num_experts} not "
+                      f"divisible by the expert axis ({shape['expert']})")
   _validate_data(config.data, config.model.connector.num_tokens)
   if config.optim.lr_rule not in LR_RULES:
     raise ConfigError("optim.lr_rule", f"expected one of {LR_RULES}, got '{config.optim.lr_rule}'")

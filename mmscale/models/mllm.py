@@ -13,6 +13,7 @@ from flax import linen as nn
 from mmscale.models.connectors import get_connector
 from mmscale.models.decoder import Decoder
 from mmscale.models.layers import BATCH_LENGTH_EMBED, constrain, dtype_of
+from mmscale.models.moe import MoESettings
 from mmscale.models.vit import ViT
 
 def head_dim(cfg) -> int:
@@ -74,6 +75,7 @@ class MLLM(nn.Module):
         scan_layers=self.config.decoder.scan_layers,
         remat_policy=self.config.decoder.remat_policy,
         dropout_rate=self.config.decoder.dropout_rate,
+        moe_every=d.moe_every, moe=MoESettings.from_decoder_config(d),
         decode=decode, deterministic=deterministic, name="decoder", **self._dtypes())
     tokens = batch["tokens"]
     ones = jnp.ones(tokens.shape, jnp.int32)

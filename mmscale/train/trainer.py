@@ -126,12 +126,14 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
     state, data_iter = checkpointer.restore(abstract_state(state), data_iter)
   _write_config(cfg, workdir)
   start_step = int(np.asarray(state.step.addressable_data(0)))
-  logging.info("model: %s parameters (%.2fM); lr peak %.3g; mesh %s; start step %d",
-               num_params, num_params / 1e6, optim.peak_learning_rate(cfg.optim, num_params),
-               dict(mesh.shape), start_step)
+  active_params = flops_lib.param_counts(cfg.model, num_params)["active"]
+  logging.info("model: %s parameters (%.2fM), %s active per token; lr peak %.3g; mesh %s; "
+               "start step %d", num_params, num_params / 1e6, active_params,
+               optim.peak_learning_rate(cfg.optim, num_params), dict(mesh.shape), start_step)
 
   writer = metrics_lib.create_writer(os.path.join(workdir, "tensorboard"))
-  writer.write_hparams({"num_params": num_params, **_flat_hparams(cfg)})
+  writer.write_hparams({"num_params": num_params, "num_active_params": active_params,
+                        **_flat_hparams(cfg)})
   rows, seq_len = cfg.data.batch_size, ctx.layout.seq_len
   flops_per_step = rows * flops_lib.train_flops_per_sequence(
       cfg.model, seq_len, ctx.layout.max_images)
