@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
+from mmscale import config as config_lib
 from mmscale.config import base_config
 from mmscale.data.batch import empty_rows
 from mmscale.errors import ConfigError
@@ -187,3 +188,12 @@ def test_bad_moe_fields_fail_naming_the_field(field, value, message):
 def test_experts_must_divide_the_expert_axis():
   with pytest.raises(ConfigError, match="num_experts"):
     validate(_moe_config({"data": 1, "expert": 8}), 8)
+
+
+@pytest.mark.parametrize("size,devices", [("xs-moe", 8), ("s-moe", 8), ("3b-64e", 256)])
+def test_moe_presets_validate(size, devices):
+  config = config_lib.load_config(f"configs/scaling/point.py:size={size}")
+  spec = validate(config, devices)
+  d = config.model.decoder
+  assert d.moe_every == 2 and d.experts_per_token == 2
+  assert d.num_experts % spec.mesh_shape["expert"] == 0
