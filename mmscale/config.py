@@ -93,6 +93,7 @@ def base_config() -> ml_collections.ConfigDict:
       text_docs=64,             # held-out text documents for text perplexity
       vqa_json="",              # local VQA JSON file for the `vqa_file` evaluator
       caption_json="",          # local COCO-style caption JSON for the `caption_file` evaluator
+      mc_json="",               # local multiple-choice JSON for `ranked_file` / `statement_file`
       image_root="",            # images of the local files (default: the JSON file's directory)
       tccd_alpha=0.0,           # text-centroid contrastive decoding weight (0 = off)
       tccd_beta=0.1,            # TCCD plausibility cut-off: keep p >= beta * max p

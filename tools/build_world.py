@@ -43,6 +43,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("num_vqa_fact_shapes", d.num_vqa_fact_shapes, None, flag_values=fv)
   flags.DEFINE_integer("vqa_per_scene", d.vqa_per_scene, None, flag_values=fv)
   flags.DEFINE_integer("eval_per_type", d.eval_per_type, None, flag_values=fv)
+  flags.DEFINE_boolean("grounding", d.grounding, "ask 'where is the red cross ?' -> 'top left' "
+                       "in the VQA arm and the eval set", flag_values=fv)
   flags.DEFINE_boolean("no_tokenizer", False, "skip training tokenizer.model", flag_values=fv)
   flags.DEFINE_boolean("quiet", False, "no example records", flag_values=fv)
   flags.mark_flags_as_required(["out"], flag_values=fv)

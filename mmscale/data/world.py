@@ -49,9 +49,9 @@ def _tee_text(recs, corpus):
 def _eval_records(scenes, pngs, qas, fact_shapes):
   for scene, png, scene_qas in zip(scenes, pngs, qas):
     for k, qa in enumerate(scene_qas):
-      extra = {}
+      extra = {k: qa[k] for k in ("statements", "statement_values", "statement_answer")}
       if qa["qtype"] == "knowledge":
-        extra = {"shape": qa["shape"], "taught": qa["shape"] in fact_shapes}
+        extra.update(shape=qa["shape"], taught=qa["shape"] in fact_shapes)
       yield world_arms.vqa_record(f"eval-{scene.id}-{k}", scene, png, qa, "eval", **extra)
 
 
@@ -159,7 +159,8 @@ def _question_templates() -> dict:
                 "how many {shapes} are there ?"],
       "relation": ["is the {colour} {shape} {left of|right of|above|below} the {colour} {shape} ?"],
       "knowledge": [q for q, _ in world_qa.KNOWLEDGE_TEMPLATES.values()],
-      "knowledge_refs": ["{colour} object (grounded)", "{shape} (ungrounded)"]}
+      "knowledge_refs": ["{colour} object (grounded)", "{shape} (ungrounded)"],
+      "grounding": ["where is the {colour} {shape} ? (asked when spec.grounding is on)"]}
 
 
 def load_world(world_dir: str) -> dict:

@@ -1,12 +1,15 @@
 """Templated questions about a scene, with single-word answers and declarative rewrites.
 
 Each question type is a small generator in `QA_GENERATORS` (a registry, so a new type is one
-function). A QA is `{"qtype", "form", "question", "answer", "statement", "choices", "shape"}`:
-`answer` is one word so exact match is meaningful, `choices` is the answer set of the template
-(evaluators may restrict decoding to it, so a tiny model is not scored on words outside the
-template's answers), `statement` is the same
-content as a declarative sentence (the `vqa_as_caption` arm), `shape` is the shape a
-knowledge question is about (None otherwise) and `descriptor` holds what the QA states.
+function). A QA is `{"qtype", "form", "question", "answer", "statement", "choices", "statements",
+"statement_values", "statement_answer", "shape", "descriptor"}`: `answer` is one word (two for a
+grid cell: "top left") so exact match is meaningful, `choices` is the answer set of the template
+(the candidates of ranked-choice evaluation: `mmscale/eval/choice.py`), `statement` is the same
+content as a declarative sentence (the `vqa_as_caption` arm), `statements` are the caption-form
+candidates of the statement probe (the true one and its false counterparts: the other colours,
+numbers, fact values, or the relation predicates that do not hold), `statement_values` the word
+each of them varies in and `statement_answer` the true one's; `shape` is the shape a knowledge
+question is about (None otherwise) and `descriptor` holds what the QA states.
 """
 import collections
 
@@ -17,6 +20,8 @@ from mmscale.data.world_spec import NUMBER_WORDS, RELATIONS, WorldSpec, plural
 from mmscale.data.world_text import make_descriptor
 
 QTYPES = ("attribute", "count", "relation", "knowledge")
+# Asked only when `WorldSpec.grounding` is on: "where is the red cross ?" -> "top left".
+GROUNDING = "grounding"
 KNOWLEDGE_TEMPLATES = {
     "family": ("what family is the {r} ?", "the {r} belongs to family {v} ."),
     "habitat": ("where does the {r} live ?", "the {r} lives in the {v} ."),
@@ -24,10 +29,16 @@ KNOWLEDGE_TEMPLATES = {
 }
 
 
-def _qa(qtype, form, question, answer, statement, choices, descriptor, shape=None) -> dict:
+def _qa(qtype, form, question, answer, statement, choices, descriptor, shape=None, *,
+        probe) -> dict:
+  """`probe`: (template, its values, the true value) of the statement probe; the template is a
+  string with one `{}` or a function of the value (counts: "there is one" / "there are two")."""
+  template, values, true = probe
+  statements = [template(v) if callable(template) else template.format(v) for v in values]
   return {"qtype": qtype, "form": form, "question": question, "answer": answer,
           "statement": statement, "choices": list(choices), "shape": shape,
-          "descriptor": descriptor}
+          "descriptor": descriptor, "statements": statements,
+          "statement_values": list(values), "statement_answer": true}
 
 
 def _obj(name: str, attributes: list, count: int = 1) -> dict:
@@ -53,19 +64,26 @@ def attribute_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> d
   if form == "colour":
     return _qa("attribute", form, f"what colour is the {o.shape} ?", o.colour,
                f"the {o.shape} is {o.colour} .", spec.colours,
-               make_descriptor([_obj(o.shape, [o.colour])]))
+               make_descriptor([_obj(o.shape, [o.colour])]),
+               probe=(f"the {o.shape} is {{}} .", spec.colours, o.colour))
   if form == "shape":
     return _qa("attribute", form, f"what shape is the {o.colour} object ?", o.shape,
                f"the {o.colour} object is a {o.shape} .", spec.shapes,
-               make_descriptor([_obj(o.shape, [o.colour])]))
+               make_descriptor([_obj(o.shape, [o.colour])]),
+               probe=(f"the {o.colour} object is a {{}} .", spec.shapes, o.shape))
   value, choices = (o.size, spec.sizes) if form == "size" else (o.texture, spec.textures)
   return _qa("attribute", form, f"what {form} is the {o.name} ?", value,
              f"the {o.name} is {value} .", choices,
-             make_descriptor([_obj(o.shape, [o.colour, value])]))
+             make_descriptor([_obj(o.shape, [o.colour, value])]),
+             probe=(f"the {o.name} is {{}} .", choices, value))
 
 
 def _there_are(n: int, noun: str, nouns: str) -> str:
   return f"there is one {noun} ." if n == 1 else f"there are {NUMBER_WORDS[n]} {nouns} ."
+
+
+def _count_statement(noun: str, nouns: str):
+  return lambda word: _there_are(NUMBER_WORDS.index(word), noun, nouns)
 
 
 def count_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
@@ -76,7 +94,8 @@ def count_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict 
   if form == "total":
     return _qa("count", form, "how many objects are there ?", NUMBER_WORDS[n],
                _there_are(n, "object", "objects"), choices[1:],
-               make_descriptor([_obj("object", [], n)]))
+               make_descriptor([_obj("object", [], n)]),
+               probe=(_count_statement("object", "objects"), choices[1:], NUMBER_WORDS[n]))
   key = "colour" if form == "colour" else "shape"
   present = [getattr(o, key) for o in scene.objects]
   value = _pick(rng, present) if rng.random() < 0.5 else _pick(rng, getattr(spec, key + "s"))
@@ -86,7 +105,8 @@ def count_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict 
   else:
     noun, nouns, obj = value, plural(value), _obj(value, [], n)
   return _qa("count", form, f"how many {nouns} are there ?", NUMBER_WORDS[n],
-             _there_are(n, noun, nouns), choices, make_descriptor([obj]))
+             _there_are(n, noun, nouns), choices, make_descriptor([obj]),
+             probe=(_count_statement(noun, nouns), choices, NUMBER_WORDS[n]))
 
 
 def relation_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
@@ -101,9 +121,14 @@ def relation_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> di
   pred = _pick(rng, true if yes else false)
   neg = "" if yes else "not "
   rel = {"subject": a.name, "predicate": neg + pred, "object": b.name}
+  # Statement probe: a predicate that holds (the asked one when it does) against those that do
+  # not, so a model that knows where both objects are can show it without the yes/no format.
+  true_pred = pred if yes else true[0]
+  values = [p for p in RELATIONS if p == true_pred or p in false]
   return _qa("relation", "yesno", f"is the {a.name} {pred} the {b.name} ?", "yes" if yes else "no",
              f"the {a.name} is {neg}{pred} the {b.name} .", ("yes", "no"),
-             make_descriptor(relations=[rel]))
+             make_descriptor(relations=[rel]),
+             probe=(f"the {a.name} is {{}} the {b.name} .", values, true_pred))
 
 
 def knowledge_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
@@ -127,17 +152,40 @@ def knowledge_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> d
   entity = {"name": shape, "type": "shape", "facts": [f"{key} {value}"]}
   return _qa("knowledge", f"{form}_{key}", question.format(r=ref), value,
              statement.format(r=ref, v=value), spec.fact_values[key],
-             make_descriptor(objects, entities=[entity]), shape)
+             make_descriptor(objects, entities=[entity]), shape,
+             probe=(statement.format(r=ref, v="{}"), spec.fact_values[key], value))
+
+
+def cell_words(spec: WorldSpec) -> list:
+  """Every grid cell's answer, row word then column word ("top left"), in reading order."""
+  return [f"{r} {c}" for r in spec.rows for c in spec.cols]
+
+
+def grounding_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
+  """Where an object is: "where is the red cross ?" -> "top left" (its grid cell). Relations
+  compare two objects' cells; asking for one cell gives the position signal a direct target."""
+  o = _pick(rng, scene.objects)
+  cell = f"{spec.rows[o.row]} {spec.cols[o.col]}"
+  return _qa(GROUNDING, "where", f"where is the {o.name} ?", cell,
+             f"the {o.name} is at the {cell} .", cell_words(spec),
+             make_descriptor([_obj(o.shape, [o.colour, cell])]),
+             probe=(f"the {o.name} is at the {{}} .", cell_words(spec), cell))
 
 
 QA_GENERATORS = {"attribute": attribute_qa, "count": count_qa, "relation": relation_qa,
-                 "knowledge": knowledge_qa}
+                 "knowledge": knowledge_qa, GROUNDING: grounding_qa}
+
+
+def question_types(spec: WorldSpec) -> tuple:
+  """The question types a world asks: QTYPES, and `grounding` when the spec turns it on."""
+  return QTYPES + ((GROUNDING,) if getattr(spec, "grounding", False) else ())
 
 
 def train_qas(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> list:
   """Up to `spec.vqa_per_scene` QAs of distinct, randomly ordered question types."""
   out = []
-  for qt in (QTYPES[i] for i in rng.permutation(len(QTYPES))):
+  qtypes = question_types(spec)
+  for qt in (qtypes[i] for i in rng.permutation(len(qtypes))):
     qa = QA_GENERATORS[qt](scene, spec, kb, rng, fact_shapes)
     if qa is not None:
       out.append(qa)
@@ -149,7 +197,7 @@ def train_qas(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> list
 def eval_qas(scene: Scene, spec: WorldSpec, kb: dict, rng) -> list:
   """Up to `spec.eval_per_type` distinct questions of every type about any shape."""
   out = []
-  for qt in QTYPES:
+  for qt in question_types(spec):
     seen = set()
     for _ in range(4 * spec.eval_per_type):
       qa = QA_GENERATORS[qt](scene, spec, kb, rng, None)

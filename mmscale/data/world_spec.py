@@ -42,6 +42,9 @@ class WorldSpec:
   `num_vqa_fact_shapes` shapes have knowledge questions in the training VQA arm (it teaches the
   answer format); the other shapes' facts appear only in knowledge captions and fact documents,
   so evaluation can separate "format taught" from "knowledge transferred".
+  `grounding` adds the question type `grounding` ("where is the red cross ?" -> "top left") to
+  the training VQA arm and the eval set: a direct target for where each object is, which
+  relation questions (a comparison of two positions) do not give on their own.
   """
   image_size: int = 48
   grid: int = 3
@@ -59,6 +62,7 @@ class WorldSpec:
   eval_per_type: int = 3
   colour_jitter: int = 12
   position_jitter: int = 1
+  grounding: bool = False
 
   @property
   def cell(self) -> int:

@@ -6,6 +6,10 @@ formats (record dicts of docs/contracts.md §1).
   "answers": [str, ...] | "answer": str, optional "question_type" / "qtype", "id"}; answers may
   also be VQAv2-style dicts {"answer": str}.
 - COCO captions: {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}.
+- Multiple choice (MMBench / SEED / POPE style): a list (or {"questions": [...]}) of
+  {"question": str, "image": path, "choices": [str, ...] | {"A": str, "B": str, ...},
+  "answer": a choice's text, its key ("B") or its index (int), optional "question_type" /
+  "category", "id", "statements": [str, ...] (one caption-form statement per choice)}.
 Image paths are relative to `image_root` (default: the JSON file's directory). Every problem
 raises `DataError` naming the file, the entry and the field.
 """
@@ -95,6 +99,71 @@ def load_vqa_json(path: str, image_root: str = "", limit: int = 0) -> list[dict]
                              {"text": answers[0], "loss": True}],
                 "descriptor": None,
                 "meta": {"qtype": qtype, "answer": answers[0], "answers": answers}})
+  return out
+
+
+def _mc_answer(entry: dict, choices: list, keys: list, path: str, where: str) -> str:
+  """The text of the correct choice: `answer` is a choice's text, its key or its index."""
+  if "answer" not in entry:
+    raise DataError(f"{path}: {where} has no field 'answer'")
+  answer = entry["answer"]
+  if isinstance(answer, bool) or not isinstance(answer, (str, int)):
+    raise DataError(f"{path}: {where} field 'answer' must be a choice's text, key or index, "
+                    f"got {type(answer).__name__}")
+  if isinstance(answer, int):
+    if not 0 <= answer < len(choices):
+      raise DataError(f"{path}: {where} field 'answer' index {answer} is outside the "
+                      f"{len(choices)} choices")
+    return choices[answer]
+  if answer in keys:
+    return choices[keys.index(answer)]
+  if answer in choices:
+    return answer
+  raise DataError(f"{path}: {where} field 'answer' {answer!r} is neither a choice's text nor "
+                  f"its key (choices: {choices})")
+
+
+def _mc_choices(entry: dict, path: str, where: str) -> tuple[list, list]:
+  """(choice texts, their keys): a list gives keys "A", "B", ...; an object its own keys."""
+  raw = _field(entry, "choices", path, where, (list, dict))
+  keys, choices = ((list(raw), list(raw.values())) if isinstance(raw, dict)
+                   else ([chr(ord("A") + i) for i in range(len(raw))], list(raw)))
+  if len(choices) < 2 or not all(isinstance(c, str) and c.strip() for c in choices):
+    raise DataError(f"{path}: {where} field 'choices' must hold at least 2 non-empty strings")
+  if len(set(choices)) != len(choices):
+    raise DataError(f"{path}: {where} field 'choices' has duplicates: {choices}")
+  return choices, keys
+
+
+def load_mc_json(path: str, image_root: str = "", limit: int = 0) -> list[dict]:
+  """Multiple-choice records (module docstring): [image, question (no loss), correct choice
+  (loss)]; meta {qtype, answer, answers, choices} and, with `statements`, the statement probe's
+  {statements, statement_values (the choices), statement_answer}."""
+  data = _load_json(path)
+  if isinstance(data, dict):
+    data = _field(data, "questions", path, "top level", list)
+  if not isinstance(data, list):
+    raise DataError(f"{path}: expected a list of questions, got {type(data).__name__}")
+  root = image_root or os.path.dirname(os.path.abspath(path))
+  out = []
+  for i, entry in enumerate(data[:limit] if limit else data):
+    where = f"entry {i}"
+    question = _field(entry, "question", path, where)
+    choices, keys = _mc_choices(entry, path, where)
+    answer = _mc_answer(entry, choices, keys, path, where)
+    meta = {"qtype": str(entry.get("question_type") or entry.get("category") or "all"),
+            "answer": answer, "answers": [answer], "choices": choices}
+    if "statements" in entry:
+      statements = _field(entry, "statements", path, where, list)
+      if len(statements) != len(choices) or not all(isinstance(s, str) for s in statements):
+        raise DataError(f"{path}: {where} field 'statements' must hold one string per choice "
+                        f"({len(choices)}), got {len(statements)}")
+      meta.update(statements=statements, statement_values=choices, statement_answer=answer)
+    image = _image_bytes(root, _field(entry, "image", path, where), path, where)
+    out.append({"id": str(entry.get("id", i)), "kind": "vqa", "images": [image],
+                "segments": [{"image": 0}, {"text": question, "loss": False},
+                             {"text": answer, "loss": True}],
+                "descriptor": None, "meta": meta})
   return out
 
 

@@ -13,7 +13,7 @@ from mmscale.errors import ConfigError
 from mmscale.registry import Registry
 
 EVALUATORS: Registry[Callable] = Registry("evaluator")
-EVALUATOR_MODULES = ("heldout_loss", "vqa", "caption", "pairs", "text", "fewshot")
+EVALUATOR_MODULES = ("heldout_loss", "vqa", "caption", "pairs", "text", "fewshot", "choice")
 DEFAULT_EVALS = ("heldout_loss", "vqa", "caption", "pairs", "text", "fewshot")
 register_evaluator = EVALUATORS.register
 

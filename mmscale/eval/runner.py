@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 
 from mmscale import versions
-from mmscale.eval import contrastive
+from mmscale.eval import choice, contrastive
 from mmscale.eval.registry import DEFAULT_EVALS, get_evaluator
 from mmscale.runtime import Run
 
@@ -94,6 +94,11 @@ def _fewshot_lines(results: dict) -> list[str]:
       f"{s}-shot {results[f'fewshot/{s}shot/accuracy/all']:.3f}" for s in shots)]
 
 
+def _format_free_lines(results: dict) -> list[str]:
+  table = choice.format_table(results)
+  return ["format-free (likelihood) accuracy:", table] if table else []
+
+
 def _headline_lines(*keys_labels):
   def lines(results: dict) -> list[str]:
     return [f"{label}: {results[key]:.3f}" for key, label in keys_labels if key in results]
@@ -103,6 +108,7 @@ def _headline_lines(*keys_labels):
 # evaluator -> its lines of the table, in print order
 _TABLE_PARTS = {
     "vqa": _vqa_lines,
+    "ranked": _format_free_lines,
     "fewshot": _fewshot_lines,
     "pairs": _headline_lines(("pairs/accuracy/all", "multi-image accuracy")),
     "caption": _headline_lines(("caption/cider_d", "caption CIDEr-D"),
