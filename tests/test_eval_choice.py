@@ -13,6 +13,7 @@ from PIL import Image
 
 from conftest import tiny_train_config
 from mmscale.data import world_qa
+from mmscale.data.world import build_world
 from mmscale.data.world_scenes import Obj, Scene
 from mmscale.data.world_spec import WorldSpec
 from mmscale.errors import DataError
@@ -140,7 +141,7 @@ def test_world_evaluators_and_floors(tiny_world):
     choice.statement_items(stale, "eval/vqa")
 
 
-def test_world_statements_and_grounding():
+def test_world_statements_and_grounding(tmp_path):
   spec = WorldSpec(grounding=True)
   a = Obj("circle", "red", "large", "plain", 0, 0)
   b = Obj("square", "blue", "large", "plain", 1, 2)  # a is above and left of b
@@ -163,6 +164,14 @@ def test_world_statements_and_grounding():
       "the blue square is at the middle right ."
   assert world_qa.question_types(spec)[-1] == "grounding"
   assert "grounding" not in world_qa.question_types(WorldSpec())
+  summary = build_world(str(tmp_path), num_scenes=20, num_eval_scenes=4, spec=spec,
+                        train_tok=False)
+  assert summary["eval"]["vqa"]["grounding"] > 0 and summary["spec"]["grounding"] is True
+  recs = eval_records.read_records(str(tmp_path / "eval" / "vqa"))
+  where = [r for r in recs if r["meta"]["qtype"] == "grounding"]
+  assert where and all(len(r["meta"]["statements"]) == 9 for r in where)
+  train = eval_records.read_records(str(tmp_path / "arms" / "vqa"))
+  assert any(r["meta"]["qtype"] == "grounding" for r in train)
 
 
 @pytest.fixture()
