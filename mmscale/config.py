@@ -56,7 +56,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.decoder = ml_collections.ConfigDict(dict(
       vocab_size=128, width=128, depth=3, heads=4, kv_heads=2, head_dim=0, mlp_dim=512,
       tie_embeddings=True, rope_theta=10000.0, scan_layers=True, remat_policy="none",
-      z_loss=1e-4, dropout_rate=0.0))
+      z_loss=1e-4, dropout_rate=0.0,
+      # pretrained families (docs/pretrained.md): RMSNorm epsilon, q/k/v biases (Qwen2), per-head
+      # q/k RMSNorm (Qwen3), embeddings x sqrt(width) (mmscale's init; off for Llama/Qwen)
+      norm_eps=1e-6, qkv_bias=False, qk_norm=False, scale_embeddings=True))
+  # RoPE variant (mmscale.models.layers.ROPE_SCALINGS): none | linear | llama3
+  c.model.decoder.rope_scaling = ml_collections.ConfigDict(dict(
+      type="none", factor=1.0, low_freq_factor=1.0, high_freq_factor=4.0,
+      original_max_position=8192))
+  # Hugging Face checkpoint directories (config.json + safetensors) the params start from on a
+  # fresh start; "" = random init. The connector always starts fresh (docs/pretrained.md).
+  c.model.init_from = ml_collections.ConfigDict(dict(decoder="", vit=""))
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "expert": 1})

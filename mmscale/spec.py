@@ -9,6 +9,7 @@ derived again.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import ml_collections
 
@@ -65,6 +66,10 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
     if heads % shape["tensor"]:
       raise ConfigError(field, f"{heads} not divisible by the tensor axis ({shape['tensor']})")
   validate_model_config(config.model)
+  for part, path in config.model.init_from.items():
+    if path and not os.path.isfile(os.path.join(path, "config.json")):
+      raise ConfigError(f"model.init_from.{part}", f"'{path}' is not a Hugging Face checkpoint "
+                        "directory (no config.json)")
   _validate_data(config.data, config.model.connector.num_tokens)
   if config.optim.lr_rule not in LR_RULES:
     raise ConfigError("optim.lr_rule", f"expected one of {LR_RULES}, got '{config.optim.lr_rule}'")

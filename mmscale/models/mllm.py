@@ -15,6 +15,13 @@ from mmscale.models.decoder import Decoder
 from mmscale.models.layers import BATCH_LENGTH_EMBED, constrain, dtype_of
 from mmscale.models.vit import ViT
 
+def rope_scaling(cfg) -> tuple | None:
+  """`decoder.rope_scaling` as the hashable (key, value) pairs layers.rope_frequencies takes;
+  None for type 'none' (plain RoPE)."""
+  scaling = cfg.decoder.rope_scaling
+  return None if scaling.type == "none" else tuple(sorted(scaling.items()))
+
+
 def head_dim(cfg) -> int:
   """`decoder.head_dim`, where 0 means width // heads."""
   return cfg.decoder.head_dim or cfg.decoder.width // cfg.decoder.heads
@@ -73,7 +80,9 @@ class MLLM(nn.Module):
         tie_embeddings=self.config.decoder.tie_embeddings,
         scan_layers=self.config.decoder.scan_layers,
         remat_policy=self.config.decoder.remat_policy,
-        dropout_rate=self.config.decoder.dropout_rate,
+        dropout_rate=self.config.decoder.dropout_rate, norm_eps=d.norm_eps,
+        qkv_bias=d.qkv_bias, qk_norm=d.qk_norm, rope_scaling=rope_scaling(self.config),
+        scale_embeddings=d.scale_embeddings,
         decode=decode, deterministic=deterministic, name="decoder", **self._dtypes())
     tokens = batch["tokens"]
     ones = jnp.ones(tokens.shape, jnp.int32)

@@ -20,6 +20,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from mmscale.data import pipeline
 from mmscale.data.batch import empty_rows
+from mmscale.hf.init_from import apply_init_from
 from mmscale.models import flops as flops_lib
 from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
@@ -124,6 +125,9 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
                               async_save=cfg.train.async_checkpoint)
   if checkpointer.latest_step() is not None:
     state, data_iter = checkpointer.restore(abstract_state(state), data_iter)
+  elif any(cfg.model.init_from.values()):  # a fresh start from pretrained checkpoints
+    with jax.set_mesh(mesh):
+      state = state.replace(params=apply_init_from(cfg.model, state.params))
   _write_config(cfg, workdir)
   start_step = int(np.asarray(state.step.addressable_data(0)))
   logging.info("model: %s parameters (%.2fM); lr peak %.3g; mesh %s; start step %d",
