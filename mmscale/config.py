@@ -48,7 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.vit = ml_collections.ConfigDict(dict(
       image_size=48, patch_size=16, width=128, depth=2, heads=4, mlp_dim=512,
-      posemb="learned"))  # posemb: learned | sincos2d
+      posemb="learned", final_norm=True))  # posemb: learned | sincos2d
   # hidden_dim 0 = the decoder width; depth = residual conv blocks per stage (cabstractor)
   c.model.connector = ml_collections.ConfigDict(dict(name="mlp", num_tokens=9, hidden_dim=256,
                                                      depth=1))
@@ -59,14 +59,18 @@ def base_config() -> ml_collections.ConfigDict:
       z_loss=1e-4, dropout_rate=0.0,
       # pretrained families (docs/pretrained.md): RMSNorm epsilon, q/k/v biases (Qwen2), per-head
       # q/k RMSNorm (Qwen3), embeddings x sqrt(width) (mmscale's init; off for Llama/Qwen)
-      norm_eps=1e-6, qkv_bias=False, qk_norm=False, scale_embeddings=True))
+      norm_eps=1e-6, qkv_bias=False, qk_norm=False, scale_embeddings=True,
+      # True: every token attends causally, image blocks and prompt prefixes too (ignores the
+      # batch's mask_ar), as Hugging Face LLaVA-style models do; needed for an exact export
+      causal_only=False))
   # RoPE variant (mmscale.models.layers.ROPE_SCALINGS): none | linear | llama3
   c.model.decoder.rope_scaling = ml_collections.ConfigDict(dict(
       type="none", factor=1.0, low_freq_factor=1.0, high_freq_factor=4.0,
       original_max_position=8192))
   # Hugging Face checkpoint directories (config.json + safetensors) the params start from on a
-  # fresh start; "" = random init. The connector always starts fresh (docs/pretrained.md).
-  c.model.init_from = ml_collections.ConfigDict(dict(decoder="", vit=""))
+  # fresh start; "" = random init. The connector (the 'mlp' one) can only come from a LLaVA-style
+  # checkpoint's projector, e.g. an mmscale export (docs/pretrained.md).
+  c.model.init_from = ml_collections.ConfigDict(dict(decoder="", vit="", connector=""))
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "expert": 1})

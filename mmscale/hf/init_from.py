@@ -13,8 +13,8 @@ from typing import Any
 from mmscale.errors import CheckpointError
 from mmscale.hf import load
 from mmscale.hf.checkpoint import Checkpoint
-from mmscale.hf.families import decoder_family
-from mmscale.hf.mapping import decoder_tensors
+from mmscale.hf.families import decoder_family, vision_family
+from mmscale.hf.mapping import connector_tensors, decoder_tensors, vision_tensors
 from mmscale.registry import Registry
 
 # config.model.init_from.<part> -> loader(model_config, checkpoint, params subtree) -> subtree
@@ -39,11 +39,22 @@ def _copy_dicts(tree):
   return {k: _copy_dicts(v) for k, v in tree.items()} if isinstance(tree, dict) else tree
 
 
-def decoder_prefix(ckpt: Checkpoint) -> str:
-  """Where the text model's tensors sit: 'model.' (*ForCausalLM) or 'model.language_model.'
-  (LLaVA-style image-text checkpoints)."""
-  return "model.language_model." if any(
-      n.startswith("model.language_model.") for n in ckpt.names()) else "model."
+def _prefix_of(ckpt: Checkpoint, suffix: str, what: str) -> str:
+  """The part of the checkpoint's names before `suffix` (where a sub-model sits: 'model.',
+  'model.language_model.', 'vision_model.', 'vision_tower.vision_model.', ...)."""
+  found = [n[:-len(suffix)] for n in ckpt.names()
+           if n.endswith(suffix) and "text_model." not in n]
+  if not found:
+    raise CheckpointError(f"{ckpt.path}: no {what} (no tensor named '...{suffix}'; read by "
+                          f"{ckpt.field})")
+  return found[0]
+
+
+def decoder_names(ckpt: Checkpoint) -> tuple[str, str]:
+  """(prefix of the text model, name of its output projection) in this checkpoint."""
+  prefix = _prefix_of(ckpt, "embed_tokens.weight", "decoder")
+  heads = [n for n in ckpt.names() if n.endswith("lm_head.weight")]
+  return prefix, heads[0] if heads else "lm_head.weight"
 
 
 @PART_LOADERS.register("decoder")
@@ -53,8 +64,8 @@ def load_decoder(model_config, ckpt: Checkpoint, params: dict) -> dict:
   hf_config = ckpt.config.get("text_config", ckpt.config)
   decoder_family(hf_config, ckpt.field)
   d = model_config.decoder
-  prefix = decoder_prefix(ckpt)
-  top, per_layer = decoder_tensors(d, prefix)
+  prefix, lm_head = decoder_names(ckpt)
+  top, per_layer = decoder_tensors(d, prefix, lm_head)
   out = _copy_dicts(params)
   used = set()
   for tensor in top:
@@ -69,8 +80,53 @@ def load_decoder(model_config, ckpt: Checkpoint, params: dict) -> dict:
         path = (f"layers_{i}",) + tensor.path
         _set(out, path, load.load_tensor(ckpt, tensor.at(i), _get(params, path, ckpt.path)))
     used.update(tensor.hf_name.format(i=i) for i in range(d.depth))
-  ignored = ("rotary_emb.inv_freq",) + (("lm_head.weight",) if d.tie_embeddings else ())
-  load.check_unexpected(ckpt, used, (prefix, "lm_head."), ignored)
+  ignored = ("rotary_emb.inv_freq",) + ((lm_head,) if d.tie_embeddings else ())
+  load.check_unexpected(ckpt, used, (prefix, lm_head), ignored)
+  return out
+
+
+
+
+@PART_LOADERS.register("vit")
+def load_vision(model_config, ckpt: Checkpoint, params: dict) -> dict:
+  """params['vit'] -> the checkpoint's SigLIP vision tower, in the same shardings."""
+  hf = ckpt.config
+  vision_family(hf.get("vision_config", hf) if "text_config" in hf else hf, ckpt.field)
+  v = model_config.vit
+  if v.posemb != "learned":
+    raise CheckpointError(f"{ckpt.path}: model.vit.posemb must be 'learned' to take the "
+                          "checkpoint's position embeddings")
+  prefix = _prefix_of(ckpt, "embeddings.patch_embedding.weight", "vision tower")
+  top, per_layer = vision_tensors(v, prefix)
+  out = _copy_dicts(params)
+  used = set()
+  placed = [(t.path, t) for t in top] + [((f"block_{i}",) + t.path, t.at(i))
+                                         for i in range(v.depth) for t in per_layer]
+  for path, tensor in placed:
+    _set(out, path, load.load_tensor(ckpt, tensor, _get(params, path, ckpt.path)))
+    used.add(tensor.hf_name)
+  ignored = ("post_layernorm.weight", "post_layernorm.bias", "position_ids")
+  load.check_unexpected(ckpt, used, (prefix + "embeddings.", prefix + "encoder.",
+                                     prefix + "post_layernorm."), ignored)
+  return out
+
+
+# projector_hidden_act values computing what the 'mlp' connector computes (tanh-approximate GELU)
+CONNECTOR_ACTIVATIONS = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")
+
+
+@PART_LOADERS.register("connector")
+def load_connector(model_config, ckpt: Checkpoint, params: dict) -> dict:
+  """params['connector'] ('mlp' connector) -> a LLaVA-style checkpoint's projector."""
+  act = ckpt.config.get("projector_hidden_act")
+  if model_config.connector.name != "mlp" or act not in CONNECTOR_ACTIVATIONS:
+    raise CheckpointError(f"{ckpt.path}: a projector loads into the 'mlp' connector with a "
+                          f"tanh-approximate GELU (got model.connector.name="
+                          f"{model_config.connector.name!r}, projector_hidden_act={act!r})")
+  prefix = _prefix_of(ckpt, "linear_1.weight", "LLaVA projector")
+  out = _copy_dicts(params)
+  for tensor in connector_tensors(prefix):
+    _set(out, tensor.path, load.load_tensor(ckpt, tensor, _get(params, tensor.path, ckpt.path)))
   return out
 
 

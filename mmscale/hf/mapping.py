@@ -38,7 +38,7 @@ class Tensor:
       return np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(shape)
     return w.reshape(shape)
 
-  def to_hf(self, w: np.ndarray, hf_shape: tuple[int, ...] | None = None) -> np.ndarray:
+  def to_hf(self, w: np.ndarray) -> np.ndarray:
     """mmscale array -> the checkpoint's layout (the inverse of `to_mmscale`)."""
     if self.layout == "linear":
       return np.ascontiguousarray(
@@ -47,19 +47,22 @@ class Tensor:
       return np.ascontiguousarray(w.transpose(3, 2, 0, 1))
     if self.layout == "bias":
       return w.reshape(-1)
-    return w if hf_shape is None else w.reshape(hf_shape)
+    while w.ndim > 1 and w.shape[0] == 1:  # [1, P, D] position embeddings -> [P, D]
+      w = w[0]
+    return w
 
 
-def decoder_tensors(decoder_config, prefix: str = "model.") -> tuple[list[Tensor], list[Tensor]]:
+def decoder_tensors(decoder_config, prefix: str = "model.",
+                    lm_head: str = "lm_head.weight") -> tuple[list[Tensor], list[Tensor]]:
   """(top-level tensors, per-layer tensors) of a Llama / Qwen2 / Qwen3 decoder with
   `config.model.decoder` settings; paths are under params['decoder']. `prefix` is where the
-  text model sits in the checkpoint ('model.' in *ForCausalLM, 'model.language_model.' in
-  LLaVA-style checkpoints)."""
+  text model sits in the checkpoint ('model.' in *ForCausalLM; 'model.language_model.' or
+  'language_model.model.' in LLaVA-style checkpoints), `lm_head` the output projection's name."""
   d = decoder_config
   top = [Tensor(("embedding", "embedding"), f"{prefix}embed_tokens.weight"),
          Tensor(("final_norm", "scale"), f"{prefix}norm.weight")]
   if not d.tie_embeddings:
-    top.append(Tensor(("unembed", "kernel"), "lm_head.weight", "linear"))
+    top.append(Tensor(("unembed", "kernel"), lm_head, "linear"))
   layer = f"{prefix}layers.{{i}}."
   per_layer = [
       Tensor(("norm_attn", "scale"), layer + "input_layernorm.weight"),
@@ -79,3 +82,37 @@ def decoder_tensors(decoder_config, prefix: str = "model.") -> tuple[list[Tensor
     per_layer += [Tensor(("attn", "query_norm", "scale"), layer + "self_attn.q_norm.weight"),
                   Tensor(("attn", "key_norm", "scale"), layer + "self_attn.k_norm.weight")]
   return top, per_layer
+
+
+def vision_tensors(vit_config, prefix: str) -> tuple[list[Tensor], list[Tensor]]:
+  """(top-level tensors, per-block tensors) of a SigLIP vision tower with `config.model.vit`
+  settings; paths are under params['vit'], per-block ones under 'block_{i}'. `prefix` is where
+  the tower sits ('vision_model.', 'model.vision_tower.', ... or '')."""
+  top = [Tensor(("patch_embed", "kernel"), f"{prefix}embeddings.patch_embedding.weight", "conv"),
+         Tensor(("patch_embed", "bias"), f"{prefix}embeddings.patch_embedding.bias"),
+         Tensor(("pos_embedding",), f"{prefix}embeddings.position_embedding.weight")]
+  if vit_config.final_norm:
+    top += [Tensor(("ln_final", "scale"), f"{prefix}post_layernorm.weight"),
+            Tensor(("ln_final", "bias"), f"{prefix}post_layernorm.bias")]
+  layer = f"{prefix}encoder.layers.{{i}}."
+  per_layer = []
+  for ours, theirs in (("ln_attn", "layer_norm1"), ("ln_mlp", "layer_norm2")):
+    per_layer += [Tensor((ours, "scale"), f"{layer}{theirs}.weight"),
+                  Tensor((ours, "bias"), f"{layer}{theirs}.bias")]
+  for ours, theirs, num_in in (("query", "q_proj", 1), ("key", "k_proj", 1),
+                               ("value", "v_proj", 1), ("out", "out_proj", 2)):
+    per_layer += [Tensor(("attn", ours, "kernel"), f"{layer}self_attn.{theirs}.weight", "linear",
+                         num_in=num_in),
+                  Tensor(("attn", ours, "bias"), f"{layer}self_attn.{theirs}.bias", "bias")]
+  for fc in ("fc1", "fc2"):
+    per_layer += [Tensor(("mlp", fc, "kernel"), f"{layer}mlp.{fc}.weight", "linear"),
+                  Tensor(("mlp", fc, "bias"), f"{layer}mlp.{fc}.bias", "bias")]
+  return top, per_layer
+
+
+def connector_tensors(prefix: str = "multi_modal_projector.") -> list[Tensor]:
+  """The 'mlp' connector <-> a LLaVA projector (linear_1, activation, linear_2); params['connector']."""
+  return [Tensor(("mlp", "fc1", "kernel"), f"{prefix}linear_1.weight", "linear"),
+          Tensor(("mlp", "fc1", "bias"), f"{prefix}linear_1.bias", "bias"),
+          Tensor(("mlp", "fc2", "kernel"), f"{prefix}linear_2.weight", "linear"),
+          Tensor(("mlp", "fc2", "bias"), f"{prefix}linear_2.bias", "bias")]

@@ -14,7 +14,7 @@ import json
 import os
 
 from mmscale.errors import ConfigError
-from mmscale.hf.families import decoder_fields
+from mmscale.hf.families import decoder_fields, vision_family
 
 
 def read_hf_config(path: str, field: str) -> dict:
@@ -37,3 +37,14 @@ def apply_decoder(model_config, path: str) -> None:
   model_config.decoder.update(fields)
   model_config.decoder.rope_scaling.update(scaling)
   model_config.init_from.decoder = path
+
+
+def apply_vision(model_config, path: str, final_norm: bool = False) -> None:
+  """Sets `model_config.vit` to the checkpoint's vision tower and `model_config.init_from.vit` to
+  `path`. final_norm=False takes the features before the encoder's final LayerNorm (LLaVA's
+  choice, and what a LLaVA-style export can express); True applies it (PaliGemma's)."""
+  field = "model.init_from.vit"
+  hf = read_hf_config(path, field)
+  hf = hf.get("vision_config", hf) if "text_config" in hf else hf  # a LLaVA-style checkpoint
+  model_config.vit.update(vision_family(hf, field).fields(hf), final_norm=final_norm)
+  model_config.init_from.vit = path

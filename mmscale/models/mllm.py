@@ -45,7 +45,7 @@ class MLLM(nn.Module):
     cfg, v, c = self.config, self.config.vit, self.config.connector
     self.vit = ViT(image_size=v.image_size, patch_size=v.patch_size, width=v.width,
                    depth=v.depth, heads=v.heads, mlp_dim=v.mlp_dim,
-                   posemb=cfg.vit.posemb, **self._dtypes())
+                   posemb=cfg.vit.posemb, final_norm=cfg.vit.final_norm, **self._dtypes())
     self.connector = get_connector(c.name)(
         num_tokens=c.num_tokens, hidden_dim=c.hidden_dim or cfg.decoder.width,
         out_dim=cfg.decoder.width, num_heads=v.heads, depth=cfg.connector.depth,
@@ -87,7 +87,7 @@ class MLLM(nn.Module):
     tokens = batch["tokens"]
     ones = jnp.ones(tokens.shape, jnp.int32)
     segment_ids = batch.get("segment_ids", ones)
-    mask_ar = batch.get("mask_ar", ones)
+    mask_ar = ones if d.causal_only else batch.get("mask_ar", ones)
     positions = batch.get("positions")
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
