@@ -25,7 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.world_dir = "data/world"
-  c.data.tokenizer = ""  # empty: <world_dir>/tokenizer.model
+  # SentencePiece .model, Hugging Face tokenizer.json, or a checkpoint directory holding one;
+  # empty: <world_dir>/tokenizer.model
+  c.data.tokenizer = ""
   c.data.mixture = ml_collections.ConfigDict({"caption": 1.0})
   c.data.seq_len = 64
   c.data.max_images_per_seq = 2
@@ -78,7 +80,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, lr_rule="constant", warmup_steps=100, end_lr_fraction=0.1, weight_decay=0.1,
-      b1=0.9, b2=0.95, eps=1e-8, grad_clip=1.0, grad_accum_steps=1))
+      b1=0.9, b2=0.95, eps=1e-8, grad_clip=1.0, grad_accum_steps=1,
+      # training from pretrained parts (docs/pretrained.md): regexes fully matching parameter
+      # paths like 'vit/block_0/attn/query/kernel' -> frozen; (regex, lr multiplier) pairs
+      freeze=(), lr_multipliers=()))
 
   c.train = ml_collections.ConfigDict(dict(
       steps=1000, log_every=50, checkpoint_every=250, keep_checkpoints=3, async_checkpoint=True,

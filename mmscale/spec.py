@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import ml_collections
 
@@ -73,12 +74,28 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
   _validate_data(config.data, config.model.connector.num_tokens)
   if config.optim.lr_rule not in LR_RULES:
     raise ConfigError("optim.lr_rule", f"expected one of {LR_RULES}, got '{config.optim.lr_rule}'")
+  _validate_groups(config.optim)
   for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
     if config.train[field] < 1:
       raise ConfigError(f"train.{field}", f"expected >= 1, got {config.train[field]}")
   validate_evals(config.eval)
   return RunSpec(config=config, mesh_shape=shape, rules=logical_rules(config.mesh.rules),
                  layout=BatchLayout.from_config(config))
+
+
+def _validate_groups(optim) -> None:
+  """optim.freeze: regexes; optim.lr_multipliers: (regex, multiplier > 0) pairs."""
+  pairs = [("optim.freeze", p) for p in optim.freeze]
+  for item in optim.lr_multipliers:
+    if not isinstance(item, (tuple, list)) or len(item) != 2 or not item[1] > 0:
+      raise ConfigError("optim.lr_multipliers", f"expected (pattern, multiplier > 0) pairs, got "
+                        f"{item!r}")
+    pairs.append(("optim.lr_multipliers", item[0]))
+  for field, pattern in pairs:
+    try:
+      re.compile(pattern)
+    except (re.error, TypeError) as e:
+      raise ConfigError(field, f"{pattern!r} is not a regular expression ({e})") from e
 
 
 def _validate_data(data, tokens_per_image: int) -> None:

@@ -1,0 +1,78 @@
+"""Training from pretrained parts, end to end: a tiny random SigLIP tower and Qwen3 decoder,
+saved by transformers as local checkpoints, are imported through `model.init_from`, trained a
+few steps on the knowledge world with the vision tower frozen, exported as a LLaVA checkpoint,
+and the export greedily generates in transformers exactly what mmscale generates."""
+
+import jax
+import numpy as np
+import pytest
+
+from mmscale.errors import ConfigError
+from mmscale.eval.generate import greedy_generate
+from mmscale.hf import export, presets
+from mmscale.hf.checkpoint import Checkpoint
+from mmscale.train.trainer import train
+from tests.conftest import tiny_train_config
+from tests.hf_helpers import save_random
+
+transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+
+def pretrained_config(world_dir, tmp_path):
+  vision_dir, text_dir = str(tmp_path / "siglip"), str(tmp_path / "qwen3")
+  save_random(transformers.SiglipVisionModel, transformers.SiglipVisionConfig(
+      hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+      image_size=48, patch_size=16), vision_dir)
+  save_random(transformers.AutoModelForCausalLM.from_config, transformers.Qwen3Config(
+      vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+      num_attention_heads=4, num_key_value_heads=2, head_dim=16, tie_word_embeddings=True),
+      text_dir, seed=1)
+  c = tiny_train_config(world_dir, steps=3, checkpoint_every=3)
+  presets.apply_vision(c.model, vision_dir)
+  presets.apply_decoder(c.model, text_dir)
+  c.model.connector.update(name="mlp", num_tokens=9, hidden_dim=0)
+  c.model.decoder.causal_only = True
+  c.optim.freeze = ("vit/.*",)
+  c.optim.lr_multipliers = (("connector/.*", 3.0),)
+  return c, vision_dir
+
+
+def test_pretrained_parts_train_frozen_and_export(tiny_world, tmp_path):
+  config, vision_dir = pretrained_config(tiny_world, tmp_path)
+  ctx = train(config, str(tmp_path / "run"))
+  params = jax.device_get(ctx.params)
+  assert np.isfinite(ctx.last_metrics["loss"])
+  siglip = Checkpoint(vision_dir)
+  np.testing.assert_array_equal(  # frozen: exactly the imported weights
+      params["vit"]["block_0"]["mlp"]["fc1"]["kernel"],
+      siglip.read("encoder.layers.0.mlp.fc1.weight").T)
+
+  out = str(tmp_path / "llava")
+  tok = ctx.tokenizer
+  export.export_llava(config.model, params, out, image_token_id=tok.image_id,
+                      special_ids={"eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id})
+  hf_model = transformers.LlavaForConditionalGeneration.from_pretrained(out).eval()
+  rng = np.random.default_rng(0)
+  words = rng.integers(5, tok.vocab_size, (2, 4)).astype(np.int32)
+  tokens = np.concatenate([np.full((2, 1), tok.bos_id, np.int32),
+                           np.full((2, 9), tok.image_id, np.int32), words], axis=1)
+  prompt = {"tokens": tokens, "positions": np.tile(np.arange(14, dtype=np.int32), (2, 1)),
+            "segment_ids": np.ones_like(tokens), "mask_ar": np.ones_like(tokens),
+            "mask_loss": np.zeros_like(tokens),
+            "images": rng.uniform(-1, 1, (2, 1, 48, 48, 3)).astype(np.float32),
+            "image_positions": np.tile(np.arange(1, 10, dtype=np.int32), (2, 1))}
+  ours = np.asarray(greedy_generate(ctx.model, params, prompt, max_new_tokens=6))
+  with torch.no_grad():
+    theirs = hf_model.generate(
+        input_ids=torch.from_numpy(tokens).long(),
+        pixel_values=torch.from_numpy(prompt["images"][:, 0].transpose(0, 3, 1, 2)),
+        max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
+  np.testing.assert_array_equal(ours, theirs[:, tokens.shape[1]:])
+
+
+def test_a_freeze_pattern_matching_nothing_fails(tiny_world, tmp_path):
+  config, _ = pretrained_config(tiny_world, tmp_path)
+  config.optim.freeze = ("vision/.*",)
+  with pytest.raises(ConfigError, match="optim.freeze.*'vision/.\\*' matches no parameter"):
+    train(config, str(tmp_path / "run"))
