@@ -93,7 +93,8 @@ def test_llava_export_generates_identically(tmp_path):
     theirs = hf_model.generate(
         input_ids=torch.from_numpy(batch["tokens"]).long(),
         pixel_values=torch.from_numpy(batch["images"][:, 0].transpose(0, 3, 1, 2)),
-        max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
+        attention_mask=torch.ones(batch["tokens"].shape, dtype=torch.long), max_new_tokens=8,
+        do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
   np.testing.assert_array_equal(ours, theirs[:, batch["tokens"].shape[1]:])
 
   text_dir = tmp_path / "text"

@@ -3,10 +3,13 @@ saved by transformers as local checkpoints, are imported through `model.init_fro
 few steps on the knowledge world with the vision tower frozen, exported as a LLaVA checkpoint,
 and the export greedily generates in transformers exactly what mmscale generates."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
 
+from mmscale.data import tokenizer as tok_lib
 from mmscale.errors import ConfigError
 from mmscale.eval.generate import greedy_generate
 from mmscale.hf import export, presets
@@ -14,9 +17,20 @@ from mmscale.hf.checkpoint import Checkpoint
 from mmscale.train.trainer import train
 from tests.conftest import tiny_train_config
 from tests.hf_helpers import save_random
+from tests.test_hf_tokenizer import write_hf_tokenizer
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
+
+
+def world_hf_tokenizer(world_dir, directory):
+  """The world's word vocabulary as a Hugging Face tokenizer.json (the decoder's own tokenizer
+  in a real pretrained start): the run then reads text through the `tokenizers` library."""
+  sp = tok_lib.Tokenizer(os.path.join(world_dir, "tokenizer.model"))
+  words = [sp.id_to_piece(i).lstrip("\u2581") for i in range(5, sp.vocab_size)]
+  return write_hf_tokenizer(directory, [w for w in words if w],
+                            {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
+                             "unk_token": "<unk>"}, extra_tokens=("<image>",))
 
 
 def pretrained_config(world_dir, tmp_path):
@@ -31,6 +45,7 @@ def pretrained_config(world_dir, tmp_path):
   c = tiny_train_config(world_dir, steps=3, checkpoint_every=3)
   presets.apply_vision(c.model, vision_dir)
   presets.apply_decoder(c.model, text_dir)
+  c.data.tokenizer = world_hf_tokenizer(world_dir, tmp_path / "qwen3")
   c.model.connector.update(name="mlp", num_tokens=9, hidden_dim=0)
   c.model.decoder.causal_only = True
   c.optim.freeze = ("vit/.*",)
@@ -50,11 +65,16 @@ def test_pretrained_parts_train_frozen_and_export(tiny_world, tmp_path):
 
   out = str(tmp_path / "llava")
   tok = ctx.tokenizer
+  assert isinstance(tok, tok_lib.HFTokenizer)
   export.export_llava(config.model, params, out, image_token_id=tok.image_id,
                       special_ids={"eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id})
+  tok.save(out)
+  text = "what colour is the ring ?"
+  assert transformers.AutoTokenizer.from_pretrained(out).encode(
+      text, add_special_tokens=False) == tok.encode(text)
   hf_model = transformers.LlavaForConditionalGeneration.from_pretrained(out).eval()
   rng = np.random.default_rng(0)
-  words = rng.integers(5, tok.vocab_size, (2, 4)).astype(np.int32)
+  words = np.array([tok.encode("what colour is the")] * 2, np.int32)
   tokens = np.concatenate([np.full((2, 1), tok.bos_id, np.int32),
                            np.full((2, 9), tok.image_id, np.int32), words], axis=1)
   prompt = {"tokens": tokens, "positions": np.tile(np.arange(14, dtype=np.int32), (2, 1)),
@@ -62,12 +82,17 @@ def test_pretrained_parts_train_frozen_and_export(tiny_world, tmp_path):
             "mask_loss": np.zeros_like(tokens),
             "images": rng.uniform(-1, 1, (2, 1, 48, 48, 3)).astype(np.float32),
             "image_positions": np.tile(np.arange(1, 10, dtype=np.int32), (2, 1))}
+  pixels = torch.from_numpy(prompt["images"][:, 0].transpose(0, 3, 1, 2))
+  with torch.no_grad():
+    ref = hf_model(input_ids=torch.from_numpy(tokens).long(), pixel_values=pixels).logits.numpy()
+  logits = np.asarray(ctx.model.apply({"params": params}, prompt))
+  np.testing.assert_allclose(logits, ref, atol=1e-4, rtol=0)
   ours = np.asarray(greedy_generate(ctx.model, params, prompt, max_new_tokens=6))
   with torch.no_grad():
     theirs = hf_model.generate(
         input_ids=torch.from_numpy(tokens).long(),
-        pixel_values=torch.from_numpy(prompt["images"][:, 0].transpose(0, 3, 1, 2)),
-        max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0).numpy()
+        pixel_values=pixels, attention_mask=torch.ones(tokens.shape, dtype=torch.long),
+        max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=tok.pad_id).numpy()
   np.testing.assert_array_equal(ours, theirs[:, tokens.shape[1]:])
 
 
