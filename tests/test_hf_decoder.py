@@ -11,7 +11,7 @@ import pytest
 from flax import linen as nn
 
 from mmscale.errors import CheckpointError, ConfigError
-from mmscale.hf import presets
+from mmscale.hf import export, presets
 from mmscale.hf.init_from import apply_init_from
 from mmscale.testing import tiny_model_config
 from tests.hf_helpers import (TINY_TEXT, mesh_and_rules, run_config, save_random,
@@ -33,7 +33,7 @@ FAMILIES = {
 }
 
 
-def _import(path, scan_layers=True, mesh_shape=None):
+def _import(path, scan_layers=True, mesh_shape=None, with_config=False):
   model_config = tiny_model_config()
   presets.apply_decoder(model_config, path)
   model_config.decoder.scan_layers = scan_layers
@@ -44,20 +44,32 @@ def _import(path, scan_layers=True, mesh_shape=None):
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     params = apply_init_from(model_config, params)
     logits = model.apply({"params": params}, batch)
+  if with_config:
+    return params, np.asarray(logits), batch, model_config
   return params, np.asarray(logits), batch
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_decoder_logit_parity(family, tmp_path):
+  """Import parity, then the text export of the imported params loads back in transformers as
+  the same family and computes the same logits (the config.json round trip, RoPE variant too)."""
   hf_config = FAMILIES[family]()
   hf_model = save_random(transformers.AutoModelForCausalLM.from_config, hf_config, tmp_path)
-  params, logits, batch = _import(str(tmp_path), mesh_shape={"data": 2, "fsdp": 2, "tensor": 2})
+  params, logits, batch, model_config = _import(
+      str(tmp_path), mesh_shape={"data": 2, "fsdp": 2, "tensor": 2}, with_config=True)
   with torch.no_grad():
     ref = hf_model(torch.from_numpy(batch["tokens"]).long()).logits.float().numpy()
   assert logits.shape == ref.shape
   np.testing.assert_allclose(logits, ref, atol=1e-4, rtol=0)
   kernel = params["decoder"]["layers"]["attn"]["query"]["kernel"]
   assert len(kernel.sharding.device_set) == 8  # placed in the run's shardings
+
+  export.export_text(model_config, params, str(tmp_path / "export"))
+  again = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "export")).eval()
+  assert type(again) is type(hf_model)
+  with torch.no_grad():
+    np.testing.assert_allclose(
+        again(torch.from_numpy(batch["tokens"]).long()).logits.numpy(), ref, atol=1e-5, rtol=0)
 
 
 def test_unscanned_decoder_imports_the_same(tmp_path):

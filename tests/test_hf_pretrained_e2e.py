@@ -12,7 +12,7 @@ import pytest
 from mmscale.data import tokenizer as tok_lib
 from mmscale.errors import ConfigError
 from mmscale.eval.generate import greedy_generate
-from mmscale.hf import export, presets
+from mmscale.hf import presets
 from mmscale.hf.checkpoint import Checkpoint
 from mmscale.train.trainer import train
 from tests.conftest import tiny_train_config
@@ -66,9 +66,8 @@ def test_pretrained_parts_train_frozen_and_export(tiny_world, tmp_path):
   out = str(tmp_path / "llava")
   tok = ctx.tokenizer
   assert isinstance(tok, tok_lib.HFTokenizer)
-  export.export_llava(config.model, params, out, image_token_id=tok.image_id,
-                      special_ids={"eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id})
-  tok.save(out)
+  from tools.export import export_hf  # pylint: disable=import-outside-toplevel
+  export_hf(str(tmp_path / "run"), out, kind="llava")  # tools/export.py --format=llava
   text = "what colour is the ring ?"
   assert transformers.AutoTokenizer.from_pretrained(out).encode(
       text, add_special_tokens=False) == tok.encode(text)
@@ -101,3 +100,18 @@ def test_a_freeze_pattern_matching_nothing_fails(tiny_world, tmp_path):
   config.optim.freeze = ("vision/.*",)
   with pytest.raises(ConfigError, match="optim.freeze.*'vision/.\\*' matches no parameter"):
     train(config, str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("stage", ["connector", "full"])
+def test_pretrained_config_validates(stage, tiny_world, tmp_path):
+  """configs/pretrained/siglip_llm.py over user-supplied checkpoint directories: the stages'
+  freezing and learning rates, a valid run on 8 devices."""
+  from mmscale import config as config_lib  # pylint: disable=import-outside-toplevel
+  from mmscale.spec import validate  # pylint: disable=import-outside-toplevel
+  c, vision_dir = pretrained_config(tiny_world, tmp_path)
+  text_dir = c.model.init_from.decoder
+  c = config_lib.load_config(f"configs/pretrained/siglip_llm.py:vision={vision_dir},"
+                             f"decoder={text_dir},stage={stage},steps=100")
+  assert c.model.init_from.vit == vision_dir and c.model.decoder.qk_norm
+  assert c.optim.freeze == (("vit/.*", "decoder/.*") if stage == "connector" else ("vit/.*",))
+  validate(c, 8)

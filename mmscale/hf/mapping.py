@@ -111,7 +111,9 @@ def vision_tensors(vit_config, prefix: str) -> tuple[list[Tensor], list[Tensor]]
 
 
 def connector_tensors(prefix: str = "multi_modal_projector.") -> list[Tensor]:
-  """The 'mlp' connector <-> a LLaVA projector (linear_1, activation, linear_2); params['connector']."""
+  """The 'mlp' connector <-> a LLaVA projector (linear_1, activation, linear_2).
+
+  Paths are under params['connector']."""
   return [Tensor(("mlp", "fc1", "kernel"), f"{prefix}linear_1.weight", "linear"),
           Tensor(("mlp", "fc1", "bias"), f"{prefix}linear_1.bias", "bias"),
           Tensor(("mlp", "fc2", "kernel"), f"{prefix}linear_2.weight", "linear"),
