@@ -72,6 +72,11 @@ def test_pretrained_parts_train_frozen_and_export(tiny_world, tmp_path):
   assert transformers.AutoTokenizer.from_pretrained(out).encode(
       text, add_special_tokens=False) == tok.encode(text)
   hf_model = transformers.LlavaForConditionalGeneration.from_pretrained(out).eval()
+  processor = transformers.AutoProcessor.from_pretrained(out)  # what harnesses load
+  image = np.random.default_rng(1).integers(0, 256, (48, 48, 3)).astype(np.uint8)
+  inputs = processor(text="<image>what colour is the ring ?", images=image, return_tensors="np")
+  assert inputs["input_ids"][0].tolist() == [tok.image_id] * 9 + tok.encode(text)
+  assert inputs["pixel_values"].shape == (1, 3, 48, 48)
   rng = np.random.default_rng(0)
   words = np.array([tok.encode("what colour is the")] * 2, np.int32)
   tokens = np.concatenate([np.full((2, 1), tok.bos_id, np.int32),

@@ -77,7 +77,8 @@ def export_hf(workdir: str, out: str, step: int | None = None, kind: str = "llav
   out = os.path.abspath(out)
   special = _special_ids(run.tokenizer)
   if kind == "llava":
-    hf_export.export_llava(run.config.model, run.params, out, run.tokenizer.image_id, special)
+    hf_export.export_llava(run.config.model, run.params, out, run.tokenizer.image_id, special,
+                           image_token=run.tokenizer.id_to_piece(run.tokenizer.image_id))
   else:
     hf_export.export_text(run.config.model, run.params, out, special)
   if jax.process_index() == 0:

@@ -129,9 +129,11 @@ def llava_config(model_config, image_token_id: int, special_ids: dict | None = N
 
 
 def export_llava(model_config, params: dict, out_dir: str, image_token_id: int,
-                 special_ids: dict | None = None) -> dict:
+                 special_ids: dict | None = None, image_token: str | None = None) -> dict:
   """The whole model -> `out_dir` as a LLaVA-style checkpoint (+ preprocessor_config.json for
-  SigLIP's image processor: images scaled to [-1, 1] as mmscale's pipeline does)."""
+  SigLIP's image processor: images scaled to [-1, 1] as mmscale's pipeline does). With
+  `image_token` (the tokenizer's placeholder text) also processor_config.json, so that
+  `AutoProcessor` builds a LlavaProcessor that expands one placeholder into the image's tokens."""
   config = llava_config(model_config, image_token_id, special_ids)
   v = model_config.vit
   tensors = _decoder_tensors(model_config.decoder, params["decoder"], "language_model.model.",
@@ -150,5 +152,10 @@ def export_llava(model_config, params: dict, out_dir: str, image_token_id: int,
                    size=dict(height=v.image_size, width=v.image_size), resample=2,
                    do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
                    image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
-  _write(out_dir, config, tensors, {"preprocessor_config.json": processor})
+  extra = {"preprocessor_config.json": processor}
+  if image_token is not None:
+    extra["processor_config.json"] = dict(
+        processor_class="LlavaProcessor", image_token=image_token, patch_size=v.patch_size,
+        vision_feature_select_strategy="full", num_additional_image_tokens=0)
+  _write(out_dir, config, tensors, extra)
   return config
