@@ -122,6 +122,17 @@ def test_mismatches_fail_naming_the_tensor(tmp_path):
     attempt(**{"model.layers.2.mlp.up_proj.weight": np.ones((64, 32), np.float32)})
 
 
+def test_a_setting_differing_from_the_checkpoint_fails_naming_it(tmp_path):
+  save_random(transformers.AutoModelForCausalLM.from_config, FAMILIES["llama3"](), tmp_path)
+  model_config = tiny_model_config()
+  presets.apply_decoder(model_config, str(tmp_path))
+  model_config.decoder.rope_theta = 10000.0
+  mesh, rules = mesh_and_rules(run_config(model_config))
+  _, params = sharded_random_params(model_config, mesh, rules, text_batch(96))
+  with pytest.raises(CheckpointError, match="model.decoder.rope_theta = 10000.0"):
+    apply_init_from(model_config, params)
+
+
 def test_unsupported_checkpoints_fail_naming_the_setting(tmp_path):
   model_config = tiny_model_config()
   with pytest.raises(ConfigError, match="no config.json"):

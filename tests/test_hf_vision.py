@@ -49,11 +49,11 @@ def test_siglip_feature_parity(final_norm, tmp_path):
   np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
 
 
-def test_vision_mismatch_fails_naming_the_tensor(tmp_path):
+def test_vision_mismatch_fails_naming_the_field(tmp_path):
   siglip_vision(tmp_path)
   model_config = tiny_model_config()
   presets.apply_vision(model_config, str(tmp_path))
   model_config.connector.num_tokens = 16
   model_config.vit.depth = 1  # the checkpoint has 2 layers
-  with pytest.raises(CheckpointError, match="unexpected tensor 'encoder.layers.1"):
+  with pytest.raises(CheckpointError, match="model.vit.depth = 1 but the checkpoint's"):
     image_features(model_config, np.zeros((8, 32, 32, 3), np.float32))

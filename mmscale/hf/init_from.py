@@ -1,9 +1,11 @@
 """`model.init_from`: parts of the model start from Hugging Face checkpoints.
 
-`model.init_from.decoder` and `model.init_from.vit` name local checkpoint directories; the
-connector (and any part left "") keeps its fresh initialisation. The model config must describe
-the checkpoints' architectures: write it with `mmscale.hf.presets` (the family presets) so that
-they agree, and any disagreement fails naming the tensor.
+`model.init_from.decoder` and `model.init_from.vit` name local checkpoint directories;
+`model.init_from.connector` a LLaVA-style checkpoint whose projector starts the 'mlp' connector
+(usually left "": a fresh connector). The model config must describe the checkpoints'
+architectures: write it with `mmscale.hf.presets` (the family presets) so that they agree; a
+setting that differs from the checkpoint's config.json fails naming the field, a tensor that
+does not fit fails naming the tensor.
 """
 
 from __future__ import annotations
@@ -50,6 +52,18 @@ def _prefix_of(ckpt: Checkpoint, suffix: str, what: str) -> str:
   return found[0]
 
 
+def check_fields(part: str, expected: dict, config, ckpt: Checkpoint) -> None:
+  """Fails naming the first `model.<part>.<field>` that differs from what the checkpoint's
+  config.json implies (e.g. an edited rope_theta would otherwise import silently)."""
+  for key, want in expected.items():
+    have = config[key]
+    if isinstance(want, dict):
+      have = {k: have[k] for k in want}
+    if have != want:
+      raise CheckpointError(f"{ckpt.path}: model.{part}.{key} = {have!r} but the checkpoint's "
+                            f"config.json implies {want!r} (set it with mmscale.hf.presets)")
+
+
 def decoder_names(ckpt: Checkpoint) -> tuple[str, str]:
   """(prefix of the text model, name of its output projection) in this checkpoint."""
   prefix = _prefix_of(ckpt, "embed_tokens.weight", "decoder")
@@ -62,8 +76,8 @@ def load_decoder(model_config, ckpt: Checkpoint, params: dict) -> dict:
   """params['decoder'] (arrays or sharded ShapeDtypeStructs) -> the checkpoint's decoder, in
   the same shardings. Scanned decoders stack the layers on the leading axis."""
   hf_config = ckpt.config.get("text_config", ckpt.config)
-  decoder_family(hf_config, ckpt.field)
   d = model_config.decoder
+  check_fields("decoder", decoder_family(hf_config, ckpt.field).fields(hf_config), d, ckpt)
   prefix, lm_head = decoder_names(ckpt)
   top, per_layer = decoder_tensors(d, prefix, lm_head)
   out = _copy_dicts(params)
@@ -91,8 +105,9 @@ def load_decoder(model_config, ckpt: Checkpoint, params: dict) -> dict:
 def load_vision(model_config, ckpt: Checkpoint, params: dict) -> dict:
   """params['vit'] -> the checkpoint's SigLIP vision tower, in the same shardings."""
   hf = ckpt.config
-  vision_family(hf.get("vision_config", hf) if "text_config" in hf else hf, ckpt.field)
+  hf = hf.get("vision_config", hf) if "text_config" in hf else hf
   v = model_config.vit
+  check_fields("vit", vision_family(hf, ckpt.field).fields(hf), v, ckpt)
   if v.posemb != "learned":
     raise CheckpointError(f"{ckpt.path}: model.vit.posemb must be 'learned' to take the "
                           "checkpoint's position embeddings")
