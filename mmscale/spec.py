@@ -74,6 +74,12 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
   for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
     if config.train[field] < 1:
       raise ConfigError(f"train.{field}", f"expected >= 1, got {config.train[field]}")
+  for field in ("divergence_loss_factor", "divergence_zero_grad_steps"):
+    if config.train[field] < 0:
+      raise ConfigError(f"train.{field}", f"expected >= 0 (0 = off), got {config.train[field]}")
+  if config.train.divergence_loss_factor and config.train.divergence_loss_factor <= 1:
+    raise ConfigError("train.divergence_loss_factor",
+                      f"expected > 1 (or 0 = off), got {config.train.divergence_loss_factor}")
   validate_evals(config.eval)
   return RunSpec(config=config, mesh_shape=shape, rules=logical_rules(config.mesh.rules),
                  layout=BatchLayout.from_config(config))

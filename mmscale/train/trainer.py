@@ -2,8 +2,10 @@
 
 Order of a run: validate the config (before anything compiles) -> mesh -> sharded state ->
 restore the latest checkpoint (state + data iterator) if the workdir has one -> loop. SIGTERM
-(preemption) finishes the current step, saves, and returns cleanly; a non-finite loss raises
-`TrainingDivergedError` without saving the broken state.
+(preemption) finishes the current step, saves, and returns cleanly. The divergence guard
+(mmscale/train/guard.py) checks every step; a failed check deletes the checkpoints whose state
+it condemns (a step's metrics are computed on the previous step's parameters) and raises
+`TrainingDivergedError` naming the checkpoint kept, or saying that none is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from mmscale.data import pipeline
 from mmscale.data.batch import empty_rows
+from mmscale.errors import TrainingDivergedError
 from mmscale.models import flops as flops_lib
 from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
@@ -27,6 +30,7 @@ from mmscale.runtime import Run, build_run
 from mmscale.train import metrics as metrics_lib
 from mmscale.train import optim, peak
 from mmscale.train.checkpoint import Checkpointer
+from mmscale.train.guard import DivergenceGuard
 from mmscale.train.state import abstract_state, create_sharded_state
 from mmscale.train.step import make_train_step
 
@@ -141,7 +145,8 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   logger = metrics_lib.StepLogger(writer, flops_per_step=flops_per_step,
                                   tokens_per_step=rows * seq_len, peak_flops=peak_flops,
                                   log_every=cfg.train.log_every,
-                                  history_path=os.path.join(workdir, "metrics.jsonl"))
+                                  history_path=os.path.join(workdir, "metrics.jsonl"),
+                                  guard=DivergenceGuard(cfg.train))
   progress = metrics_lib.create_progress(total_steps, writer)
   step_fn = make_train_step(ctx.model, tx, schedule, cfg, mesh, rules, state_shardings)
   ctx.state, ctx.state_shardings, ctx.writer = state, state_shardings, writer
@@ -150,30 +155,62 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   end_step = min(total_steps, stop_at_step or total_steps)
   step = start_step
   vote = _StopVote(mesh)
-  with jax.set_mesh(mesh), _SignalFlag() as flag:
-    while step < end_step:
-      batch = sharding_rules.global_batch(next(data_iter), mesh, rules, global_rows=rows)
-      ctx.state, metrics = step_fn(ctx.state, batch)
-      ctx.params = ctx.state.params
-      step += 1
-      logger.push(step, metrics)
-      progress(step)
-      for hook in hooks:
-        hook(ctx, step)
-      signalled = vote(flag.raised)
-      stop = signalled or step == end_step
-      if step % cfg.train.checkpoint_every == 0 or stop:
-        logger.finish()  # a diverged step raises here, before its state is saved
-        checkpointer.save(step, ctx.state, data_iter, force=stop)
-        logger.mark_time()
-      if signalled:
-        ctx.stopped_by_signal = True
-        break
-    logger.finish()
+  try:
+    with jax.set_mesh(mesh), _SignalFlag() as flag:
+      while step < end_step:
+        batch = sharding_rules.global_batch(next(data_iter), mesh, rules, global_rows=rows)
+        ctx.state, metrics = step_fn(ctx.state, batch)
+        ctx.params = ctx.state.params
+        step += 1
+        logger.push(step, metrics)  # checks the previous step (the guard raises on a failure)
+        _mark_checked(checkpointer, logger)
+        progress(step)
+        for hook in hooks:
+          hook(ctx, step)
+        signalled = vote(flag.raised)
+        stop = signalled or step == end_step
+        if step % cfg.train.checkpoint_every == 0 or stop:
+          logger.finish()  # checks this step before its state is saved
+          _mark_checked(checkpointer, logger)
+          if stop and not logger.params_finite:  # the last state has no next step to check it
+            error = TrainingDivergedError(f"the parameters after step {step} are not finite")
+            error.step = step + 1
+            raise error
+          checkpointer.save(step, ctx.state, data_iter, force=stop)
+          logger.mark_time()
+        if signalled:
+          ctx.stopped_by_signal = True
+          break
+      logger.finish()
+  except TrainingDivergedError as e:
+    raise _diverged(checkpointer, writer, e) from None
   checkpointer.close()
   writer.flush()
   ctx.last_metrics = logger.last_logged
   return ctx
+
+
+def _mark_checked(checkpointer: Checkpointer, logger: metrics_lib.StepLogger) -> None:
+  """Step k passing the guard vouches for the state saved after step k - 1."""
+  if logger.checked_step is not None:
+    checkpointer.mark_checked(logger.checked_step - 1)
+
+
+def _diverged(checkpointer: Checkpointer, writer, error: TrainingDivergedError):
+  """Deletes the checkpoints that the failed step condemns (the state it ran on and later) and
+  returns the error to raise, saying honestly which checkpoint is kept."""
+  bad = error.step - 1
+  kept = checkpointer.discard_from(bad)
+  checkpointer.close()
+  writer.flush()
+  if kept is None:
+    outcome = "No checkpoint is kept: the run diverged before its first checked save"
+  else:
+    outcome = (f"Checkpoint step {kept} is kept (its state passed the check); rerunning "
+               "resumes from it")
+  return TrainingDivergedError(
+      f"training diverged: {error} (computed on the parameters after step {bad}). {outcome}. "
+      "Lower optim.lr or check the data (docs/failures.md).")
 
 
 def _flat_hparams(cfg) -> dict:
