@@ -160,5 +160,14 @@ def flat_keys(cfg, prefix=""):
       yield name
 
 
+def check_schema(config) -> None:
+  """Every field of `config` is one of `base_config()`'s (`ConfigError` names the first that is
+  not): the part of validation that needs no devices (sweep dry runs check it per point)."""
+  known = set(flat_keys(base_config()))
+  for name in flat_keys(config):
+    if name not in known:
+      raise ConfigError(name, "unknown field (not in mmscale.config.base_config())")
+
+
 def tokenizer_path(config) -> str:
   return config.data.tokenizer or os.path.join(config.data.world_dir, "tokenizer.model")

@@ -12,7 +12,7 @@ import dataclasses
 
 import ml_collections
 
-from mmscale.config import base_config, flat_keys
+from mmscale.config import check_schema
 from mmscale.data.batch import BatchLayout
 from mmscale.data.transforms import RESIZE_MODES
 from mmscale.errors import ConfigError
@@ -46,10 +46,7 @@ class RunSpec:
 def validate(config, num_devices: int, num_processes: int | None = None) -> RunSpec:
   """Every rule of a run (schema, mesh, batch, model, data, optimizer, training, evaluation),
   checked before anything is built; raises `ConfigError` naming the first bad field."""
-  known = set(flat_keys(base_config()))
-  for name in flat_keys(config):
-    if name not in known:
-      raise ConfigError(name, "unknown field (not in mmscale.config.base_config())")
+  check_schema(config)
   shape = resolve_mesh_shape(config.mesh.shape, num_devices, num_processes)
   batch_shards = shape["data"] * shape["fsdp"]
   rows = config.data.batch_size
