@@ -32,7 +32,7 @@ from mmscale.errors import DataError, RecordFormatError
 from mmscale.registry import Registry
 
 # Reasons a record is skipped. `truncated` is not a skip (the example is kept, shortened).
-SKIP_REASONS = ("bad_record", "non_utf8", "bad_image", "image_too_large", "bad_image_ref",
+SKIP_REASONS = ("corrupt_record", "bad_record", "non_utf8", "bad_image", "image_too_large", "bad_image_ref",
                 "no_targets", "too_long", "too_many_images")
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
@@ -267,7 +267,7 @@ class SkipCountingIterator(grain.DatasetIterator):
   @staticmethod
   def _zero_counts() -> dict:
     return {"records": 0, "examples": 0, "truncated": 0, "skipped": 0,
-            "reasons": {r: 0 for r in SKIP_REASONS}, "arms": {}}
+            "reasons": {r: 0 for r in SKIP_REASONS}, "arms": {}, "files": {}}
 
   def __next__(self) -> dict:
     while True:
@@ -277,6 +277,8 @@ class SkipCountingIterator(grain.DatasetIterator):
       if "skip" in el:
         c["skipped"] += 1
         c["reasons"][el["skip"]] = c["reasons"].get(el["skip"], 0) + 1
+        if "file" in el:  # a damaged file: named in the log, the stats and a DataError
+          c.setdefault("files", {})[el["file"]] = c.get("files", {}).get(el["file"], 0) + 1
         self._check()
         continue
       c["examples"] += 1
@@ -290,23 +292,27 @@ class SkipCountingIterator(grain.DatasetIterator):
     frac = c["skipped"] / c["records"]
     if c["records"] >= self._min and frac > self._max:
       reasons = {r: n for r, n in c["reasons"].items() if n}
+      files = f"; corrupt records by file: {c['files']}" if c.get("files") else ""
       raise DataError(
           f"skipped fraction {frac:.3f} ({c['skipped']} of {c['records']} records) exceeds "
-          f"data.max_skip_fraction={self._max}; reasons: {reasons}")
+          f"data.max_skip_fraction={self._max}; reasons: {reasons}{files}")
 
   def stats(self) -> dict:
     """Counters so far: records read, examples kept, skipped by reason, kept per arm."""
     c = self._counts
     return {"records": c["records"], "examples": c["examples"], "truncated": c["truncated"],
             "skipped": c["skipped"], "skip_reasons": dict(c["reasons"]), "arms": dict(c["arms"]),
+            "corrupt_files": dict(c.get("files", {})),
             "skip_fraction": c["skipped"] / max(c["records"], 1)}
 
   def get_state(self) -> dict:
     c = self._counts
     return {"parent": self._parent.get_state(),
-            "counts": {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"])}}
+            "counts": {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"]),
+                       "files": dict(c.get("files", {}))}}
 
   def set_state(self, state: dict):
     self._parent.set_state(state["parent"])
     c = state["counts"]
-    self._counts = {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"])}
+    self._counts = {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"]),
+                    "files": dict(c.get("files", {}))}
