@@ -120,7 +120,30 @@ def decode_image(data: bytes, image_size: int,
   fit = RESIZE_MODES.get(resize)
   with opened_image(data, max_pixels) as im:
     im.draft("RGB", (image_size, image_size))  # JPEG: decode at a reduced scale when possible
-    return fit(im.convert("RGB"), image_size)
+    return fit(to_rgb(im), image_size)
+
+
+# Modes holding more than 8 bits per pixel, with the largest value of each: PIL's convert("RGB")
+# clips them to 255 (a 16-bit grey PNG would come out almost white), so they are scaled first.
+_WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535,
+               "F": 1.0}
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+  """Any decoded image -> 8-bit RGB as it is meant to be seen: the first frame of an animation,
+  EXIF orientation applied, 16-bit and float grey scaled (not clipped) to 8 bits, palette,
+  grey+alpha, RGBA and CMYK through PIL's conversions. The one decoder of training, evaluation
+  and generation (all call decode_image)."""
+  if getattr(im, "is_animated", False):
+    im.seek(0)
+  im = ImageOps.exif_transpose(im)
+  if im.mode in _WIDE_MODES:
+    top = _WIDE_MODES[im.mode]
+    grey = np.asarray(im, dtype=np.float64)
+    if im.mode == "I" and grey.max(initial=0) <= 255:  # 8-bit values stored wide
+      top = 255
+    im = Image.fromarray(np.clip(np.rint(grey / top * 255), 0, 255).astype(np.uint8), "L")
+  return im.convert("RGB")
 
 
 def decode_record_or_skip(data: bytes) -> dict:
