@@ -76,7 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
       eval_every=0, peak_flops_per_device=0.0,
       # divergence guard (mmscale/train/guard.py): a loss above factor x the median of the last
       # `window` steps (0 = off), or a gradient norm of 0 for this many steps in a row (0 = off)
-      divergence_loss_factor=10.0, divergence_window=20, divergence_zero_grad_steps=5))
+      divergence_loss_factor=10.0, divergence_window=20, divergence_zero_grad_steps=5,
+      # resuming with a changed data section: True restarts the data order, False refuses
+      restart_data=False))
 
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=64,            # rows per evaluation batch (rounded to a multiple of data x fsdp)

@@ -28,7 +28,7 @@ from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
 from mmscale.runtime import Run, build_run
 from mmscale.train import metrics as metrics_lib
-from mmscale.train import optim, peak
+from mmscale.train import optim, peak, resume
 from mmscale.train.checkpoint import Checkpointer
 from mmscale.train.guard import DivergenceGuard
 from mmscale.train.state import abstract_state, create_sharded_state
@@ -93,11 +93,6 @@ class _StopVote:
     return previous is not None and bool(np.asarray(previous.addressable_data(0)))
 
 
-def _write_config(config, workdir: str) -> None:
-  if jax.process_index() == 0:
-    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
-
-
 def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
           stop_at_step: int | None = None) -> Run:
   """Trains `config` in `workdir`, resuming from its latest checkpoint. Returns the run.
@@ -127,9 +122,16 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
                               keep=cfg.train.keep_checkpoints,
                               async_save=cfg.train.async_checkpoint)
   if checkpointer.latest_step() is not None:
-    state, data_iter = checkpointer.restore(abstract_state(state), data_iter)
-  _write_config(cfg, workdir)
+    restart_data = resume.check_resume(workdir, cfg)  # refuses a changed model or data
+    try:
+      state, restored_iter = checkpointer.restore(abstract_state(state),
+                                                  None if restart_data else data_iter)
+    except (ValueError, TypeError, KeyError) as e:  # Orbax: a tree or shape that differs
+      raise resume.restore_error(workdir, cfg, e) from e
+    data_iter = data_iter if restart_data else restored_iter
   start_step = int(np.asarray(state.step.addressable_data(0)))
+  if jax.process_index() == 0:
+    resume.write_config(workdir, cfg, start_step)  # a different previous one goes to history
   active_params = flops_lib.param_counts(cfg.model, num_params)["active"]
   logging.info("model: %s parameters (%.2fM), %s active per token; lr peak %.3g; mesh %s; "
                "start step %d", num_params, num_params / 1e6, active_params,
