@@ -96,7 +96,11 @@ def help_text(fv: flags.FlagValues, doc: str) -> str:
 
 def fail(error: BaseException) -> NoReturn:
   """Ends the process on `error` with one `error: ...` line: status 2 for a usage mistake, else 1."""
-  print(f"error: {_one_line(str(error))}", file=sys.stderr)
+  if isinstance(error, OSError) and error.filename:  # "PATH: No such file or directory"
+    message = f"{error.filename}: {error.strerror or error}"
+  else:
+    message = str(error)
+  print(f"error: {_one_line(message)}", file=sys.stderr)
   sys.exit(USAGE_ERROR if isinstance(error, UsageError) else 1)
 
 
