@@ -100,3 +100,17 @@ def test_sweep_values_parse_as_the_config_flags_parse_them():
     Point(name="p", config="configs/world/tiny.py", overrides=(("data.pack", "maybe"),)).load()
   with pytest.raises(ConfigError, match=r"sweep point 'p'.*'train.stepz'"):
     check_point(Point(name="p", config="configs/world/tiny.py", overrides=(("train.stepz", 5),)))
+
+
+def test_errors_pickle_and_survive_a_one_argument_reraise():
+  """Worker processes send errors back pickled; absl and ml_collections re-raise `type(e)(text)`."""
+  import pickle  # pylint: disable=import-outside-toplevel
+  from mmscale.errors import DataError, UnknownNameError  # pylint: disable=import-outside-toplevel
+  for error in (ConfigError("train.steps", "expected >= 1, got 0"),
+                ConfigError("configs/x.py argument 'size'", "expected s or m"),
+                UnknownNameError("unknown connector 'x'; known: mlp"), DataError("too many skips")):
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error) and str(again) == str(error)
+  assert str(ConfigError("train.steps", "x")) == "config field 'train.steps': x"
+  rewrapped = ConfigError("Error whilst parsing config file:\n...")  # one argument: the message
+  assert str(rewrapped).startswith("Error whilst parsing") and rewrapped.field == ""
