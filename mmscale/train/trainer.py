@@ -10,6 +10,7 @@ it condemns (a step's metrics are computed on the previous step's parameters) an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -157,35 +158,32 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   end_step = min(total_steps, stop_at_step or total_steps)
   step = start_step
   vote = _StopVote(mesh)
-  try:
-    with jax.set_mesh(mesh), _SignalFlag() as flag:
-      while step < end_step:
-        batch = sharding_rules.global_batch(next(data_iter), mesh, rules, global_rows=rows)
-        ctx.state, metrics = step_fn(ctx.state, batch)
-        ctx.params = ctx.state.params
-        step += 1
-        logger.push(step, metrics)  # checks the previous step (the guard raises on a failure)
+  with jax.set_mesh(mesh), _SignalFlag() as flag, _on_divergence(checkpointer, writer):
+    while step < end_step:
+      batch = sharding_rules.global_batch(next(data_iter), mesh, rules, global_rows=rows)
+      ctx.state, metrics = step_fn(ctx.state, batch)
+      ctx.params = ctx.state.params
+      step += 1
+      logger.push(step, metrics)  # checks the previous step (the guard raises on a failure)
+      _mark_checked(checkpointer, logger)
+      progress(step)
+      for hook in hooks:
+        hook(ctx, step)
+      signalled = vote(flag.raised)
+      stop = signalled or step == end_step
+      if step % cfg.train.checkpoint_every == 0 or stop:
+        logger.finish()  # checks this step before its state is saved
         _mark_checked(checkpointer, logger)
-        progress(step)
-        for hook in hooks:
-          hook(ctx, step)
-        signalled = vote(flag.raised)
-        stop = signalled or step == end_step
-        if step % cfg.train.checkpoint_every == 0 or stop:
-          logger.finish()  # checks this step before its state is saved
-          _mark_checked(checkpointer, logger)
-          if stop and not logger.params_finite:  # the last state has no next step to check it
-            error = TrainingDivergedError(f"the parameters after step {step} are not finite")
-            error.step = step + 1
-            raise error
-          checkpointer.save(step, ctx.state, data_iter, force=stop)
-          logger.mark_time()
-        if signalled:
-          ctx.stopped_by_signal = True
-          break
-      logger.finish()
-  except TrainingDivergedError as e:
-    raise _diverged(checkpointer, writer, e) from None
+        if stop and not logger.params_finite:  # the last state has no next step to check it
+          error = TrainingDivergedError(f"the parameters after step {step} are not finite")
+          error.step = step + 1
+          raise error
+        checkpointer.save(step, ctx.state, data_iter, force=stop)
+        logger.mark_time()
+      if signalled:
+        ctx.stopped_by_signal = True
+        break
+    logger.finish()
   checkpointer.close()
   writer.flush()
   ctx.last_metrics = logger.last_logged
@@ -198,9 +196,17 @@ def _mark_checked(checkpointer: Checkpointer, logger: metrics_lib.StepLogger) ->
     checkpointer.mark_checked(logger.checked_step - 1)
 
 
+@contextlib.contextmanager
+def _on_divergence(checkpointer: Checkpointer, writer):
+  """A `TrainingDivergedError` of the loop deletes the checkpoints that the failed step condemns
+  (the state it ran on and later) and is raised again saying honestly which checkpoint is kept."""
+  try:
+    yield
+  except TrainingDivergedError as e:
+    raise _diverged(checkpointer, writer, e) from None
+
+
 def _diverged(checkpointer: Checkpointer, writer, error: TrainingDivergedError):
-  """Deletes the checkpoints that the failed step condemns (the state it ran on and later) and
-  returns the error to raise, saying honestly which checkpoint is kept."""
   bad = error.step - 1
   kept = checkpointer.discard_from(bad)
   checkpointer.close()
