@@ -54,10 +54,13 @@ def _describe(changes: dict) -> str:
 
 
 def check_resume(workdir: str, config) -> bool:
-  """Checks a restart of `workdir` (which has checkpoints) with `config`; returns whether the data
-  order restarts (`train.restart_data` and a changed data field). Raises `CheckpointError`."""
+  """Checks a restart of `workdir` with `config`, before anything is built; returns whether the
+  data order restarts (`train.restart_data` and a changed data field). Raises `CheckpointError`.
+  A workdir without checkpoints (or without config.json) starts afresh with any config."""
   path = epath.Path(workdir) / "config.json"
-  if not path.exists():
+  checkpoints = epath.Path(workdir) / "checkpoints"
+  if not path.exists() or not checkpoints.exists() or not any(
+      p.name.isdigit() for p in checkpoints.iterdir()):
     return False
   changes = changed_fields(json.loads(path.read_text()), config)
   shapes = {k: v for k, v in changes.items() if k.startswith("model.") and k not in SHAPE_FREE}

@@ -105,6 +105,7 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   cfg, mesh, rules = ctx.config, ctx.mesh, ctx.rules
   total_steps = cfg.train.steps
+  restart_data = resume.check_resume(workdir, cfg)  # refuses a changed model or data, at once
 
   boxed_params = ctx.abstract_params()  # the one trace of model.init before compiling
   num_params = flops_lib.param_count(boxed_params)
@@ -123,7 +124,6 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
                               keep=cfg.train.keep_checkpoints,
                               async_save=cfg.train.async_checkpoint)
   if checkpointer.latest_step() is not None:
-    restart_data = resume.check_resume(workdir, cfg)  # refuses a changed model or data
     try:
       state, restored_iter = checkpointer.restore(abstract_state(state),
                                                   None if restart_data else data_iter)
