@@ -73,6 +73,11 @@ def base_config() -> ml_collections.ConfigDict:
   # fresh start; "" = random init. The connector (the 'mlp' one) can only come from a LLaVA-style
   # checkpoint's projector, e.g. an mmscale export (docs/pretrained.md).
   c.model.init_from = ml_collections.ConfigDict(dict(decoder="", vit="", connector=""))
+  # Mixture of experts (docs/moe.md): moe_every 0 = dense; N = every Nth layer (the last of each
+  # N) is MoE. moe_mlp_dim 0 = mlp_dim. moe_dispatch: dropless | capacity. Loss weights: MM1's.
+  c.model.decoder.update(dict(
+      moe_every=0, num_experts=8, experts_per_token=2, moe_mlp_dim=0, moe_dispatch="dropless",
+      capacity_factor=1.25, moe_norm_topk=True, load_balance_loss=0.01, router_z_loss=0.001))
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "expert": 1})
@@ -87,7 +92,12 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict(dict(
       steps=1000, log_every=50, checkpoint_every=250, keep_checkpoints=3, async_checkpoint=True,
-      eval_every=0, peak_flops_per_device=0.0))
+      eval_every=0, peak_flops_per_device=0.0,
+      # divergence guard (mmscale/train/guard.py): a loss above factor x the median of the last
+      # `window` steps (0 = off), or a gradient norm of 0 for this many steps in a row (0 = off)
+      divergence_loss_factor=10.0, divergence_window=20, divergence_zero_grad_steps=5,
+      # resuming with a changed data section: True restarts the data order, False refuses
+      restart_data=False))
 
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=64,            # rows per evaluation batch (rounded to a multiple of data x fsdp)
@@ -169,6 +179,15 @@ def flat_keys(cfg, prefix=""):
       yield from flat_keys(value, name + ".")
     else:
       yield name
+
+
+def check_schema(config) -> None:
+  """Every field of `config` is one of `base_config()`'s (`ConfigError` names the first that is
+  not): the part of validation that needs no devices (sweep dry runs check it per point)."""
+  known = set(flat_keys(base_config()))
+  for name in flat_keys(config):
+    if name not in known:
+      raise ConfigError(name, "unknown field (not in mmscale.config.base_config())")
 
 
 def tokenizer_path(config) -> str:

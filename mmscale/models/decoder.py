@@ -9,7 +9,10 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from typing import Any
+
 from mmscale.registry import Registry
+from mmscale.models.moe import MoEBlock, MoESettings, is_moe_layer
 from mmscale.models.layers import (BATCH_LENGTH_EMBED, Attention, Dtype, RMSNorm, SwiGLU,
                                    constrain, dense, partitioned, replace_with_nearest)
 
@@ -28,7 +31,9 @@ for _name, _policy in (
 
 
 class DecoderBlock(nn.Module):
-  """x + Attn(RMSNorm(x)); x + SwiGLU(RMSNorm(x)). float[B, T, D] -> float[B, T, D].
+  """x + Attn(RMSNorm(x)); x + MLP(RMSNorm(x)). float[B, T, D] -> float[B, T, D].
+
+  The MLP is a SwiGLU, or a mixture of SwiGLU experts (mmscale/models/moe.py) when `moe` is set.
 
   `decode` / `deterministic` are fields, not call arguments, so that nn.remat and nn.scan see only
   arrays as arguments. Returns (x, None) to be usable as an nn.scan body.
@@ -55,6 +60,7 @@ class DecoderBlock(nn.Module):
   qkv_bias: bool = False
   qk_norm: bool = False
   rope_scaling: tuple | None = None
+  moe: MoESettings | None = None
 
   @nn.compact
   def __call__(self, x, positions, segment_ids, mask_ar, erase_layer=None, erase_mask=None):
@@ -66,7 +72,9 @@ class DecoderBlock(nn.Module):
                   norm_eps=self.norm_eps, rope_scaling=self.rope_scaling, name="attn",
                   **kw)(h, positions, segment_ids, mask_ar)
     x = constrain(x + drop(h), BATCH_LENGTH_EMBED)
-    h = SwiGLU(self.mlp_dim, name="mlp", **kw)(RMSNorm(self.norm_eps, name="norm_mlp", **kw)(x))
+    mlp = (SwiGLU(self.mlp_dim, name="mlp", **kw) if self.moe is None
+           else MoEBlock(self.moe, name="mlp", **kw))
+    h = mlp(RMSNorm(self.norm_eps, name="norm_mlp", **kw)(x))
     x = constrain(x + drop(h), BATCH_LENGTH_EMBED)
     self.sow("intermediates", "hidden", x)
     if erase_layer is not None:
@@ -75,11 +83,38 @@ class DecoderBlock(nn.Module):
     return x, None
 
 
+class DecoderGroup(nn.Module):
+  """`every` consecutive blocks, the last one MoE: the scanned unit of a decoder with
+  moe_every > 1, so dense and MoE layers (different params) still scan as one body.
+
+  Same call contract as DecoderBlock; per-layer erase arrays carry a leading [every] axis. Sows
+  the group's block outputs stacked, float[every, B, T, D], as 'intermediates'/'hidden'.
+  """
+  block: Any  # the (possibly remat'd) DecoderBlock class
+  every: int
+  block_kwargs: Any  # DecoderBlock fields except moe (a hashable tuple of pairs)
+  moe: MoESettings
+
+  @nn.compact
+  def __call__(self, x, positions, segment_ids, mask_ar, erase_layer=None, erase_mask=None):
+    hidden = []
+    for j in range(self.every):
+      moe = self.moe if is_moe_layer(j, self.every) else None
+      this = None if erase_layer is None else jax.tree.map(lambda a, j=j: a[j], erase_layer)
+      x, _ = self.block(**dict(self.block_kwargs), moe=moe, name=f"block_{j}")(
+          x, positions, segment_ids, mask_ar, this, erase_mask)
+      hidden.append(x)
+    self.sow("intermediates", "hidden", jnp.stack(hidden))
+    return x, None
+
+
 class Decoder(nn.Module):
   """Token embedding, `depth` DecoderBlocks, final RMSNorm, output projection.
 
   scan_layers=True stacks the block params on a leading 'layers' axis (one compiled block: fast
   compiles at depth); the 'cache' collection is stacked the same way, so decode works scanned.
+  With moe_every = N > 1 the scanned unit is a DecoderGroup of N blocks (N-1 dense, then one
+  MoE), stacked over depth / N groups; the router statistics ('moe' collection) stack the same way.
   """
   vocab_size: int
   width: int
@@ -106,6 +141,8 @@ class Decoder(nn.Module):
   qk_norm: bool = False
   rope_scaling: tuple | None = None
   scale_embeddings: bool = True
+  moe_every: int = 0  # 0: dense; N: every Nth layer is a mixture of experts (moe.is_moe_layer)
+  moe: MoESettings | None = None
 
   def setup(self):
     # std 1/sqrt(D), inputs scaled by sqrt(D): unit-scale residual stream, and tied logits
@@ -127,15 +164,23 @@ class Decoder(nn.Module):
                   deterministic=self.deterministic, dtype=self.dtype,
                   param_dtype=self.param_dtype, norm_eps=self.norm_eps, qkv_bias=self.qkv_bias,
                   qk_norm=self.qk_norm, rope_scaling=self.rope_scaling)
-    if self.scan_layers:
-      stack = nn.scan(
-          block, variable_axes={"params": 0, "cache": 0, "intermediates": 0},
-          split_rngs={"params": True, "dropout": True},
-          in_axes=(nn.broadcast,) * 3 + (0, nn.broadcast),  # + per-layer erase, erase mask
-          length=self.depth, metadata_params={nn.PARTITION_NAME: "layers"})
-      self.layers = stack(**kwargs)
-    else:
-      self.layers = [block(**kwargs) for _ in range(self.depth)]
+    if not self.scan_layers:
+      self.layers = [block(**kwargs, moe=self.moe if is_moe_layer(i, self.moe_every) else None)
+                     for i in range(self.depth)]
+      return
+    unit, length = block, self.depth
+    if self.moe_every > 1:  # scan groups of moe_every layers, the last of each MoE
+      unit, length = DecoderGroup, self.depth // self.moe_every
+      kwargs = dict(block=block, every=self.moe_every, moe=self.moe,
+                    block_kwargs=tuple(sorted(kwargs.items())))
+    elif self.moe_every == 1:
+      kwargs["moe"] = self.moe
+    stack = nn.scan(
+        unit, variable_axes={"params": 0, "cache": 0, "intermediates": 0, "moe": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(nn.broadcast,) * 3 + (0, nn.broadcast),  # + per-layer erase, erase mask
+        length=length, metadata_params={nn.PARTITION_NAME: "layers"})
+    self.layers = stack(**kwargs)
 
   def embed(self, tokens):
     """int[B, T] -> float[B, T, D]."""
@@ -154,6 +199,9 @@ class Decoder(nn.Module):
     """
     layer_erase = None if erase is None else (erase["centroids"], erase["active"])
     mask = None if erase is None else erase["mask"]
+    if self.scan_layers and self.moe_every > 1 and layer_erase is not None:  # [G, every, ...]
+      layer_erase = jax.tree.map(lambda a: a.reshape((-1, self.moe_every) + a.shape[1:]),
+                                 layer_erase)
     if self.scan_layers:
       x, _ = self.layers(x, positions, segment_ids, mask_ar, layer_erase, mask)
     else:

@@ -13,6 +13,7 @@ from flax import linen as nn
 from mmscale.models.connectors import get_connector
 from mmscale.models.decoder import Decoder
 from mmscale.models.layers import BATCH_LENGTH_EMBED, constrain, dtype_of
+from mmscale.models.moe import MoESettings
 from mmscale.models.vit import ViT
 
 def rope_scaling(cfg) -> tuple | None:
@@ -83,6 +84,7 @@ class MLLM(nn.Module):
         dropout_rate=self.config.decoder.dropout_rate, norm_eps=d.norm_eps,
         qkv_bias=d.qkv_bias, qk_norm=d.qk_norm, rope_scaling=rope_scaling(self.config),
         scale_embeddings=d.scale_embeddings,
+        moe_every=d.moe_every, moe=MoESettings.from_decoder_config(d),
         decode=decode, deterministic=deterministic, name="decoder", **self._dtypes())
     tokens = batch["tokens"]
     ones = jnp.ones(tokens.shape, jnp.int32)
