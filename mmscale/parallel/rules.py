@@ -31,7 +31,7 @@ DEFAULT_RULES = (
     ("patches", None),
     ("layers", None),
     ("experts", "expert"),
-    ("conv_in", None),
+    ("conv_in", "fsdp"),  # conv kernels [kh, kw, in, out]: ZeRO-3 like dense kernels
     ("conv_out", "tensor"),
 )
 
