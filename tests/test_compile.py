@@ -106,3 +106,29 @@ def test_collectives_are_counted_per_loop_iteration():
   assert found["all-reduce"] == {"count": 12, "bytes": 12 * 8 * 128 * 4}
   assert found["all-gather"] == {"count": 12, "bytes": 12 * 8 * 64 * 2}
   assert found["reduce-scatter"] == {"count": 1, "bytes": 2 * 128 * 4}
+
+
+def test_pod_table_regenerates_a_row_between_its_markers(tmp_path):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  spec = importlib.util.spec_from_file_location("pod_table_tool", "tools/pod_table.py")
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  doc = tmp_path / "pod_scale.md"
+  doc.write_text("# title\n\n<!-- pod-table:start -->\nold\n<!-- pod-table:end -->\n\nafter\n")
+  assert tool.main(["pod_table", "--row=configs/scaling/point.py:size=xs@v5e-8",
+                    f"--out={doc}", f"--json_dir={tmp_path}"]) == 0
+  text = doc.read_text()
+  assert text.startswith("# title\n") and text.endswith("\n\nafter\n") and "old" not in text
+  assert "python tools/pod_table.py --row=configs/scaling/point.py:size=xs@v5e-8" in text
+  row = [l for l in text.splitlines() if l.startswith("| `point:size=xs`")]
+  assert len(row) == 1 and "| v5e-8 | 8, 1, 1 | 1 | 0.00B |" in row[0] and "| yes (" in row[0]
+  assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_multislice_target_puts_slices_on_the_data_axis():
+  from mmscale.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  devices = targets.resolve_target("v5e-4", num_slices=2).devices()
+  assert len(devices) == 8 and {d.slice_index for d in devices} == {0, 1}
+  mesh = mesh_lib.make_mesh({"data": 2, "fsdp": 4, "tensor": 1, "expert": 1}, list(devices))
+  slices = [{d.slice_index for d in mesh.devices[i].flat} for i in range(2)]
+  assert slices == [{0}, {1}]  # only the data axis crosses slices (DCN)
