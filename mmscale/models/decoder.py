@@ -55,19 +55,26 @@ class DecoderBlock(nn.Module):
   deterministic: bool = True
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  # the pretrained families' variants (see `Decoder`)
+  norm_eps: float = 1e-6
+  qkv_bias: bool = False
+  qk_norm: bool = False
+  rope_scaling: tuple | None = None
   moe: MoESettings | None = None
 
   @nn.compact
   def __call__(self, x, positions, segment_ids, mask_ar, erase_layer=None, erase_mask=None):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     drop = nn.Dropout(self.dropout_rate, deterministic=self.deterministic)
-    h = RMSNorm(name="norm_attn", **kw)(x)
+    h = RMSNorm(self.norm_eps, name="norm_attn", **kw)(x)
     h = Attention(self.heads, self.kv_heads, self.head_dim, rope_theta=self.rope_theta,
-                  decode=self.decode, name="attn", **kw)(h, positions, segment_ids, mask_ar)
+                  decode=self.decode, qkv_bias=self.qkv_bias, qk_norm=self.qk_norm,
+                  norm_eps=self.norm_eps, rope_scaling=self.rope_scaling, name="attn",
+                  **kw)(h, positions, segment_ids, mask_ar)
     x = constrain(x + drop(h), BATCH_LENGTH_EMBED)
     mlp = (SwiGLU(self.mlp_dim, name="mlp", **kw) if self.moe is None
            else MoEBlock(self.moe, name="mlp", **kw))
-    h = mlp(RMSNorm(name="norm_mlp", **kw)(x))
+    h = mlp(RMSNorm(self.norm_eps, name="norm_mlp", **kw)(x))
     x = constrain(x + drop(h), BATCH_LENGTH_EMBED)
     self.sow("intermediates", "hidden", x)
     if erase_layer is not None:
@@ -125,6 +132,15 @@ class Decoder(nn.Module):
   param_dtype: Dtype = jnp.float32
   decode: bool = False  # use / fill the 'cache' collection (see layers.Attention)
   deterministic: bool = True  # no dropout
+  # Variants of the pretrained families (config presets in mmscale/hf): RMSNorm epsilon, biases
+  # on q/k/v (Qwen2), per-head q/k RMSNorm (Qwen3), a RoPE scaling variant (Llama 3.1; a tuple of
+  # (key, value) pairs, see layers.rope_frequencies), and whether embeddings are multiplied by
+  # sqrt(width) (mmscale's own init: True; Llama/Qwen: False).
+  norm_eps: float = 1e-6
+  qkv_bias: bool = False
+  qk_norm: bool = False
+  rope_scaling: tuple | None = None
+  scale_embeddings: bool = True
   moe_every: int = 0  # 0: dense; N: every Nth layer is a mixture of experts (moe.is_moe_layer)
   moe: MoESettings | None = None
 
@@ -134,7 +150,7 @@ class Decoder(nn.Module):
     self.embedding = nn.Embed(
         self.vocab_size, self.width, dtype=self.dtype, param_dtype=self.param_dtype,
         embedding_init=partitioned(nn.initializers.normal(self.width ** -0.5), ("vocab", "embed")))
-    self.final_norm = RMSNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+    self.final_norm = RMSNorm(self.norm_eps, dtype=self.dtype, param_dtype=self.param_dtype)
     if not self.tie_embeddings:
       self.unembed = dense(self.vocab_size, ("embed", "vocab"), dtype=self.dtype,
                            param_dtype=self.param_dtype)
@@ -146,7 +162,8 @@ class Decoder(nn.Module):
                   mlp_dim=self.mlp_dim, rope_theta=self.rope_theta,
                   dropout_rate=self.dropout_rate, decode=self.decode,
                   deterministic=self.deterministic, dtype=self.dtype,
-                  param_dtype=self.param_dtype)
+                  param_dtype=self.param_dtype, norm_eps=self.norm_eps, qkv_bias=self.qkv_bias,
+                  qk_norm=self.qk_norm, rope_scaling=self.rope_scaling)
     if not self.scan_layers:
       self.layers = [block(**kwargs, moe=self.moe if is_moe_layer(i, self.moe_every) else None)
                      for i in range(self.depth)]
@@ -167,7 +184,9 @@ class Decoder(nn.Module):
 
   def embed(self, tokens):
     """int[B, T] -> float[B, T, D]."""
-    x = self.embedding(tokens) * jnp.asarray(self.width ** 0.5, self.dtype)
+    x = self.embedding(tokens)
+    if self.scale_embeddings:
+      x = x * jnp.asarray(self.width ** 0.5, self.dtype)
     return constrain(x, BATCH_LENGTH_EMBED)
 
   def __call__(self, x, positions, segment_ids, mask_ar, erase=None):

@@ -11,6 +11,7 @@ from flax import linen as nn
 from mmscale.errors import ConfigError
 from mmscale.models.connectors import connector_names, get_connector
 from mmscale.models.decoder import REMAT_POLICIES
+from mmscale.models.layers import ROPE_SCALINGS
 from mmscale.models.mllm import MLLM, head_dim, num_patches
 from mmscale.models.moe import DISPATCHES
 from mmscale.registry import Registry
@@ -126,6 +127,12 @@ def _validate_decoder(cfg):
   if policy not in REMAT_POLICIES:
     raise ConfigError("model.decoder.remat_policy",
                       f"unknown policy {policy!r}; known: {REMAT_POLICIES.names()}")
+  scaling = _value(cfg, "decoder.rope_scaling.type")
+  if scaling not in ROPE_SCALINGS:
+    raise ConfigError("model.decoder.rope_scaling.type",
+                      f"unknown RoPE scaling {scaling!r}; known: {ROPE_SCALINGS.names()}")
+  if not _value(cfg, "decoder.norm_eps") > 0:
+    raise ConfigError("model.decoder.norm_eps", f"must be > 0 (got {d.norm_eps})")
   rate = _value(cfg, "decoder.dropout_rate")
   if not 0.0 <= rate < 1.0:
     raise ConfigError("model.decoder.dropout_rate", f"must be in [0, 1) (got {rate})")

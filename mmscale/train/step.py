@@ -74,6 +74,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
         "token_accuracy": sums["correct"] / weight, "targets": sums["weight"],
         "grad_norm": optax.tree.norm(grads), "lr": schedule(state.step),
         **{k: sums[k] / weight for k in sum_keys if k.startswith("moe_")},
+        "param_norm": optax.tree.norm(params),  # of the updated params: the divergence guard
     }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
