@@ -3,7 +3,8 @@
   configs/scaling/point.py:size=s,arm=enriched,tokens=2457600,seed=0
 
 Arguments (big_vision style, parsed by `mmscale.config.parse_arg`):
-  size:      a SIZES preset: xs | s | m run on CPU; 1b | 7b are pod-scale (documented, not run here)
+  size:      a SIZES preset: xs | s | m run on CPU; 1b | 7b | paligemma | mm1_3b are pod scale,
+             each for the slice it names (compiled for it in docs/pod_scale.md, not run here)
   arm:       an ARMS preset (a mixture over world arms) or one world arm name
   tokens:    the token budget; train.steps = tokens // (batch * seq_len), so arms of one
              comparison see the same number of (packed) tokens whatever their text length
@@ -44,10 +45,19 @@ ARMS = {
     "mm1_33_33_33": {"caption": 1 / 3, "interleaved": 1 / 3, "text": 1 / 3},
 }
 
-# Model presets. xs/s/m: CPU (xs is the test size). 1b/7b: pod scale, for a real corpus
-# (set data.world_dir or data.sources); `mesh` is the suggested layout, `batch`/`seq_len` the
-# MM1-style global batch. Suggested slices: 1b on a v5e-64 / 8xH100 (fsdp=-1), 7b on a v5p-256
-# / 32xH100 (fsdp=-1, tensor=4 on GPU nodes of 8).
+# Model presets. xs/s/m: CPU (xs is the test size), connector hidden size 2 x the decoder width.
+# Pod presets, for a real corpus (set data.world_dir or data.sources); each names the slice it is
+# meant for (`slice`), with levers (fsdp, remat, `grad_accum`) chosen to leave at least 10% HBM
+# there at its global batch (`batch` rows of `seq_len`); check with `python -m mmscale.compile
+# --config=configs/scaling/point.py:size=NAME --target=SLICE` (docs/pod_scale.md lists the
+# compiles that were run). Connector sizes follow the papers: the
+# C-Abstractor's hidden size is the ViT width (Honeybee / MM1), PaliGemma's connector projects
+# each SigLIP patch token to the decoder (one token per patch).
+#   1b:        MM1-style 1B decoder, ViT-L/14 at 336 px, C-Abstractor 144 tokens; v5e-64
+#   7b:        MM1-style 7B decoder, ViT-L/14 at 336 px, C-Abstractor 144 tokens; v5p-256
+#   paligemma: PaliGemma-class 3B: SigLIP-So400m/14 at 224 px (256 tokens) + a Gemma-2B-sized
+#              decoder (MQA, head_dim 256, 257k vocabulary); v5e-64
+#   mm1_3b:    MM1-3B-class: ViT-H/14 at 378 px, C-Abstractor 144 tokens, ~2.7B decoder; v5p-128
 SIZES = {
     "xs": dict(width=64, depth=2, heads=4, kv_heads=2, mlp_dim=128, vit_width=64, vit_depth=1,
                batch=16, seq_len=64, image_size=48),
@@ -57,13 +67,28 @@ SIZES = {
               batch=32, seq_len=64, image_size=48),
     "1b": dict(width=2048, depth=16, heads=16, kv_heads=8, mlp_dim=8192, vit_width=1024,
                vit_depth=24, vit_heads=16, batch=512, seq_len=2048, image_size=336, patch_size=14,
-               connector="cabstractor", image_tokens=144, vocab_size=32000, dtype="bfloat16",
-               remat="full", mesh={"data": 1, "fsdp": -1, "tensor": 1, "expert": 1}),
+               connector="cabstractor", image_tokens=144, connector_hidden=1024,
+               connector_depth=3, vocab_size=32000, dtype="bfloat16", remat="full",
+               grad_accum=4, slice="v5e-64",
+               mesh={"data": 1, "fsdp": -1, "tensor": 1, "expert": 1}),
     "7b": dict(width=4096, depth=32, heads=32, kv_heads=8, mlp_dim=14336, vit_width=1024,
                vit_depth=24, vit_heads=16, batch=1024, seq_len=4096, image_size=336,
-               patch_size=14, connector="cabstractor", image_tokens=144, vocab_size=32000,
-               dtype="bfloat16", remat="full",
+               patch_size=14, connector="cabstractor", image_tokens=144, connector_hidden=1024,
+               connector_depth=3, vocab_size=32000, dtype="bfloat16", remat="full",
+               grad_accum=4, slice="v5p-256",
                mesh={"data": 1, "fsdp": -1, "tensor": 4, "expert": 1}),
+    "paligemma": dict(width=2048, depth=18, heads=8, kv_heads=1, head_dim=256, mlp_dim=16384,
+                      vit_width=1152, vit_depth=27, vit_heads=16, vit_mlp=4304, batch=1024,
+                      seq_len=512, image_size=224, patch_size=14, connector="mlp",
+                      image_tokens=256, connector_hidden=2048, vocab_size=257152,
+                      dtype="bfloat16", remat="full", grad_accum=4, slice="v5e-64",
+                      mesh={"data": 1, "fsdp": -1, "tensor": 1, "expert": 1}),
+    "mm1_3b": dict(width=2560, depth=32, heads=32, kv_heads=8, mlp_dim=6912, vit_width=1280,
+                   vit_depth=32, vit_heads=16, batch=512, seq_len=4096, image_size=378,
+                   patch_size=14, connector="cabstractor", image_tokens=144,
+                   connector_hidden=1280, connector_depth=3, vocab_size=32000,
+                   dtype="bfloat16", remat="full", grad_accum=2, slice="v5p-128",
+                   mesh={"data": 1, "fsdp": -1, "tensor": 1, "expert": 1}),
 }
 
 # Mixture-of-experts sizes (docs/moe.md): a dense size plus `moe` = decoder MoE fields. The
@@ -128,16 +153,19 @@ def get_config(arg=None):
   patches = (image_size // patch) ** 2
   c.model.vit.update(image_size=image_size, patch_size=patch, width=size["vit_width"],
                      depth=size["vit_depth"], heads=size.get("vit_heads", 4),
-                     mlp_dim=4 * size["vit_width"])
+                     mlp_dim=size.get("vit_mlp", 4 * size["vit_width"]))
   c.model.connector.update(name=args.connector or size.get("connector", "mlp"),
                            num_tokens=args.image_tokens or size.get("image_tokens", patches),
-                           hidden_dim=2 * size["width"])
+                           hidden_dim=size.get("connector_hidden", 2 * size["width"]),
+                           depth=size.get("connector_depth", c.model.connector.depth))
   c.model.decoder.update(width=size["width"], depth=size["depth"], heads=size["heads"],
-                         kv_heads=size["kv_heads"], mlp_dim=size["mlp_dim"],
+                         kv_heads=size["kv_heads"], head_dim=size.get("head_dim", 0),
+                         mlp_dim=size["mlp_dim"],
                          vocab_size=size.get("vocab_size", c.model.decoder.vocab_size),
                          remat_policy=size.get("remat", "none"))
   c.model.decoder.update(size.get("moe", {}))
   c.model.dtype = size.get("dtype", "float32")
+  c.optim.grad_accum_steps = size.get("grad_accum", 1)
   if "mesh" in size:
     c.mesh.shape = size["mesh"]
 

@@ -74,7 +74,7 @@ class ViT(nn.Module):
     p = self.patch_size
     x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID", name="patch_embed",
                 kernel_init=partitioned(nn.initializers.lecun_normal(),
-                                        (None, None, "conv_in", "embed")),
+                                        (None, None, None, "embed")),  # 3 RGB channels
                 bias_init=partitioned(nn.initializers.zeros_init(), ("embed",)),
                 **kw)(images.astype(self.dtype))
     n = x.shape[0]

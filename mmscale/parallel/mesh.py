@@ -43,6 +43,10 @@ def make_mesh(shape: dict[str, int], devices=None) -> Mesh:
     return Mesh(_hybrid_devices(sizes, num_slices, devices), MESH_AXES, axis_types=axis_types)
   if len(devices) == jax.device_count() and devices == jax.devices():
     return jax.make_mesh(sizes, MESH_AXES, axis_types=axis_types)
+  if devices[0].platform == "tpu":  # e.g. a compile target's topology: lay out by its torus
+    from jax.experimental import mesh_utils  # pylint: disable=import-outside-toplevel
+    return Mesh(mesh_utils.create_device_mesh(sizes, devices, allow_split_physical_axes=True),
+                MESH_AXES, axis_types=axis_types)
   return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES, axis_types=axis_types)
 
 

@@ -31,7 +31,7 @@ DEFAULT_RULES = (
     ("patches", None),
     ("layers", None),
     ("experts", "expert"),
-    ("conv_in", None),
+    ("conv_in", "fsdp"),  # conv kernels [kh, kw, in, out]: ZeRO-3 like dense kernels
     ("conv_out", "tensor"),
 )
 
@@ -76,8 +76,9 @@ def global_batch(local_batch: dict, mesh: Mesh, rules, global_rows: int | None =
 def abstract_params(model, example_batch: dict, mesh: Mesh, rules):
   """The params of `model` as logically boxed ShapeDtypeStructs: one trace of `model.init`,
   nothing allocated. Shardings, parameter counts and the train state all derive from it."""
+  rng = jax.random.key(0)  # made outside the mesh: a compile target's mesh has no memory
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    return jax.eval_shape(model.init, jax.random.key(0), example_batch)["params"]
+    return jax.eval_shape(model.init, rng, example_batch)["params"]
 
 
 def sharded_abstract(boxed, mesh: Mesh, rules):

@@ -1,7 +1,11 @@
-"""Measured matmul peak of a device: the denominator of model FLOPs utilisation (MFU).
+"""Peak FLOP/s per device: the denominator of model FLOPs utilisation (MFU).
 
-We measure rather than quote a datasheet, because on CPU the achievable peak depends on the BLAS,
-the core count and the clock; on TPU/GPU it is close to the datasheet figure anyway.
+On an accelerator, the chip's dense bf16 datasheet peak from the table in
+`mmscale.parallel.chips`, looked up by the `device_kind` JAX reports (TPU v4 / v5e / v5p / v6e,
+A100 / H100 / H200 / B200): a measured chain of small matmuls is launch-bound there and would
+overstate MFU. On CPU we measure, because the achievable peak depends on the BLAS, the core
+count and the clock. `train.peak_flops_per_device` overrides both (e.g. for a GPU the table does
+not know, or to quote an fp32 peak).
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mmscale.errors import ConfigError
+from mmscale.parallel.chips import chip_of_device_kind
 
 
 def _best_seconds(fn, repeats: int) -> float:
@@ -45,9 +52,22 @@ def numpy_matmul_flops(n: int = 1024, dtype: str = "float32", repeats: int = 5) 
   return 2 * n ** 3 / _best_seconds(lambda: a @ b, repeats)
 
 
-def device_peak_flops(dtype: str = "float32") -> float:
-  """Peak FLOP/s per device used for MFU: the higher of JAX's and numpy's (numpy on CPU only)."""
+def device_peak_flops(dtype: str = "float32", device=None) -> float:
+  """Peak FLOP/s per device used for MFU.
+
+  TPU / GPU: the chip's dense bf16 peak (whatever `dtype`: MFU is quoted against it). An
+  accelerator the table does not know raises `ConfigError` naming `train.peak_flops_per_device`.
+  CPU: the higher of JAX's and numpy's measured matmul rates (numpy for float32 only).
+  """
+  device = jax.devices()[0] if device is None else device
+  if device.platform != "cpu":
+    chip = chip_of_device_kind(device.device_kind)
+    if chip is None:
+      raise ConfigError("train.peak_flops_per_device",
+                        f"no peak FLOP/s known for device kind '{device.device_kind}'; set it "
+                        "to the chip's dense bf16 peak (e.g. 989e12 for an H100)")
+    return chip.peak_bf16_flops
   peak = jax_matmul_flops(dtype=dtype)
-  if jax.default_backend() == "cpu" and dtype == "float32":
+  if dtype == "float32":
     peak = max(peak, numpy_matmul_flops(dtype=dtype))
   return peak

@@ -36,12 +36,23 @@ def create_sharded_state(model: nn.Module, tx: optax.GradientTransformation, box
     params = model.init(rng, example_batch)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
+  _, shardings = sharded_abstract_state(tx, boxed_params, mesh, rules)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=boxed_params,
-                          opt_state=jax.eval_shape(tx.init, boxed_params))
-    shardings = sharding_rules.tree_shardings(nn.get_partition_spec(abstract), mesh, rules)
     state = jax.jit(init, out_shardings=shardings)(rng)
   return nn.meta.unbox(state), shardings
+
+
+def sharded_abstract_state(tx: optax.GradientTransformation, boxed_params, mesh, rules):
+  """The train state as ShapeDtypeStructs carrying their `NamedSharding`s, and the shardings:
+  what `create_sharded_state` builds, with nothing allocated (the compile tool lowers the train
+  step on it). Returns (abstract state, state_shardings), unboxed trees of one structure."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    boxed = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=boxed_params,
+                       opt_state=jax.eval_shape(tx.init, boxed_params))
+    shardings = sharding_rules.tree_shardings(nn.get_partition_spec(boxed), mesh, rules)
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          nn.meta.unbox(boxed), shardings)
+  return abstract, shardings
 
 
 def abstract_state(state):

@@ -1,0 +1,134 @@
+"""`python -m mmscale.compile`: the real train step compiled for a TPU slice from this CPU-only
+machine (libtpu's topology descriptions), its memory report, and the does-not-fit message."""
+
+import json
+
+import pytest
+
+from mmscale.compile import __main__ as compile_cli
+from mmscale.compile import hlo, targets
+from mmscale.models import flops as flops_lib
+from mmscale import config as config_lib
+
+pytest.importorskip("libtpu", reason="libtpu (the `test` extra, Linux only) compiles for TPU")
+
+XS = "--config=configs/scaling/point.py:size=xs"
+
+
+def test_target_names_resolve_to_cloud_topologies():
+  cases = {"v5p-256": ("v5p:4x4x8", 128), "v5e-64": ("v5e:8x8", 64), "v5e-8": ("v5e:2x4", 8),
+           "v5litepod-16": ("v5e:4x4", 16), "v4-8": ("v4:2x2x1", 4), "v6e-256": ("v6e:16x16", 256)}
+  for name, (topology, chips) in cases.items():
+    t = targets.resolve_target(name)
+    assert (t.topology, t.num_chips) == (topology, chips), name
+  assert targets.resolve_target("v5p-256", num_slices=2).num_devices == 256
+
+
+@pytest.mark.parametrize("name, words", [("8xh100", "GPU targets cannot be compiled"),
+                                         ("v9-8", "expected <generation>-<size>"),
+                                         ("v5p-6", "power-of-two number of chips")])
+def test_bad_targets_are_one_line_errors(name, words):
+  with pytest.raises(targets.TargetError, match=words):
+    targets.resolve_target(name)
+
+
+def test_command_refuses_bad_input_in_one_line(capsys):
+  for argv, words in (([XS, "--target=8xh100"], "GPU targets"),
+                      ([XS], "--target is required"),
+                      ([XS, "--target=v5e-4", "--config.mesh.shape.tensor=8"], "mesh.shape")):
+    with pytest.raises(SystemExit) as exit_info:
+      compile_cli.main(["compile"] + argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and words in err and "\n" not in err, err
+
+
+def test_tiny_config_compiles_for_a_v5e_slice_and_fits(tmp_path, capsys):
+  out = tmp_path / "report.json"
+  assert compile_cli.main(["compile", XS, "--target=v5e-8", f"--out={out}"]) == 0
+  printed = capsys.readouterr().out
+  report = json.loads(out.read_text())
+  assert "FITS: headroom" in printed and report["fits"] is True
+  assert (report["topology"], report["devices"], report["mesh"]["data"]) == ("v5e:2x4", 8, 8)
+  m = report["memory"]
+  assert m["total"] == m["arguments"] + m["outputs"] + m["temporaries"] - m["aliased"]
+  # The train state is an argument of the step (donated: aliased with its output).
+  assert m["arguments"] >= report["state_bytes"] > 0 and m["aliased"] > 0
+  assert 0 < m["total"] < report["hbm_bytes"] and 0.9 < report["headroom"] < 1
+  c = config_lib.load_config("configs/scaling/point.py:size=xs")
+  assert report["params"] == 198720
+  assert report["flops_per_step"] == pytest.approx(
+      c.data.batch_size * flops_lib.train_flops_per_sequence(c.model, c.data.seq_len,
+                                                             c.data.max_images_per_seq))
+  fast, slow = report["projections"][1], report["projections"][0]
+  assert fast["step_seconds"] == pytest.approx(slow["step_seconds"] * 0.40 / 0.55)
+  # Data parallelism: the gradients are all-reduced, at least once per scanned layer.
+  assert report["collectives"]["all-reduce"]["count"] >= c.model.decoder.depth
+  assert report["collectives"]["all-reduce"]["bytes"] >= 4 * report["params"]
+  assert report["levers"] == []
+
+
+def test_oversized_config_does_not_fit_and_names_the_levers(capsys):
+  # seq 4096: the XLA attention's float32 T x T scores alone are 1 GiB per head and row.
+  code = compile_cli.main(["compile", XS, "--target=v5e-4", "--config.data.seq_len=4096",
+                           "--config.data.batch_size=64"])
+  printed = capsys.readouterr().out
+  assert code == 1
+  assert "DOES NOT FIT" in printed and "exceeds available HBM (15.75G)" in printed
+  assert "--config.optim.grad_accum_steps=" in printed and "(fits with 10% headroom)" in printed
+  assert "kernel attention" in printed
+
+
+HLO = """HloModule m
+
+%body (p: (s32[], f32[8,128])) -> (s32[], f32[8,128]) {
+  %p = (s32[], f32[8,128]) parameter(0)
+  %x = f32[8,128]{1,0} get-tuple-element(%p), index=1
+  %ar = f32[8,128]{1,0} all-reduce(%x), channel_id=1, to_apply=%add
+  %ag-start = (bf16[2,64]{1,0}, bf16[8,64]{1,0}) all-gather-start(%y), dimensions={0}
+  %ag = bf16[8,64]{1,0} all-gather-done(%ag-start)
+}
+
+%cond (p: (s32[], f32[8,128])) -> pred[] {
+  %c = s32[] constant(12)
+  ROOT %lt = pred[] compare(%i, %c), direction=LT
+}
+
+ENTRY %main (a: f32[8,128]) -> f32[8,128] {
+  %w = (s32[], f32[8,128]) while(%t), condition=%cond, body=%body
+  %rs = f32[2,128]{1,0} reduce-scatter(%a), dimensions={0}, to_apply=%add
+}
+"""
+
+
+def test_collectives_are_counted_per_loop_iteration():
+  found = hlo.collectives(HLO)
+  assert found["all-reduce"] == {"count": 12, "bytes": 12 * 8 * 128 * 4}
+  assert found["all-gather"] == {"count": 12, "bytes": 12 * 8 * 64 * 2}
+  assert found["reduce-scatter"] == {"count": 1, "bytes": 2 * 128 * 4}
+
+
+def test_pod_table_regenerates_a_row_between_its_markers(tmp_path):
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  spec = importlib.util.spec_from_file_location("pod_table_tool", "tools/pod_table.py")
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  doc = tmp_path / "pod_scale.md"
+  doc.write_text("# title\n\n<!-- pod-table:start -->\nold\n<!-- pod-table:end -->\n\nafter\n")
+  assert tool.main(["pod_table", "--row=configs/scaling/point.py:size=xs@v5e-8",
+                    f"--out={doc}", f"--json_dir={tmp_path}"]) == 0
+  text = doc.read_text()
+  assert text.startswith("# title\n") and text.endswith("\n\nafter\n") and "old" not in text
+  assert "python tools/pod_table.py --row=configs/scaling/point.py:size=xs@v5e-8" in text
+  row = [l for l in text.splitlines() if l.startswith("| `point:size=xs`")]
+  assert len(row) == 1 and "| v5e-8 | 8, 1, 1 | 1 | 0.00B |" in row[0] and "| yes (" in row[0]
+  assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+def test_multislice_target_puts_slices_on_the_data_axis():
+  from mmscale.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  devices = targets.resolve_target("v5e-4", num_slices=2).devices()
+  assert len(devices) == 8 and {d.slice_index for d in devices} == {0, 1}
+  mesh = mesh_lib.make_mesh({"data": 2, "fsdp": 4, "tensor": 1, "expert": 1}, list(devices))
+  slices = [{d.slice_index for d in mesh.devices[i].flat} for i in range(2)]
+  assert slices == [{0}, {1}]  # only the data axis crosses slices (DCN)
