@@ -68,7 +68,10 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.train = ml_collections.ConfigDict(dict(
       steps=1000, log_every=50, checkpoint_every=250, keep_checkpoints=3, async_checkpoint=True,
-      eval_every=0, peak_flops_per_device=0.0))
+      eval_every=0, peak_flops_per_device=0.0,
+      profile_steps=0,   # steps traced by jax.profiler into W/profile (0 = none)
+      profile_start=5,   # steps run before the trace starts (compilation stays out of it)
+  ))
 
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=64,            # rows per evaluation batch (rounded to a multiple of data x fsdp)

@@ -71,6 +71,9 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
   for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
     if config.train[field] < 1:
       raise ConfigError(f"train.{field}", f"expected >= 1, got {config.train[field]}")
+  for field in ("profile_steps", "profile_start"):
+    if config.train[field] < 0:
+      raise ConfigError(f"train.{field}", f"expected >= 0, got {config.train[field]}")
   validate_evals(config.eval)
   return RunSpec(config=config, mesh_shape=shape, rules=logical_rules(config.mesh.rules),
                  layout=BatchLayout.from_config(config))
