@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from mmscale.parallel import rules as sharding_rules
-from mmscale.models.loss import loss_sums
+from mmscale.models.fused_loss import fused_loss_sums
 from mmscale.train.state import TrainState
 
 
@@ -33,9 +33,10 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
   def sums_fn(params, micro, step):
     rngs = {"dropout": jax.random.fold_in(dropout_key, step)} if dropout else None
-    logits = model.apply({"params": params}, micro, deterministic=not dropout, rngs=rngs)
-    sums = loss_sums(logits, micro, z_loss)
-    return sums["nll"] + sums["z"], sums
+    hidden, matrix = model.apply({"params": params}, micro, deterministic=not dropout, rngs=rngs,
+                                 features_only=True)
+    sums = fused_loss_sums(hidden, matrix, micro, z_loss)
+    return sums.pop("objective"), sums
 
   grad_fn = jax.grad(sums_fn, has_aux=True)
 
