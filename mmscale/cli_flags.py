@@ -13,15 +13,24 @@ process (two of them defining `--out` on the global holder raise DuplicateFlagEr
 `main(argv)` more than once (a reparsed holder keeps the previous call's values and appends to its
 multi flags; a fresh one starts from the defaults). `--help` prints the docstring and the flags;
 a bad command line is one `error: ...` line on stderr and exit status 2.
+
+Every tool ends a mistake the same way (`run`): an `MmscaleError` or a missing/unreadable file is
+one `error: ...` line on stderr, exit status 2 for a usage mistake (`UsageError`: a config field,
+an unknown name, a flag) and 1 for a run that failed. The commands built on ml_collections'
+`--config=path.py[:arg] --config.a.b=v` flags (train, eval) parse them with
+`parse_config_flags`, which turns every config-file and override mistake into such a line.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from typing import Callable, NoReturn, Sequence
 
 from absl import app, flags
+
+from mmscale.errors import MmscaleError, UsageError
 
 HELP_ARGS = ("-h", "-help", "--help", "--helpshort", "--helpfull")
 USAGE_ERROR = 2  # the exit status of a command-line mistake, as argparse and getopt tools use
@@ -29,7 +38,7 @@ USAGE_ERROR = 2  # the exit status of a command-line mistake, as argparse and ge
 
 def usage_error(message: str) -> NoReturn:
   """One `error: MESSAGE` line on stderr, then exit status 2."""
-  print(f"error: {message}", file=sys.stderr)
+  print(f"error: {_one_line(message)}", file=sys.stderr)
   sys.exit(USAGE_ERROR)
 
 
@@ -85,10 +94,113 @@ def help_text(fv: flags.FlagValues, doc: str) -> str:
   return "\n".join([doc.strip(), "", "flags:"] + [l for l in lines if l.startswith(" ")])
 
 
+def fail(error: BaseException) -> NoReturn:
+  """Ends the process on `error` with one `error: ...` line: status 2 for a usage mistake, else 1."""
+  if isinstance(error, OSError) and error.filename:  # "PATH: No such file or directory"
+    message = f"{error.filename}: {error.strerror or error}"
+  else:
+    message = str(error)
+  print(f"error: {_one_line(message)}", file=sys.stderr)
+  sys.exit(USAGE_ERROR if isinstance(error, UsageError) else 1)
+
+
+def failing(main: Callable[[list[str]], int | None]) -> Callable[[list[str]], int | None]:
+  """`main` with user mistakes as one line: an `MmscaleError` anywhere in the exception chain
+  (libraries re-raise ours as theirs), or a missing, unreadable or misplaced file."""
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except (MmscaleError, OSError) as e:
+      ours = find_error(e)
+      if ours is None and not isinstance(e, (FileNotFoundError, IsADirectoryError,
+                                             NotADirectoryError, PermissionError)):
+        raise
+      fail(ours or e)
+  return wrapped
+
+
+def find_error(error: BaseException | None) -> MmscaleError | None:
+  """The innermost `MmscaleError` in `error`'s chain (`__cause__`, else `__context__` unless
+  suppressed), else None: the one raised first, before a library re-raised it around a
+  traceback."""
+  seen, found = set(), None
+  while error is not None and id(error) not in seen:
+    if isinstance(error, MmscaleError):
+      found = error
+    seen.add(id(error))
+    error = error.__cause__ if error.__cause__ is not None else (
+        None if error.__suppress_context__ else error.__context__)  # `raise ... from None`
+  return found
+
+
 def run(main: Callable[[list[str]], int | None]) -> None:
   """app.run(main) for a tool whose main parses its own flags: absl's logging and process set-up,
-  then sys.exit(main(sys.argv)). absl's own flags (--verbosity, ...) keep their defaults."""
-  app.run(main, flags_parser=_no_global_flags)
+  then sys.exit(main(sys.argv)), user mistakes as one line (`failing`). absl's own flags
+  (--verbosity, ...) keep their defaults."""
+  app.run(failing(main), flags_parser=_no_global_flags)
+
+
+def run_with_config_flags(main: Callable[[list[str]], int | None]) -> None:
+  """app.run(main) for a command on absl's global flags with an ml_collections config flag
+  named `config` (train, eval): `parse_config_flags`, then main with mistakes as one line."""
+  app.run(failing(main), flags_parser=parse_config_flags)
+
+
+def parse_config_flags(argv: list[str]) -> list[str]:
+  """absl's global parse of argv, each mistake one `error:` line with exit status 2."""
+  try:
+    return parse_with_config_flag(flags.FLAGS, argv)
+  except UsageError as e:
+    usage_error(str(e))
+
+
+def parse_with_config_flag(fv: flags.FlagValues, argv: list[str]) -> list[str]:
+  """Parses argv into `fv`, which defines an ml_collections config flag named `config`;
+  every mistake becomes a `UsageError` naming the flag, field or file.
+
+  ml_collections reports a config-file mistake as a `ValueError` around the traceback (ours is
+  found in its chain), an unknown `--config.a.b` override as an AttributeError and a missing
+  config file only when the config is first read.
+  """
+  try:
+    rest = fv(argv)
+    if "config" in fv and fv["config"].present:
+      fv["config"].value.keys()  # a config file that failed to load raises here
+    return rest
+  except flags.Error as e:
+    ours = find_error(e)
+    raise UsageError(str(ours) if ours else _last_line(str(e))) from None
+  except (AttributeError, KeyError) as e:
+    raise UsageError(_unknown_override(argv, e)) from None
+  except OSError as e:
+    raise UsageError(_config_file_error(argv, e)) from None
+
+
+def _last_line(message: str) -> str:
+  """absl's `flag --x=v: <text>` with only the last line of a multi-line text (a traceback)."""
+  lines = [l for l in message.splitlines() if l.strip()]
+  if len(lines) <= 1:
+    return message
+  return f"{lines[0].rstrip(':')} {lines[-1].strip()}"
+
+
+def _config_file_error(argv: list[str], error: OSError) -> str:
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), "")
+  path = spec.partition(":")[0]
+  return (f"--config={spec}: config file '{path}' does not exist" if path
+          and not os.path.isfile(path) else f"--config={spec}: {_last_line(str(error))}")
+
+
+def _unknown_override(argv: list[str], error: BaseException) -> str:
+  """`--config.train.stepz=5` -> which field is unknown, with ml_collections' suggestion."""
+  text = str(error.args[0]) if error.args else str(error)
+  key = re.search(r'instead of "(\w+)"', text) or re.search(r"(\w+)\\?'", text)
+  hint = re.search(r'Did you mean "(\w+)"', text)
+  flag = next((a.split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")
+               and key and re.search(rf"\.{re.escape(key.group(1))}(\.|=|$)", a)), "--config.*")
+  field = flag[len("--config."):] if flag.startswith("--config.") else "?"
+  suggestion = f" (did you mean '{hint.group(1)}'?)" if hint else ""
+  return f"{flag}: config field '{field}' is not in the schema (mmscale/config.py){suggestion}"
 
 
 def _no_global_flags(argv: list[str]) -> list[str]:

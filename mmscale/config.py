@@ -25,7 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.world_dir = "data/world"
-  c.data.tokenizer = ""  # empty: <world_dir>/tokenizer.model
+  # SentencePiece .model, Hugging Face tokenizer.json, or a checkpoint directory holding one;
+  # empty: <world_dir>/tokenizer.model
+  c.data.tokenizer = ""
   c.data.mixture = ml_collections.ConfigDict({"caption": 1.0})
   c.data.seq_len = 64
   c.data.max_images_per_seq = 2
@@ -48,7 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.param_dtype = "float32"
   c.model.vit = ml_collections.ConfigDict(dict(
       image_size=48, patch_size=16, width=128, depth=2, heads=4, mlp_dim=512,
-      posemb="learned"))  # posemb: learned | sincos2d
+      posemb="learned", final_norm=True))  # posemb: learned | sincos2d
   # hidden_dim 0 = the decoder width; depth = residual conv blocks per stage (cabstractor)
   c.model.connector = ml_collections.ConfigDict(dict(name="mlp", num_tokens=9, hidden_dim=256,
                                                      depth=1))
@@ -56,7 +58,26 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.decoder = ml_collections.ConfigDict(dict(
       vocab_size=128, width=128, depth=3, heads=4, kv_heads=2, head_dim=0, mlp_dim=512,
       tie_embeddings=True, rope_theta=10000.0, scan_layers=True, remat_policy="none",
-      z_loss=1e-4, dropout_rate=0.0))
+      z_loss=1e-4, dropout_rate=0.0,
+      # pretrained families (docs/pretrained.md): RMSNorm epsilon, q/k/v biases (Qwen2), per-head
+      # q/k RMSNorm (Qwen3), embeddings x sqrt(width) (mmscale's init; off for Llama/Qwen)
+      norm_eps=1e-6, qkv_bias=False, qk_norm=False, scale_embeddings=True,
+      # True: every token attends causally, image blocks and prompt prefixes too (ignores the
+      # batch's mask_ar), as Hugging Face LLaVA-style models do; needed for an exact export
+      causal_only=False))
+  # RoPE variant (mmscale.models.layers.ROPE_SCALINGS): none | linear | llama3
+  c.model.decoder.rope_scaling = ml_collections.ConfigDict(dict(
+      type="none", factor=1.0, low_freq_factor=1.0, high_freq_factor=4.0,
+      original_max_position=8192))
+  # Hugging Face checkpoint directories (config.json + safetensors) the params start from on a
+  # fresh start; "" = random init. The connector (the 'mlp' one) can only come from a LLaVA-style
+  # checkpoint's projector, e.g. an mmscale export (docs/pretrained.md).
+  c.model.init_from = ml_collections.ConfigDict(dict(decoder="", vit="", connector=""))
+  # Mixture of experts (docs/moe.md): moe_every 0 = dense; N = every Nth layer (the last of each
+  # N) is MoE. moe_mlp_dim 0 = mlp_dim. moe_dispatch: dropless | capacity. Loss weights: MM1's.
+  c.model.decoder.update(dict(
+      moe_every=0, num_experts=8, experts_per_token=2, moe_mlp_dim=0, moe_dispatch="dropless",
+      capacity_factor=1.25, moe_norm_topk=True, load_balance_loss=0.01, router_z_loss=0.001))
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1, "expert": 1})
@@ -64,14 +85,21 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.optim = ml_collections.ConfigDict(dict(
       lr=1e-3, lr_rule="constant", warmup_steps=100, end_lr_fraction=0.1, weight_decay=0.1,
-      b1=0.9, b2=0.95, eps=1e-8, grad_clip=1.0, grad_accum_steps=1))
+      b1=0.9, b2=0.95, eps=1e-8, grad_clip=1.0, grad_accum_steps=1,
+      # training from pretrained parts (docs/pretrained.md): regexes fully matching parameter
+      # paths like 'vit/block_0/attn/query/kernel' -> frozen; (regex, lr multiplier) pairs
+      freeze=(), lr_multipliers=()))
 
   c.train = ml_collections.ConfigDict(dict(
       steps=1000, log_every=50, checkpoint_every=250, keep_checkpoints=3, async_checkpoint=True,
       eval_every=0, peak_flops_per_device=0.0,
       profile_steps=0,   # steps traced by jax.profiler into W/profile (0 = none)
       profile_start=5,   # steps run before the trace starts (compilation stays out of it)
-  ))
+      # divergence guard (mmscale/train/guard.py): a loss above factor x the median of the last
+      # `window` steps (0 = off), or a gradient norm of 0 for this many steps in a row (0 = off)
+      divergence_loss_factor=10.0, divergence_window=20, divergence_zero_grad_steps=5,
+      # resuming with a changed data section: True restarts the data order, False refuses
+      restart_data=False))
 
   c.eval = ml_collections.ConfigDict(dict(
       batch_size=64,            # rows per evaluation batch (rounded to a multiple of data x fsdp)
@@ -153,6 +181,15 @@ def flat_keys(cfg, prefix=""):
       yield from flat_keys(value, name + ".")
     else:
       yield name
+
+
+def check_schema(config) -> None:
+  """Every field of `config` is one of `base_config()`'s (`ConfigError` names the first that is
+  not): the part of validation that needs no devices (sweep dry runs check it per point)."""
+  known = set(flat_keys(base_config()))
+  for name in flat_keys(config):
+    if name not in known:
+      raise ConfigError(name, "unknown field (not in mmscale.config.base_config())")
 
 
 def tokenizer_path(config) -> str:

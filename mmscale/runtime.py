@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 
 from mmscale import config as config_lib
 from mmscale.data.batch import BatchLayout, empty_rows
-from mmscale.data.tokenizer import Tokenizer
+from mmscale.data.tokenizer import Tokenizer, load_tokenizer
 from mmscale.errors import ConfigError
 from mmscale.models.registry import build_model
 from mmscale.parallel import mesh as mesh_lib
@@ -92,11 +92,12 @@ def build_run(config, workdir: str = "", devices=None) -> Run:
   devices = jax.devices() if devices is None else list(devices)
   spec = validate(config, len(devices))
   path = config_lib.tokenizer_path(config)
-  if not os.path.isfile(path):
+  if not (os.path.isfile(path) or os.path.isfile(os.path.join(path, "tokenizer.json"))):
     field = "data.tokenizer" if config.data.tokenizer else "data.world_dir"
     raise ConfigError(field, f"no tokenizer at {path} (build the world with tools/build_world.py "
-                      "or set data.tokenizer)")
-  tokenizer = Tokenizer(path)
+                      "or set data.tokenizer to a SentencePiece .model, a tokenizer.json or a "
+                      "checkpoint directory holding one)")
+  tokenizer = load_tokenizer(path)
   if tokenizer.vocab_size > config.model.decoder.vocab_size:
     raise ConfigError("model.decoder.vocab_size",
                       f"{config.model.decoder.vocab_size} is smaller than the tokenizer's "

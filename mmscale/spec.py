@@ -9,10 +9,12 @@ derived again.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 
 import ml_collections
 
-from mmscale.config import base_config, flat_keys
+from mmscale.config import check_schema
 from mmscale.data.batch import BatchLayout
 from mmscale.data.transforms import RESIZE_MODES
 from mmscale.errors import ConfigError
@@ -46,10 +48,7 @@ class RunSpec:
 def validate(config, num_devices: int, num_processes: int | None = None) -> RunSpec:
   """Every rule of a run (schema, mesh, batch, model, data, optimizer, training, evaluation),
   checked before anything is built; raises `ConfigError` naming the first bad field."""
-  known = set(flat_keys(base_config()))
-  for name in flat_keys(config):
-    if name not in known:
-      raise ConfigError(name, "unknown field (not in mmscale.config.base_config())")
+  check_schema(config)
   shape = resolve_mesh_shape(config.mesh.shape, num_devices, num_processes)
   batch_shards = shape["data"] * shape["fsdp"]
   rows = config.data.batch_size
@@ -65,18 +64,47 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
     if heads % shape["tensor"]:
       raise ConfigError(field, f"{heads} not divisible by the tensor axis ({shape['tensor']})")
   validate_model_config(config.model)
+  for part, path in config.model.init_from.items():
+    if path and not os.path.isfile(os.path.join(path, "config.json")):
+      raise ConfigError(f"model.init_from.{part}", f"'{path}' is not a Hugging Face checkpoint "
+                        "directory (no config.json)")
+  if config.model.decoder.moe_every and config.model.decoder.num_experts % shape["expert"]:
+    raise ConfigError("model.decoder.num_experts", f"{config.model.decoder.num_experts} not "
+                      f"divisible by the expert axis ({shape['expert']})")
   _validate_data(config.data, config.model.connector.num_tokens)
   if config.optim.lr_rule not in LR_RULES:
     raise ConfigError("optim.lr_rule", f"expected one of {LR_RULES}, got '{config.optim.lr_rule}'")
+  _validate_groups(config.optim)
   for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
     if config.train[field] < 1:
       raise ConfigError(f"train.{field}", f"expected >= 1, got {config.train[field]}")
   for field in ("profile_steps", "profile_start"):
     if config.train[field] < 0:
       raise ConfigError(f"train.{field}", f"expected >= 0, got {config.train[field]}")
+  for field in ("divergence_loss_factor", "divergence_zero_grad_steps"):
+    if config.train[field] < 0:
+      raise ConfigError(f"train.{field}", f"expected >= 0 (0 = off), got {config.train[field]}")
+  if config.train.divergence_loss_factor and config.train.divergence_loss_factor <= 1:
+    raise ConfigError("train.divergence_loss_factor",
+                      f"expected > 1 (or 0 = off), got {config.train.divergence_loss_factor}")
   validate_evals(config.eval)
   return RunSpec(config=config, mesh_shape=shape, rules=logical_rules(config.mesh.rules),
                  layout=BatchLayout.from_config(config))
+
+
+def _validate_groups(optim) -> None:
+  """optim.freeze: regexes; optim.lr_multipliers: (regex, multiplier > 0) pairs."""
+  pairs = [("optim.freeze", p) for p in optim.freeze]
+  for item in optim.lr_multipliers:
+    if not isinstance(item, (tuple, list)) or len(item) != 2 or not item[1] > 0:
+      raise ConfigError("optim.lr_multipliers", f"expected (pattern, multiplier > 0) pairs, got "
+                        f"{item!r}")
+    pairs.append(("optim.lr_multipliers", item[0]))
+  for field, pattern in pairs:
+    try:
+      re.compile(pattern)
+    except (re.error, TypeError) as e:
+      raise ConfigError(field, f"{pattern!r} is not a regular expression ({e})") from e
 
 
 def _validate_data(data, tokens_per_image: int) -> None:

@@ -168,3 +168,26 @@ def test_generate_cli_errors(tmp_path):
     cli.run(str(tmp_path), None, None, [], "hi", **kw)
   with pytest.raises(CheckpointError, match="--workdir"):
     cli.run(None, None, None, [], "hi", **kw)
+
+
+def test_an_unreadable_image_is_a_counted_skip_in_file_evaluators(sharded, tmp_path):
+  """vqa_file / caption_file over a local file with one broken image: scored on the rest."""
+  ctx, _, _ = sharded
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image.new("RGB", (48, 48), (200, 10, 10)).save(tmp_path / "good.png")
+  (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+  (tmp_path / "vqa.json").write_text(json.dumps(
+      [{"question": "what colour ?", "image": name, "answer": "red"}
+       for name in ("good.png", "broken.png", "good.png")]))
+  (tmp_path / "captions.json").write_text(json.dumps({
+      "images": [{"id": 1, "file_name": "good.png"}, {"id": 2, "file_name": "broken.png"}],
+      "annotations": [{"image_id": 1, "caption": "a red square"},
+                      {"image_id": 2, "caption": "a broken file"}]}))
+  ctx.config.eval.update(vqa_json=str(tmp_path / "vqa.json"),
+                         caption_json=str(tmp_path / "captions.json"))
+  try:
+    results = runner.run_evaluators(ctx, ("vqa_file", "caption_file"))
+  finally:
+    ctx.config.eval.update(vqa_json="", caption_json="")
+  assert results["vqa_file/count/skipped"] == 1 and "vqa_file/accuracy/all" in results
+  assert results["caption_file/count/all"] == 1 and results["caption_file/count/skipped"] == 1

@@ -290,3 +290,42 @@ def test_worker_processes_match_in_process_and_resume(world):
       assert_batches_equal(next(fresh), want)
   finally:
     fresh.close()
+
+
+def _flip_middle_bytes(record_dir: str) -> str:
+  """Flips 64 bytes in the middle of the record dir's first shard (a damaged disk or copy)."""
+  path = records.shard_paths(record_dir, verify=False)[0]
+  data = bytearray(open(path, "rb").read())
+  for i in range(len(data) // 2, len(data) // 2 + 64):
+    data[i] ^= 0xFF
+  with open(path, "wb") as f:
+    f.write(bytes(data))
+  return path
+
+
+def test_flipped_bytes_in_a_shard_are_counted_skips_naming_the_file(world, tmp_path):
+  """A damaged ArrayRecord chunk in a mixture component costs its records, not the run."""
+  world_dir, tok = world
+  damaged = str(tmp_path / "arms" / "damaged")
+  records.write_records(damaged, [make_arm("caption", i) for i in range(400)], source="test")
+  path = _flip_middle_bytes(damaged)
+  records.write_records(str(tmp_path / "arms" / "text"), [make_arm("text", i) for i in range(16)],
+                        source="test")
+  cfg = data_config(str(tmp_path), mixture={"damaged": 3.0, "text": 1.0}, max_skip_fraction=0.5)
+  it = pipeline.make_train_iterator(cfg, LAYOUT, tok, process_index=0, process_count=1, seed=0)
+  for _ in range(80):
+    next(it)
+  stats = pipeline.pipeline_stats(it)
+  assert stats["skip_reasons"]["corrupt_record"] >= 1, stats
+  assert stats["corrupt_files"] == {path: stats["skip_reasons"]["corrupt_record"]}
+  state = it.get_state()  # the counts resume with the data position
+  fresh = pipeline.make_train_iterator(cfg, LAYOUT, tok, process_index=0, process_count=1, seed=0)
+  fresh.set_state(state)
+  assert pipeline.pipeline_stats(fresh)["corrupt_files"] == stats["corrupt_files"]
+  # under a strict threshold the same shard stops the run with a DataError naming the file
+  strict = data_config(str(tmp_path), mixture={"damaged": 1.0}, max_skip_fraction=0.001,
+                       skip_check_min_records=1)
+  it = pipeline.make_train_iterator(strict, LAYOUT, tok, process_index=0, process_count=1, seed=0)
+  with pytest.raises(DataError, match=r"corrupt_record.*corrupt records by file: \{'" + path):
+    for _ in range(200):
+      next(it)

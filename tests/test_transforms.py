@@ -152,3 +152,32 @@ def test_skip_fraction_over_limit_raises_data_error():
   it = _counted(elements, max_skip_fraction=0.1, min_records=10)
   with pytest.raises(DataError, match=r"skipped fraction 0\.\d+ .*max_skip_fraction=0\.1"):
     list(it)
+
+
+def _encoded(im, fmt="PNG", **save):
+  buf = io.BytesIO()
+  im.save(buf, format=fmt, **save)
+  return buf.getvalue()
+
+
+def test_every_image_mode_decodes_as_it_is_seen():
+  """16-bit grey, palette, CMYK, EXIF-rotated and animated inputs: one decoder, right pixels."""
+  size = 16
+  decode = lambda data: (transforms.decode_image(data, size) + 1) * 127.5  # back to 0..255
+  ramp = np.tile(np.linspace(0, 65535, size), (size, 1)).astype(np.uint16)  # 16-bit grey ramp
+  grey16 = decode(_encoded(Image.fromarray(ramp)))
+  np.testing.assert_allclose(grey16[..., 0], ramp / 257.0, atol=1.5)  # scaled, not clipped
+  assert abs(grey16.mean() - 127.5) < 2  # (clipping made this ~250: almost white)
+  red = Image.new("RGB", (size, size), (200, 10, 10))
+  for im in (red.convert("P"), red.convert("CMYK")):
+    np.testing.assert_allclose(decode(_encoded(im, "TIFF" if im.mode == "CMYK" else "PNG"))
+                               .mean((0, 1)), (200, 10, 10), atol=4)
+  half = np.zeros((size, size, 3), np.uint8)
+  half[:, : size // 2] = 255  # white left half
+  exif = Image.Exif()
+  exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+  rotated = decode(_encoded(Image.fromarray(half), "JPEG", exif=exif.tobytes(), quality=95))
+  assert rotated[: size // 2].mean() > 200 and rotated[size // 2:].mean() < 50  # white on top
+  frames = [Image.new("RGB", (size, size), c) for c in ((250, 0, 0), (0, 0, 250))]
+  animated = _encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+  np.testing.assert_allclose(decode(animated).mean((0, 1)), (250, 0, 0), atol=6)  # first frame

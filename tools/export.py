@@ -1,18 +1,21 @@
-"""Exports a params-only checkpoint that plain Orbax can read (no mmscale import needed).
+"""Exports a trained run: a params-only Orbax checkpoint, or a Hugging Face checkpoint.
 
 `python tools/export.py --workdir=W --out=D [--step=N] [--dtype=bfloat16]` writes
   D/params/        Orbax StandardCheckpointer tree of the model parameters (cast to --dtype)
   D/config.json    the run's config
-  D/tokenizer.model
+  D/tokenizer.model (or tokenizer.json + tokenizer_config.json: the run's tokenizer)
 Read it back anywhere with
   `orbax.checkpoint.StandardCheckpointer().restore(os.path.abspath("D/params"))`.
+
+`--format=llava` writes a Hugging Face LlavaForConditionalGeneration checkpoint (config.json,
+model.safetensors, preprocessor_config.json and the run's tokenizer files), `--format=text` the
+decoder alone as a Llama / Qwen2 / Qwen3 *ForCausalLM (docs/pretrained.md); both float32.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 
 import jax
@@ -21,9 +24,10 @@ import orbax.checkpoint as ocp
 from absl import flags
 
 from mmscale import cli_flags
-from mmscale import config as config_lib
 from mmscale.errors import MmscaleError
 from mmscale.eval.loading import load_run
+from mmscale.hf import export as hf_export
+from mmscale.registry import Registry
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -35,6 +39,9 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("out", None, "export directory", flag_values=fv)
   flags.DEFINE_integer("step", None, "checkpoint step (default: latest)", flag_values=fv)
   flags.DEFINE_enum("dtype", "float32", sorted(DTYPES), "dtype of the exported params",
+                    flag_values=fv)
+  flags.DEFINE_enum("format", "orbax", FORMATS.names(), "orbax params, or a Hugging Face "
+                    "checkpoint: llava (the whole model) or text (the decoder alone)",
                     flag_values=fv)
   flags.mark_flags_as_required(["workdir", "out"], flag_values=fv)
 
@@ -53,16 +60,42 @@ def export(workdir: str, out: str, step: int | None = None, dtype: str = "float3
   if jax.process_index() == 0:
     with open(os.path.join(out, "config.json"), "w") as f:
       f.write(run.config.to_json_best_effort(indent=2))
-    shutil.copy(config_lib.tokenizer_path(run.config), os.path.join(out, "tokenizer.model"))
+    run.tokenizer.save(out)
     with open(os.path.join(out, "export.json"), "w") as f:
       json.dump({"source_workdir": os.path.abspath(workdir), "step": step, "dtype": dtype}, f)
   return path
 
 
+def _special_ids(tokenizer) -> dict:
+  return {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id,
+          "pad_token_id": tokenizer.pad_id}
+
+
+def export_hf(workdir: str, out: str, step: int | None = None, kind: str = "llava") -> str:
+  """A Hugging Face checkpoint of the run (kind 'llava' or 'text') in `out`; returns `out`."""
+  run, _ = load_run(workdir, step=step)
+  out = os.path.abspath(out)
+  special = _special_ids(run.tokenizer)
+  if kind == "llava":
+    hf_export.export_llava(run.config.model, run.params, out, run.tokenizer.image_id, special,
+                           image_token=run.tokenizer.id_to_piece(run.tokenizer.image_id))
+  else:
+    hf_export.export_text(run.config.model, run.params, out, special)
+  if jax.process_index() == 0:
+    run.tokenizer.save(out)
+  return out
+
+
+FORMATS = Registry("export format")
+FORMATS.add("orbax", lambda fv: export(fv.workdir, fv.out, fv.step, fv.dtype))
+FORMATS.add("llava", lambda fv: export_hf(fv.workdir, fv.out, fv.step, "llava"))
+FORMATS.add("text", lambda fv: export_hf(fv.workdir, fv.out, fv.step, "text"))
+
+
 def main(argv: list[str]) -> None:
   fv, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   try:
-    path = export(fv.workdir, fv.out, fv.step, fv.dtype)
+    path = FORMATS.get(fv.format)(fv)
   except MmscaleError as e:
     sys.exit(f"error: {e}")
   print(f"exported params to {path}")

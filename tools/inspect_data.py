@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from mmscale import cli_flags  # noqa: E402
 from mmscale.data import records  # noqa: E402
 from mmscale.data.tokenizer import Tokenizer  # noqa: E402
+from mmscale.errors import RecordFormatError  # noqa: E402
 
 
 def find_record_dirs(root: str) -> list:
@@ -28,7 +29,8 @@ def find_record_dirs(root: str) -> list:
     return [root]
   found = [d for d, _, files in os.walk(root) if records.MANIFEST in files]
   if not found:
-    raise SystemExit(f"{root}: no {records.MANIFEST} found below it")
+    raise RecordFormatError(f"{root}: no {records.MANIFEST} found below it (expected a record "
+                            "directory, docs/data_format.md)")
   return sorted(found)
 
 

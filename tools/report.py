@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import flags  # noqa: E402
 
 from mmscale import cli_flags  # noqa: E402
+from mmscale.errors import UsageError  # noqa: E402
 from mmscale.scaling import claims as claims_lib  # noqa: E402
 from mmscale.scaling import curves as curves_lib  # noqa: E402
 from mmscale.scaling.report import Report, load_all  # noqa: E402
@@ -32,7 +33,7 @@ def _group_by(items) -> dict:
   for item in items or ():
     group, sep, cols = item.partition("=")
     if not sep or not group or not cols:
-      raise ValueError(f"--by_group '{item}': expected GROUP=col[,col...]")
+      raise UsageError(f"--by_group '{item}': expected GROUP=col[,col...]")
     out[group] = tuple(cols.split(","))
   return out
 

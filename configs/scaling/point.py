@@ -66,6 +66,25 @@ SIZES = {
                mesh={"data": 1, "fsdp": -1, "tensor": 4, "expert": 1}),
 }
 
+# Mixture-of-experts sizes (docs/moe.md): a dense size plus `moe` = decoder MoE fields. The
+# `-moe` CPU sizes keep the active parameters of their dense size (top-2 of experts half as wide
+# as its MLP), so a dense vs MoE comparison is at equal active parameters. 3b-64e is MM1's
+# 3B-64E class: 64 top-2 experts of the dense MLP width in every second layer (on a v5p-256 /
+# 32xH100: expert=8, fsdp=-1).
+MOE_SIZES = {
+    "xs-moe": dict(SIZES["xs"], depth=2, moe=dict(moe_every=2, num_experts=4,
+                                                   experts_per_token=2, moe_mlp_dim=64)),
+    "s-moe": dict(SIZES["s"], depth=4, moe=dict(moe_every=2, num_experts=8, experts_per_token=2,
+                                                 moe_mlp_dim=256)),
+    "3b-64e": dict(width=2560, depth=32, heads=20, kv_heads=4, mlp_dim=6912, vit_width=1024,
+                   vit_depth=24, vit_heads=16, batch=512, seq_len=4096, image_size=378,
+                   patch_size=14, connector="cabstractor", image_tokens=144, vocab_size=32000,
+                   dtype="bfloat16", remat="full",
+                   mesh={"data": 1, "fsdp": -1, "tensor": 1, "expert": 8},
+                   moe=dict(moe_every=2, num_experts=64, experts_per_token=2)),
+}
+SIZES.update(MOE_SIZES)
+
 
 def _tiny_config():
   """configs/world/tiny.py, loaded by path so this file works from any working directory."""
@@ -117,6 +136,7 @@ def get_config(arg=None):
                          kv_heads=size["kv_heads"], mlp_dim=size["mlp_dim"],
                          vocab_size=size.get("vocab_size", c.model.decoder.vocab_size),
                          remat_policy=size.get("remat", "none"))
+  c.model.decoder.update(size.get("moe", {}))
   c.model.dtype = size.get("dtype", "float32")
   if "mesh" in size:
     c.mesh.shape = size["mesh"]

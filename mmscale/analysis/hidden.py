@@ -21,8 +21,9 @@ __all__ = ["MODALITIES", "collect", "hidden_states", "modality_masks", "stack_so
 def stack_sown(intermediates) -> jax.Array:
   """The sown 'hidden' values -> float[depth, B, T, D], scanned or unscanned decoder."""
   dec = intermediates["decoder"]
-  if "layers" in dec:  # scanned: one tuple entry of float[depth, B, T, D]
-    return dec["layers"]["hidden"][0]
+  if "layers" in dec:  # scanned: float[depth, B, T, D] (MoE groups: float[G, every, B, T, D])
+    hidden = dec["layers"]["hidden"][0]
+    return hidden.reshape((-1,) + hidden.shape[-3:])
   names = sorted((k for k in dec if k.startswith("layers_")), key=lambda k: int(k.split("_")[1]))
   return jnp.stack([dec[k]["hidden"][0] for k in names])
 

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mmscale.errors import DataError
+
 HIGHEST = jax.lax.Precision.HIGHEST  # TPU/GPU matmuls default to bf16 passes; distances need f32
 
 
@@ -110,7 +112,8 @@ def fit(points: np.ndarray, k: int, *, seed: int = 0, max_iters: int = 100, tol:
   points = np.asarray(points, np.float32)
   weights = np.ones(len(points), np.float32)
   if len(points) < k:
-    raise ValueError(f"K-means with k={k} needs at least k points, got {len(points)}")
+    raise DataError(f"k-means with k={k} needs at least k points, got {len(points)} (lower --k "
+                    "or give more examples)")
   key = jax.random.key(seed)
   if mesh is None:
     out = kmeans(points, weights, key, k=k, max_iters=max_iters, tol=tol)

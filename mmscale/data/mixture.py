@@ -21,6 +21,8 @@ Cost note: grain's stateless `index_shuffle` takes ~5-50 us per index for arms o
 records but milliseconds for arms of a few dozen; only toy arms notice.
 """
 
+import bisect
+import logging
 import os
 import zlib
 from typing import Mapping
@@ -68,7 +70,41 @@ def _record_dir_source(path: str, field: str) -> grain.MapDataset:
   manifest = records.read_manifest(path)
   if not manifest.get("num_records"):
     raise ConfigError(field, f"record directory {path} holds no records")
-  return grain.MapDataset.source(grain.sources.ArrayRecordDataSource(records.shard_paths(path)))
+  return grain.MapDataset.source(CorruptSkippingSource(records.shard_paths(path)))
+
+
+class CorruptSkippingSource:
+  """grain's ArrayRecordDataSource read one record at a time, a corrupt record becoming a skip
+  marker `{"skip": "corrupt_record", "file": shard path}` instead of an exception.
+
+  ArrayRecord (Riegeli) reports a damaged chunk as a RuntimeError ("Corrupted Riegeli/records
+  file: ...") on reading any record of that chunk; one damaged chunk must cost its records, not
+  the run. The marker is counted by reason and file (transforms.SkipCountingIterator) under
+  data.max_skip_fraction. No `__getitems__`: a batched read would lose a whole batch to one bad
+  record.
+  """
+
+  def __init__(self, paths: list[str]):
+    self.paths = list(paths)
+    self.source = grain.sources.ArrayRecordDataSource(self.paths)
+    sizes = [len(grain.sources.ArrayRecordDataSource([p])) for p in self.paths]
+    self.ends = np.cumsum(sizes).tolist()
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index: int):
+    try:
+      return self.source[index]
+    except RuntimeError as e:
+      if "Riegeli" not in str(e) and "Corrupt" not in str(e):
+        raise
+      path = self.paths[bisect.bisect_right(self.ends, index)]
+      logging.warning("skipping corrupt record %d of %s: %s", index, path, e)
+      return {"skip": "corrupt_record", "file": path}
+
+  def __repr__(self) -> str:
+    return f"CorruptSkippingSource({self.paths})"
 
 
 def _records_component(name: str, spec: dict, field: str) -> grain.MapDataset:
@@ -150,7 +186,7 @@ class _TagArm(grain.transforms.Map):
     self.arm = arm
 
   def map(self, data) -> dict:
-    if isinstance(data, dict):  # a skip marker from a component's conversion
+    if isinstance(data, dict):  # a skip marker from the source or a component's conversion
       return {"arm": self.arm, **data}
     return {"arm": self.arm, "data": data}
 

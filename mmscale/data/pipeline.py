@@ -47,8 +47,8 @@ class RecordToExample(grain.transforms.Map):
 
   def map(self, element: dict) -> dict:
     arm = element["arm"]
-    if "skip" in element:  # a component could not even form a record (e.g. a tfds example)
-      return {"skip": element["skip"], "arm": arm}
+    if "skip" in element:  # a corrupt record, or a component's example that formed no record
+      return element
     try:
       rec = transforms.decode_record_or_skip(element["data"])
       ex = self.builder(rec, arm=arm)

@@ -32,7 +32,7 @@ from mmscale.errors import DataError, RecordFormatError
 from mmscale.registry import Registry
 
 # Reasons a record is skipped. `truncated` is not a skip (the example is kept, shortened).
-SKIP_REASONS = ("bad_record", "non_utf8", "bad_image", "image_too_large", "bad_image_ref",
+SKIP_REASONS = ("corrupt_record", "bad_record", "non_utf8", "bad_image", "image_too_large", "bad_image_ref",
                 "no_targets", "too_long", "too_many_images")
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
@@ -120,7 +120,30 @@ def decode_image(data: bytes, image_size: int,
   fit = RESIZE_MODES.get(resize)
   with opened_image(data, max_pixels) as im:
     im.draft("RGB", (image_size, image_size))  # JPEG: decode at a reduced scale when possible
-    return fit(im.convert("RGB"), image_size)
+    return fit(to_rgb(im), image_size)
+
+
+# Modes holding more than 8 bits per pixel, with the largest value of each: PIL's convert("RGB")
+# clips them to 255 (a 16-bit grey PNG would come out almost white), so they are scaled first.
+_WIDE_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535,
+               "F": 1.0}
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+  """Any decoded image -> 8-bit RGB as it is meant to be seen: the first frame of an animation,
+  EXIF orientation applied, 16-bit and float grey scaled (not clipped) to 8 bits, palette,
+  grey+alpha, RGBA and CMYK through PIL's conversions. The one decoder of training, evaluation
+  and generation (all call decode_image)."""
+  if getattr(im, "is_animated", False):
+    im.seek(0)
+  im = ImageOps.exif_transpose(im)
+  if im.mode in _WIDE_MODES:
+    top = _WIDE_MODES[im.mode]
+    grey = np.asarray(im, dtype=np.float64)
+    if im.mode == "I" and grey.max(initial=0) <= 255:  # 8-bit values stored wide
+      top = 255
+    im = Image.fromarray(np.clip(np.rint(grey / top * 255), 0, 255).astype(np.uint8), "L")
+  return im.convert("RGB")
 
 
 def decode_record_or_skip(data: bytes) -> dict:
@@ -267,7 +290,7 @@ class SkipCountingIterator(grain.DatasetIterator):
   @staticmethod
   def _zero_counts() -> dict:
     return {"records": 0, "examples": 0, "truncated": 0, "skipped": 0,
-            "reasons": {r: 0 for r in SKIP_REASONS}, "arms": {}}
+            "reasons": {r: 0 for r in SKIP_REASONS}, "arms": {}, "files": {}}
 
   def __next__(self) -> dict:
     while True:
@@ -277,6 +300,8 @@ class SkipCountingIterator(grain.DatasetIterator):
       if "skip" in el:
         c["skipped"] += 1
         c["reasons"][el["skip"]] = c["reasons"].get(el["skip"], 0) + 1
+        if "file" in el:  # a damaged file: named in the log, the stats and a DataError
+          c.setdefault("files", {})[el["file"]] = c.get("files", {}).get(el["file"], 0) + 1
         self._check()
         continue
       c["examples"] += 1
@@ -290,23 +315,27 @@ class SkipCountingIterator(grain.DatasetIterator):
     frac = c["skipped"] / c["records"]
     if c["records"] >= self._min and frac > self._max:
       reasons = {r: n for r, n in c["reasons"].items() if n}
+      files = f"; corrupt records by file: {c['files']}" if c.get("files") else ""
       raise DataError(
           f"skipped fraction {frac:.3f} ({c['skipped']} of {c['records']} records) exceeds "
-          f"data.max_skip_fraction={self._max}; reasons: {reasons}")
+          f"data.max_skip_fraction={self._max}; reasons: {reasons}{files}")
 
   def stats(self) -> dict:
     """Counters so far: records read, examples kept, skipped by reason, kept per arm."""
     c = self._counts
     return {"records": c["records"], "examples": c["examples"], "truncated": c["truncated"],
             "skipped": c["skipped"], "skip_reasons": dict(c["reasons"]), "arms": dict(c["arms"]),
+            "corrupt_files": dict(c.get("files", {})),
             "skip_fraction": c["skipped"] / max(c["records"], 1)}
 
   def get_state(self) -> dict:
     c = self._counts
     return {"parent": self._parent.get_state(),
-            "counts": {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"])}}
+            "counts": {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"]),
+                       "files": dict(c.get("files", {}))}}
 
   def set_state(self, state: dict):
     self._parent.set_state(state["parent"])
     c = state["counts"]
-    self._counts = {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"])}
+    self._counts = {**c, "reasons": dict(c["reasons"]), "arms": dict(c["arms"]),
+                    "files": dict(c.get("files", {}))}

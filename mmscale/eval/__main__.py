@@ -10,12 +10,11 @@ on whichever config is used; with --config, `--config.eval.tccd_alpha=...` works
 from __future__ import annotations
 
 import logging
-import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from mmscale.errors import MmscaleError
+from mmscale import cli_flags
 from mmscale.eval import contrastive
 from mmscale.eval.loading import load_run
 from mmscale.eval.registry import evaluator_names, validate_evals
@@ -38,17 +37,14 @@ _TCCD_CENTROIDS = flags.DEFINE_string(
 def main(argv):
   del argv
   logging.getLogger().setLevel(logging.INFO)
-  try:
-    ctx, step = load_run(_WORKDIR.value, step=_STEP.value, params_dir=_PARAMS.value,
-                         config=_CONFIG.value, eval_overrides=dict(
-                             tccd_alpha=_TCCD_ALPHA.value, tccd_beta=_TCCD_BETA.value,
-                             tccd_centroids=_TCCD_CENTROIDS.value))
-    names = validate_evals(ctx.config.eval, _EVALS.value)
-    results, path = evaluate(ctx, names, step)
-    decoding = contrastive.describe(ctx.config, ctx.workdir)
-    taught = taught_evaluators(ctx.config.data)
-  except (MmscaleError, ValueError) as e:
-    sys.exit(f"error: {e}")
+  ctx, step = load_run(_WORKDIR.value, step=_STEP.value, params_dir=_PARAMS.value,
+                       config=_CONFIG.value, eval_overrides=dict(
+                           tccd_alpha=_TCCD_ALPHA.value, tccd_beta=_TCCD_BETA.value,
+                           tccd_centroids=_TCCD_CENTROIDS.value))
+  names = validate_evals(ctx.config.eval, _EVALS.value)
+  results, path = evaluate(ctx, names, step)
+  decoding = contrastive.describe(ctx.config, ctx.workdir)
+  taught = taught_evaluators(ctx.config.data)
   print(format_table(results, taught))
   if decoding["tccd_alpha"]:
     print(f"decoded with TCCD: alpha {decoding['tccd_alpha']}, beta {decoding['tccd_beta']}, "
@@ -57,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli_flags.run_with_config_flags(main)  # a mistake: one `error:` line (docs/failures.md)

@@ -11,7 +11,7 @@ from mmscale.eval import caption_metrics
 from mmscale.eval import records as eval_records
 from mmscale.runtime import Run
 from mmscale.eval.records import load_eval_records
-from mmscale.eval.predict import generate_for_records
+from mmscale.eval.predict import generate_for_usable_records
 from mmscale.eval.registry import register_evaluator
 
 
@@ -24,12 +24,12 @@ def references_of(rec: dict) -> list[str]:
 
 
 def score_caption_records(ctx: Run, recs: list[dict], prefix: str) -> dict[str, float]:
-  texts = generate_for_records(ctx, recs,
-                               max_new_tokens=int(ctx.config.eval.caption_max_len))
+  recs, texts, skipped = generate_for_usable_records(
+      ctx, recs, max_new_tokens=int(ctx.config.eval.caption_max_len))
   refs = [references_of(rec) for rec in recs]
   cider, _ = caption_metrics.cider_d(texts, refs)
   return {f"{prefix}/cider_d": cider, f"{prefix}/bleu4": caption_metrics.bleu(texts, refs),
-          f"{prefix}/count/all": len(recs)}
+          f"{prefix}/count/all": len(recs), f"{prefix}/count/skipped": skipped}
 
 
 @register_evaluator("caption")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import jax
 
-from mmscale.data.transforms import builder_for
+from mmscale.data.transforms import SkipExample, builder_for
+from mmscale.errors import DataError
 from mmscale.eval import contrastive, generate
 from mmscale.data.batch import batches_of, one_per_row
 from mmscale.runtime import Run
@@ -54,3 +56,23 @@ def generate_for_records(ctx: Run, recs: list[dict], *, max_new_tokens: int) -> 
   builder = builder_for(ctx.config.data, ctx.layout, ctx.tokenizer)
   return generate_texts(ctx, [builder(rec, prompt_only=True) for rec in recs],
                         max_new_tokens=max_new_tokens)
+
+
+def generate_for_usable_records(ctx: Run, recs: list[dict], *,
+                                max_new_tokens: int) -> tuple[list[dict], list[str], int]:
+  """`generate_for_records` over the records that can become a prompt: one whose image cannot be
+  decoded (or is too large, ...) is left out with a warning naming it, as training skips it, and
+  counted. Returns (kept records, their texts, number skipped)."""
+  builder = builder_for(ctx.config.data, ctx.layout, ctx.tokenizer)
+  kept, prompts = [], []
+  for rec in recs:
+    try:
+      prompts.append(builder(rec, prompt_only=True))
+    except SkipExample as e:
+      logging.warning("evaluation: skipping record %s: %s", rec.get("id", "?"), e)
+      continue
+    kept.append(rec)
+  if recs and not kept:
+    raise DataError(f"evaluation: none of the {len(recs)} records can be read (each was skipped; "
+                    "the warnings above name them)")
+  return kept, generate_texts(ctx, prompts, max_new_tokens=max_new_tokens), len(recs) - len(kept)

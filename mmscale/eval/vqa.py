@@ -14,7 +14,7 @@ from mmscale.eval import records as eval_records
 from mmscale.eval.answers import normalize_answer, soft_accuracy
 from mmscale.runtime import Run
 from mmscale.eval.records import load_eval_records
-from mmscale.eval.predict import generate_for_records
+from mmscale.eval.predict import generate_for_usable_records
 from mmscale.eval.registry import register_evaluator
 
 
@@ -82,15 +82,16 @@ def summarize(qtypes: list[str], answers: list[list[str]], predictions: list[str
 
 def score_vqa_records(ctx: Run, recs: list[dict], prefix: str) -> dict[str, float]:
   """Decodes an answer for every VQA record and scores it (`summarize`)."""
-  texts = generate_for_records(ctx, recs,
-                               max_new_tokens=int(ctx.config.eval.max_decode_len))
+  recs, texts, skipped = generate_for_usable_records(
+      ctx, recs, max_new_tokens=int(ctx.config.eval.max_decode_len))
   predictions = [normalize_answer(t) for t in texts]
   answers = [[normalize_answer(a) for a in rec["meta"].get("answers") or [rec["meta"]["answer"]]]
              for rec in recs]
   qtypes = [str(rec["meta"].get("qtype") or "all") for rec in recs]
   extra = [subgroups(rec["meta"]) for rec in recs]
   forms = [str(rec["meta"].get("qform", "")) for rec in recs]
-  return summarize(qtypes, answers, predictions, prefix, extra, forms)
+  return {**summarize(qtypes, answers, predictions, prefix, extra, forms),
+          f"{prefix}/count/skipped": skipped}
 
 
 @register_evaluator("vqa")

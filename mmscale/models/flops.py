@@ -39,7 +39,29 @@ def decoder_macs_per_sequence(model_config, seq_len: int) -> int:
   projections = t * d.width * hd * (2 * d.heads + 2 * d.kv_heads)  # q, out; k, v
   attention = 2 * t * t * d.heads * hd  # scores + weighted values, full square
   mlp = 3 * t * d.width * d.mlp_dim  # SwiGLU: gate, up, down
-  return d.depth * (projections + attention + mlp) + t * d.width * d.vocab_size
+  # MoE layers: the router plus the k experts each token is sent to (active, not total, experts:
+  # capacity slack and idle experts are not model FLOPs, so MFU stays comparable with dense).
+  moe_layers = _moe_layers(model_config)
+  moe_mlp = t * d.width * d.num_experts + d.experts_per_token * 3 * t * d.width * _moe_dim(d)
+  return (d.depth * (projections + attention) + (d.depth - moe_layers) * mlp
+          + moe_layers * moe_mlp + t * d.width * d.vocab_size)
+
+
+def _moe_layers(model_config) -> int:
+  d = model_config.decoder
+  return d.depth // d.moe_every if d.moe_every else 0
+
+
+def _moe_dim(decoder_config) -> int:
+  return decoder_config.moe_mlp_dim or decoder_config.mlp_dim
+
+
+def param_counts(model_config, total: int) -> dict[str, int]:
+  """{'total', 'active'}: `total` (param_count of the model) and the parameters one token uses,
+  i.e. without the (num_experts - experts_per_token) idle experts of every MoE layer."""
+  d = model_config.decoder
+  idle = (d.num_experts - d.experts_per_token) * 3 * d.width * _moe_dim(d)
+  return {"total": total, "active": total - _moe_layers(model_config) * idle}
 
 
 def train_flops_per_sequence(model_config, seq_len: int, num_images: int) -> float:

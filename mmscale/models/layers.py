@@ -9,9 +9,13 @@ float32 because bfloat16 loses too much there.
 
 from typing import Any, Sequence
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+
+from mmscale.registry import Registry
 
 Dtype = Any
 
@@ -82,14 +86,17 @@ def dense(features, names, *, axis=-1, use_bias=False, dtype=jnp.float32,
 
 
 class RMSNorm(nn.Module):
-  """RMS norm over the last axis: x / rms(x) * scale. float[..., D] -> float[..., D]."""
+  """RMS norm over the last axis: x / rms(x) * scale. float[..., D] -> float[..., D].
+
+  `axis_name` is the logical name of the normalised axis ('kv' for the per-head q/k norms)."""
   epsilon: float = 1e-6
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  axis_name: str = "embed"
 
   @nn.compact
   def __call__(self, x):
-    scale = self.param("scale", partitioned(nn.initializers.ones_init(), ("embed",)),
+    scale = self.param("scale", partitioned(nn.initializers.ones_init(), (self.axis_name,)),
                        (x.shape[-1],), self.param_dtype)
     x32 = x.astype(jnp.float32)
     y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
@@ -104,15 +111,49 @@ def layer_norm(dtype, param_dtype, name=None) -> nn.LayerNorm:
       bias_init=partitioned(nn.initializers.zeros_init(), ("embed",)), name=name)
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+# decoder.rope_scaling.type -> f(inverse frequencies float32[Dh/2], scaling dict) -> same shape.
+# The pretrained families' variants (Hugging Face `rope_type`): 'none' (plain RoPE), 'linear'
+# (position interpolation: every frequency / factor) and 'llama3' (Llama 3.1: long wavelengths /
+# factor, short ones kept, a smooth blend between).
+ROPE_SCALINGS = Registry("rope scaling")
+ROPE_SCALINGS.add("none", lambda inv_freq, s: inv_freq)
+ROPE_SCALINGS.add("linear", lambda inv_freq, s: inv_freq / s["factor"])
+
+
+@ROPE_SCALINGS.register("llama3")
+def _llama3_frequencies(inv_freq, s):
+  factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+  old_len = s["original_max_position"]
+  wavelen = 2 * math.pi / inv_freq
+  scaled = jnp.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+  smooth = (old_len / wavelen - low) / (high - low)
+  smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+  medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+  return jnp.where(medium, smoothed, scaled)
+
+
+def rope_frequencies(head_dim: int, theta: float, scaling=None) -> jax.Array:
+  """Inverse frequencies float32[Dh/2]: theta^(-2i/Dh), then the `scaling` variant.
+
+  `scaling` is None (plain) or a tuple of (key, value) pairs with 'type' naming a ROPE_SCALINGS
+  entry (a tuple, not a dict, so that modules holding it stay hashable).
+  """
+  inv_freq = theta ** (-jnp.arange(head_dim // 2, dtype=jnp.float32) * 2.0 / head_dim)
+  if scaling is None:
+    return inv_freq
+  s = dict(scaling)
+  return ROPE_SCALINGS.get(s["type"])(inv_freq, s).astype(jnp.float32)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, theta: float, scaling=None) -> jax.Array:
   """Rotary embedding (rotate-half form). x float[B, T, H, Dh], positions int[B, T].
 
   Positions are explicit (not arange) because packed rows restart at 0 per example and decode
-  steps sit at arbitrary offsets.
+  steps sit at arbitrary offsets. `scaling`: see `rope_frequencies`.
   """
   head_dim = x.shape[-1]
   half = head_dim // 2
-  freq = theta ** (-jnp.arange(half, dtype=jnp.float32) * 2.0 / head_dim)  # [Dh/2]
+  freq = rope_frequencies(head_dim, theta, scaling)  # [Dh/2]
   angle = positions.astype(jnp.float32)[:, :, None, None] * freq  # [B, T, 1, Dh/2]
   sin, cos = jnp.sin(angle), jnp.cos(angle)
   x32 = x.astype(jnp.float32)
@@ -200,19 +241,31 @@ class Attention(nn.Module):
   decode: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  # Pretrained families (mmscale/hf): biases on q/k/v only (Qwen2; None = `use_bias`), RMSNorm of
+  # each query/key head before RoPE (Qwen3) with `norm_eps`, and a RoPE scaling variant.
+  qkv_bias: bool | None = None
+  qk_norm: bool = False
+  norm_eps: float = 1e-6
+  rope_scaling: tuple | None = None
 
   @nn.compact
   def __call__(self, x, positions=None, segment_ids=None, mask_ar=None):
     b, t, d = x.shape
     h, kvh, dh = self.num_heads, self.num_kv_heads, self.head_dim
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, use_bias=self.use_bias)
-    q = dense((h, dh), ("embed", "heads", "kv"), name="query", **kw)(x)
-    k = dense((kvh, dh), ("embed", "kv_heads", "kv"), name="key", **kw)(x)
-    v = dense((kvh, dh), ("embed", "kv_heads", "kv"), name="value", **kw)(x)
+    in_kw = dict(kw, use_bias=self.use_bias if self.qkv_bias is None else self.qkv_bias)
+    q = dense((h, dh), ("embed", "heads", "kv"), name="query", **in_kw)(x)
+    k = dense((kvh, dh), ("embed", "kv_heads", "kv"), name="key", **in_kw)(x)
+    v = dense((kvh, dh), ("embed", "kv_heads", "kv"), name="value", **in_kw)(x)
+    if self.qk_norm:
+      norm_kw = dict(epsilon=self.norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
+                     axis_name="kv")
+      q = RMSNorm(name="query_norm", **norm_kw)(q)
+      k = RMSNorm(name="key_norm", **norm_kw)(k)
     q = constrain(q, BATCH_LENGTH_HEADS_KV)
     if self.rope_theta is not None:
-      q = apply_rope(q, positions, self.rope_theta)
-      k = apply_rope(k, positions, self.rope_theta)
+      q = apply_rope(q, positions, self.rope_theta, self.rope_scaling)
+      k = apply_rope(k, positions, self.rope_theta, self.rope_scaling)
 
     if segment_ids is None:
       segment_ids = jnp.ones((b, t), jnp.int32)

@@ -13,7 +13,15 @@ from flax import linen as nn
 from mmscale.models.connectors import get_connector
 from mmscale.models.decoder import Decoder
 from mmscale.models.layers import BATCH_LENGTH_EMBED, constrain, dtype_of
+from mmscale.models.moe import MoESettings
 from mmscale.models.vit import ViT
+
+def rope_scaling(cfg) -> tuple | None:
+  """`decoder.rope_scaling` as the hashable (key, value) pairs layers.rope_frequencies takes;
+  None for type 'none' (plain RoPE)."""
+  scaling = cfg.decoder.rope_scaling
+  return None if scaling.type == "none" else tuple(sorted(scaling.items()))
+
 
 def head_dim(cfg) -> int:
   """`decoder.head_dim`, where 0 means width // heads."""
@@ -38,7 +46,7 @@ class MLLM(nn.Module):
     cfg, v, c = self.config, self.config.vit, self.config.connector
     self.vit = ViT(image_size=v.image_size, patch_size=v.patch_size, width=v.width,
                    depth=v.depth, heads=v.heads, mlp_dim=v.mlp_dim,
-                   posemb=cfg.vit.posemb, **self._dtypes())
+                   posemb=cfg.vit.posemb, final_norm=cfg.vit.final_norm, **self._dtypes())
     self.connector = get_connector(c.name)(
         num_tokens=c.num_tokens, hidden_dim=c.hidden_dim or cfg.decoder.width,
         out_dim=cfg.decoder.width, num_heads=v.heads, depth=cfg.connector.depth,
@@ -76,12 +84,15 @@ class MLLM(nn.Module):
         tie_embeddings=self.config.decoder.tie_embeddings,
         scan_layers=self.config.decoder.scan_layers,
         remat_policy=self.config.decoder.remat_policy,
-        dropout_rate=self.config.decoder.dropout_rate,
+        dropout_rate=self.config.decoder.dropout_rate, norm_eps=d.norm_eps,
+        qkv_bias=d.qkv_bias, qk_norm=d.qk_norm, rope_scaling=rope_scaling(self.config),
+        scale_embeddings=d.scale_embeddings,
+        moe_every=d.moe_every, moe=MoESettings.from_decoder_config(d),
         decode=decode, deterministic=deterministic, name="decoder", **self._dtypes())
     tokens = batch["tokens"]
     ones = jnp.ones(tokens.shape, jnp.int32)
     segment_ids = batch.get("segment_ids", ones)
-    mask_ar = batch.get("mask_ar", ones)
+    mask_ar = ones if d.causal_only else batch.get("mask_ar", ones)
     positions = batch.get("positions")
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)

@@ -11,7 +11,9 @@ from flax import linen as nn
 from mmscale.errors import ConfigError
 from mmscale.models.connectors import connector_names, get_connector
 from mmscale.models.decoder import REMAT_POLICIES
+from mmscale.models.layers import ROPE_SCALINGS
 from mmscale.models.mllm import MLLM, head_dim, num_patches
+from mmscale.models.moe import DISPATCHES
 from mmscale.registry import Registry
 
 MODELS: Registry[type] = Registry("model")
@@ -125,6 +127,40 @@ def _validate_decoder(cfg):
   if policy not in REMAT_POLICIES:
     raise ConfigError("model.decoder.remat_policy",
                       f"unknown policy {policy!r}; known: {REMAT_POLICIES.names()}")
+  scaling = _value(cfg, "decoder.rope_scaling.type")
+  if scaling not in ROPE_SCALINGS:
+    raise ConfigError("model.decoder.rope_scaling.type",
+                      f"unknown RoPE scaling {scaling!r}; known: {ROPE_SCALINGS.names()}")
+  if not _value(cfg, "decoder.norm_eps") > 0:
+    raise ConfigError("model.decoder.norm_eps", f"must be > 0 (got {d.norm_eps})")
   rate = _value(cfg, "decoder.dropout_rate")
   if not 0.0 <= rate < 1.0:
     raise ConfigError("model.decoder.dropout_rate", f"must be in [0, 1) (got {rate})")
+  _validate_moe(cfg)
+
+
+def _validate_moe(cfg):
+  d = cfg.decoder
+  every = _value(cfg, "decoder.moe_every")
+  if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+    raise ConfigError("model.decoder.moe_every", f"must be 0 (dense) or a positive integer "
+                      f"(got {every!r})")
+  if not every:
+    return
+  if d.depth % every:
+    raise ConfigError("model.decoder.moe_every", f"model.decoder.depth = {d.depth} is not "
+                      f"divisible by {every} (layers are scanned in groups of moe_every)")
+  _positive_ints(cfg, ["decoder.num_experts", "decoder.experts_per_token"])
+  if d.experts_per_token > d.num_experts:
+    raise ConfigError("model.decoder.experts_per_token", f"{d.experts_per_token} is more than "
+                      f"model.decoder.num_experts = {d.num_experts}")
+  if d.moe_mlp_dim:
+    _positive_ints(cfg, ["decoder.moe_mlp_dim"])
+  if d.moe_dispatch not in DISPATCHES:
+    raise ConfigError("model.decoder.moe_dispatch", f"unknown dispatch {d.moe_dispatch!r}; "
+                      f"known: {DISPATCHES.names()}")
+  if not d.capacity_factor > 0:
+    raise ConfigError("model.decoder.capacity_factor", f"must be > 0 (got {d.capacity_factor})")
+  for field in ("load_balance_loss", "router_z_loss"):
+    if d[field] < 0:
+      raise ConfigError(f"model.decoder.{field}", f"must be >= 0 (got {d[field]})")

@@ -49,6 +49,8 @@ class ViT(nn.Module):
   """Patch embedding (a stride-p conv), position embedding, `depth` blocks, final LayerNorm.
 
   posemb: 'learned' (a float[1, P, width] parameter) or 'sincos2d' (fixed).
+  final_norm: False returns the last block's output without the final LayerNorm (what LLaVA-style
+  models take from a pretrained SigLIP: its hidden states before `post_layernorm`).
   """
   image_size: int
   patch_size: int
@@ -57,6 +59,7 @@ class ViT(nn.Module):
   heads: int
   mlp_dim: int
   posemb: str = "learned"
+  final_norm: bool = True
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -86,4 +89,4 @@ class ViT(nn.Module):
     x = constrain(x + pos.astype(self.dtype), BATCH_LENGTH_EMBED)
     for i in range(self.depth):
       x = ViTBlock(self.heads, self.mlp_dim, name=f"block_{i}", **kw)(x)
-    return layer_norm(name="ln_final", **kw)(x)
+    return layer_norm(name="ln_final", **kw)(x) if self.final_norm else x

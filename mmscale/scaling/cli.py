@@ -93,6 +93,8 @@ def main(argv: list[str]) -> int:
                       repo_dir=REPO_DIR)
   sweep = Sweep(points, opts, launch_opts)
   if args.dry_run:
+    for point in points:
+      spec_lib.check_point(point)  # a bad override fails now, not after a training run
     sweep.dry_run()
     return 0
   os.makedirs(args.sweep_dir, exist_ok=True)

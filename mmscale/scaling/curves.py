@@ -25,6 +25,7 @@ import re
 
 from scipy import stats
 
+from mmscale.errors import ConfigError
 from mmscale.scaling import plots
 
 ACC, MAJ, COUNT = "vqa/accuracy/", "vqa/majority/", "vqa/count/"
@@ -39,7 +40,7 @@ def parse_run(text: str) -> tuple[str, str]:
   """'NAME=WORKDIR' -> (NAME, WORKDIR)."""
   name, sep, workdir = text.partition("=")
   if not sep or not name or not workdir:
-    raise ValueError(f"--run '{text}': expected NAME=WORKDIR")
+    raise ConfigError(f"--run '{text}'", "expected NAME=WORKDIR")
   return name, workdir
 
 
@@ -47,7 +48,7 @@ def tokens_per_step(workdir: str) -> int:
   """data.batch_size x data.seq_len from the run's config.json."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise ValueError(f"run '{workdir}': no config.json (needed for tokens per step)")
+    raise ConfigError(f"run '{workdir}'", "no config.json (needed for tokens per step)")
   with open(path) as f:
     data = json.load(f)["data"]
   return int(data["batch_size"]) * int(data["seq_len"])
@@ -62,7 +63,7 @@ def read_run(name: str, workdir: str) -> list[dict]:
   files = {int(m.group(1)): p for p in glob.glob(os.path.join(workdir, "eval", "step_*.json"))
            if (m := _STEP_FILE.search(p))}
   if not files:
-    raise ValueError(f"run '{name}': no eval/step_*.json under {workdir}")
+    raise ConfigError(f"run '{name}'", f"no eval/step_*.json under {workdir}")
   per_step = tokens_per_step(workdir)
   rows = []
   for step in sorted(files):

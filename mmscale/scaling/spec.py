@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from absl import flags
+from ml_collections import config_flags
+
+from mmscale import cli_flags
 from mmscale import config as config_lib
-from mmscale.config import load_config
-from mmscale.errors import ConfigError
+from mmscale.errors import ConfigError, UsageError
 
 _NAME = re.compile(r"^[A-Za-z0-9_.=-]+$")
 
@@ -40,8 +43,17 @@ class Point:
                                          for k, v in self.overrides]
 
   def load(self):
-    """The point's ConfigDict with its overrides applied (as the entry points will see it)."""
-    return apply_overrides(load_config(self.config), self.override_dict)
+    """The point's ConfigDict with its overrides applied, parsed from `config_flags()` by
+    ml_collections' config flag exactly as the entry points will parse them; a mistake (unknown
+    field, value of the wrong type, config file error) is a `ConfigError` naming the point."""
+    argv = ["sweep"] + self.config_flags()
+    fv = flags.FlagValues()
+    holder = config_flags.DEFINE_config_file("config", None, "", flag_values=fv, sys_argv=argv)
+    try:
+      cli_flags.parse_with_config_flag(fv, argv)
+    except UsageError as e:
+      raise ConfigError(f"sweep point '{self.name}'", str(e)) from None
+    return holder.value
 
 
 def _flag_value(value) -> str:
@@ -98,22 +110,13 @@ def parse_overrides(items: list[str]) -> dict:
   return out
 
 
-def _coerce(old, value):
-  """A string from the command line typed like the field it replaces (as config_flags does)."""
-  if not isinstance(value, str) or isinstance(old, str) or old is None:
-    return value
-  if isinstance(old, bool):
-    return value.lower() in ("1", "true", "yes")
-  return type(old)(value)
-
-
-def apply_overrides(config, overrides: dict):
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    for key in parents:
-      node = node[key]
-    if leaf not in node:
-      raise ConfigError(dotted, "unknown field (not in mmscale.config.base_config())")
-    node[leaf] = _coerce(node[leaf], value)
-  return config
+def check_point(point: Point) -> None:
+  """What `--dry_run` checks of a point: its config and overrides parse as the entry points will
+  parse them (`Point.load`: an unknown field or a value of the wrong type fails) and every field
+  is in the schema (`mmscale.config.check_schema`). The rules that need the target's devices
+  (mesh, batch) are checked by the launchers and, in seconds, by the run itself."""
+  config = point.load()
+  try:
+    config_lib.check_schema(config)
+  except ConfigError as e:
+    raise ConfigError(f"sweep point '{point.name}'", str(e)) from None

@@ -28,6 +28,7 @@ import queue
 import threading
 import time
 
+from mmscale.errors import ConfigError
 from mmscale.scaling import density as density_lib
 from mmscale.scaling import results as results_lib
 from mmscale.scaling.launchers import Job, get_launcher
@@ -254,8 +255,12 @@ def _arm_components(point) -> list[str]:
     path, _, arg = spec.partition(":")
     items = [i for i in arg.split(",") if i and not i.startswith("vqa_share=")]
     spec = f"{path}:{','.join(items + ['vqa_share=0'])}"
-  try:
-    config = Point(point.name, spec, point.overrides).load()
-  except Exception:  # pylint: disable=broad-except  # a config without vqa_share: as it is
+    try:
+      config = Point(point.name, spec, point.overrides).load()
+    except ConfigError as e:
+      if "argument 'vqa_share'" not in str(e):
+        raise
+      config = point.load()  # a config file without a vqa_share argument: its mixture as it is
+  else:
     config = point.load()
   return [k for k, w in config.data.mixture.items() if w > 0]

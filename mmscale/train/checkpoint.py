@@ -3,6 +3,10 @@
 Both live in one Orbax step directory (`state/` and `data/`), so a restored run continues with
 exactly the batches it would have seen. Saves are asynchronous: the device keeps training while
 the previous step is written; only a finished step directory is ever restored.
+
+A saved state is only trusted once the divergence guard has checked it (the next step's metrics
+are computed on it, mmscale/train/guard.py): `keep` checked checkpoints are kept, plus the newest
+one while it waits for its check; `discard_from` deletes those that failed.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ class Checkpointer:
 
   def __init__(self, directory: str, *, save_every: int, keep: int, async_save: bool = True):
     self.directory = directory if "://" in directory else os.path.abspath(directory)  # gs://
+    self.keep = keep
+    self.checked_through = -1  # states saved at steps <= this passed the guard
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, save_interval_steps=save_every,
+            max_to_keep=None, save_interval_steps=save_every,
             enable_async_checkpointing=async_save, create=True))
 
   def latest_step(self) -> int | None:
@@ -40,6 +46,24 @@ class Checkpointer:
     if saved:
       logging.info("checkpoint: saving step %d to %s", step, self.directory)
     return saved
+
+  def mark_checked(self, step: int) -> None:
+    """The state of `step` passed the guard; the oldest checked checkpoints beyond `keep` go."""
+    if step <= self.checked_through:
+      return
+    self.checked_through = step
+    checked = [s for s in sorted(self.manager.all_steps()) if s <= step]
+    for old in checked[:max(0, len(checked) - self.keep)]:
+      self.manager.delete(old)
+
+  def discard_from(self, step: int) -> int | None:
+    """Deletes the checkpoints of `step` and later (states that failed the guard, once their
+    saves have finished); returns the latest step kept, or None."""
+    self.manager.wait_until_finished()
+    for bad in [s for s in self.manager.all_steps() if s >= step]:
+      logging.warning("checkpoint: deleting step %d, whose state failed the divergence check", bad)
+      self.manager.delete(bad)
+    return self.manager.latest_step()
 
   def restore(self, abstract_state, data_iterator, step: int | None = None):
     """Restores `(state, data_iterator)` at `step` (default: latest) into the given shardings."""

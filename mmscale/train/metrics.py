@@ -43,11 +43,14 @@ def create_progress(total_steps: int, writer):
 class StepLogger:
   """Logs step k's metrics while step k+1 runs, so fetching values never stalls the device.
 
-  Also the divergence guard: a non-finite loss raises `TrainingDivergedError` naming the step.
+  Also runs the divergence guard (mmscale/train/guard.py) on every step's metrics, in order: a
+  failed check raises `TrainingDivergedError` whose `step` is the failing step (its metrics were
+  computed on the parameters of step - 1). `checked_step` is the last step that passed and
+  `params_finite` whether its own updated parameters are finite.
   """
 
   def __init__(self, writer, *, flops_per_step: float, tokens_per_step: int, peak_flops: float,
-               log_every: int, history_path: str | None = None):
+               log_every: int, history_path: str | None = None, guard=None):
     self.writer = writer
     self.flops_per_step = flops_per_step
     self.tokens_per_step = tokens_per_step
@@ -57,6 +60,9 @@ class StepLogger:
     self.last_push = None
     self.last_logged: dict[str, float] = {}
     self.history = _History(history_path) if history_path and jax.process_index() == 0 else None
+    self.guard = guard
+    self.checked_step = None
+    self.params_finite = False
 
   def push(self, step: int, metrics) -> None:
     """Records step `step`'s (device) metrics and flushes the previous step's.
@@ -79,10 +85,15 @@ class StepLogger:
   def _flush(self, entry) -> None:
     step, metrics, step_time = entry
     values = {k: float(np.asarray(_local_value(v))) for k, v in metrics.items()}
-    if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
-      raise TrainingDivergedError(
-          f"loss is {values['loss']} (grad norm {values['grad_norm']}) at step {step}; stopping. "
-          "The last good checkpoint is kept; lower optim.lr or check the data.")
+    reason = self.guard.check(values) if self.guard is not None else None
+    if reason is None and not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+      reason = f"loss is {values['loss']} (grad norm {values['grad_norm']})"
+    if reason is not None:
+      error = TrainingDivergedError(f"{reason} at step {step}")
+      error.step = step
+      raise error
+    self.checked_step = step
+    self.params_finite = math.isfinite(values.get("param_norm", 0.0))
     if step % self.log_every and step != 1:
       return
     values["flops_per_step"] = self.flops_per_step

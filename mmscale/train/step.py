@@ -10,6 +10,7 @@ import optax
 
 from mmscale.parallel import rules as sharding_rules
 from mmscale.models.fused_loss import fused_loss_sums
+from mmscale.models.moe import MOE_METRICS, aux_terms
 from mmscale.train.state import TrainState
 
 
@@ -30,13 +31,25 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   batch_sharding = sharding_rules.batch_sharding(mesh, rules)
   dropout = config.model.decoder.dropout_rate > 0
   dropout_key = jax.random.key(config.seed + 1)
+  d = config.model.decoder
+  moe = bool(d.moe_every)
+  sum_keys = ("nll", "z", "weight", "correct") + (MOE_METRICS if moe else ())
 
   def sums_fn(params, micro, step):
     rngs = {"dropout": jax.random.fold_in(dropout_key, step)} if dropout else None
-    hidden, matrix = model.apply({"params": params}, micro, deterministic=not dropout, rngs=rngs,
-                                 features_only=True)
+    kwargs = dict(deterministic=not dropout, rngs=rngs, features_only=True)
+    if not moe:
+      hidden, matrix = model.apply({"params": params}, micro, **kwargs)
+      sums = fused_loss_sums(hidden, matrix, micro, z_loss)
+      return sums.pop("objective"), sums
+    (hidden, matrix), state = model.apply({"params": params}, micro, mutable=["moe"], **kwargs)
     sums = fused_loss_sums(hidden, matrix, micro, z_loss)
-    return sums.pop("objective"), sums
+    objective = sums.pop("objective")
+    # Router losses are per-token means; weighting them by this microbatch's target count keeps
+    # the accumulated total / total targets an average over microbatches.
+    aux, stats = aux_terms(state["moe"], float(d.load_balance_loss), float(d.router_z_loss))
+    sums.update({k: v * sums["weight"] for k, v in stats.items()})
+    return objective + aux * sums["weight"], sums
 
   grad_fn = jax.grad(sums_fn, has_aux=True)
 
@@ -51,7 +64,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
           grads, sums = grad_fn(state.params, micro, state.step * accum + index)
           return jax.tree.map(jnp.add, carry, (grads, sums)), None
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        init = (zeros, {k: jnp.zeros((), jnp.float32) for k in ("nll", "z", "weight", "correct")})
+        init = (zeros, {k: jnp.zeros((), jnp.float32) for k in sum_keys})
         (grads, sums), _ = jax.lax.scan(body, init, (jnp.arange(accum), _microbatches(batch, accum)))
     weight = jnp.maximum(sums["weight"], 1.0)
     grads = jax.tree.map(lambda g: g / weight, grads)
@@ -61,6 +74,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
         "loss": sums["nll"] / weight, "z_loss": sums["z"] / weight,
         "token_accuracy": sums["correct"] / weight, "targets": sums["weight"],
         "grad_norm": optax.tree.norm(grads), "lr": schedule(state.step),
+        **{k: sums[k] / weight for k in sum_keys if k.startswith("moe_")},
+        "param_norm": optax.tree.norm(params),  # of the updated params: the divergence guard
     }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 

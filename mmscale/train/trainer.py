@@ -2,12 +2,15 @@
 
 Order of a run: validate the config (before anything compiles) -> mesh -> sharded state ->
 restore the latest checkpoint (state + data iterator) if the workdir has one -> loop. SIGTERM
-(preemption) finishes the current step, saves, and returns cleanly; a non-finite loss raises
-`TrainingDivergedError` without saving the broken state.
+(preemption) finishes the current step, saves, and returns cleanly. The divergence guard
+(mmscale/train/guard.py) checks every step; a failed check deletes the checkpoints whose state
+it condemns (a step's metrics are computed on the previous step's parameters) and raises
+`TrainingDivergedError` naming the checkpoint kept, or saying that none is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -20,14 +23,17 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from mmscale.data import pipeline
 from mmscale.data.batch import empty_rows
+from mmscale.hf.init_from import apply_init_from
+from mmscale.errors import TrainingDivergedError
 from mmscale.models import flops as flops_lib
 from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
 from mmscale.runtime import Run, build_run
 from mmscale.train import metrics as metrics_lib
-from mmscale.train import optim, peak
+from mmscale.train import optim, peak, resume
 from mmscale.train.checkpoint import Checkpointer
 from mmscale.train.profiler import StepProfiler
+from mmscale.train.guard import DivergenceGuard
 from mmscale.train.state import abstract_state, create_sharded_state
 from mmscale.train.step import make_train_step
 
@@ -90,11 +96,6 @@ class _StopVote:
     return previous is not None and bool(np.asarray(previous.addressable_data(0)))
 
 
-def _write_config(config, workdir: str) -> None:
-  if jax.process_index() == 0:
-    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
-
-
 def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
           stop_at_step: int | None = None) -> Run:
   """Trains `config` in `workdir`, resuming from its latest checkpoint. Returns the run.
@@ -106,6 +107,7 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   cfg, mesh, rules = ctx.config, ctx.mesh, ctx.rules
   total_steps = cfg.train.steps
+  restart_data = resume.check_resume(workdir, cfg)  # refuses a changed model or data, at once
 
   boxed_params = ctx.abstract_params()  # the one trace of model.init before compiling
   num_params = flops_lib.param_count(boxed_params)
@@ -124,15 +126,26 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
                               keep=cfg.train.keep_checkpoints,
                               async_save=cfg.train.async_checkpoint)
   if checkpointer.latest_step() is not None:
-    state, data_iter = checkpointer.restore(abstract_state(state), data_iter)
-  _write_config(cfg, workdir)
+    try:
+      state, restored_iter = checkpointer.restore(abstract_state(state),
+                                                  None if restart_data else data_iter)
+    except (ValueError, TypeError, KeyError) as e:  # Orbax: a tree or shape that differs
+      raise resume.restore_error(workdir, cfg, e) from e
+    data_iter = data_iter if restart_data else restored_iter
+  elif any(cfg.model.init_from.values()):  # a fresh start from pretrained checkpoints
+    with jax.set_mesh(mesh):
+      state = state.replace(params=apply_init_from(cfg.model, state.params))
   start_step = int(np.asarray(state.step.addressable_data(0)))
-  logging.info("model: %s parameters (%.2fM); lr peak %.3g; mesh %s; start step %d",
-               num_params, num_params / 1e6, optim.peak_learning_rate(cfg.optim, num_params),
-               dict(mesh.shape), start_step)
+  if jax.process_index() == 0:
+    resume.write_config(workdir, cfg, start_step)  # a different previous one goes to history
+  active_params = flops_lib.param_counts(cfg.model, num_params)["active"]
+  logging.info("model: %s parameters (%.2fM), %s active per token; lr peak %.3g; mesh %s; "
+               "start step %d", num_params, num_params / 1e6, active_params,
+               optim.peak_learning_rate(cfg.optim, num_params), dict(mesh.shape), start_step)
 
   writer = metrics_lib.create_writer(os.path.join(workdir, "tensorboard"))
-  writer.write_hparams({"num_params": num_params, **_flat_hparams(cfg)})
+  writer.write_hparams({"num_params": num_params, "num_active_params": active_params,
+                        **_flat_hparams(cfg)})
   rows, seq_len = cfg.data.batch_size, ctx.layout.seq_len
   flops_per_step = rows * flops_lib.train_flops_per_sequence(
       cfg.model, seq_len, ctx.layout.max_images)
@@ -140,7 +153,8 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   logger = metrics_lib.StepLogger(writer, flops_per_step=flops_per_step,
                                   tokens_per_step=rows * seq_len, peak_flops=peak_flops,
                                   log_every=cfg.train.log_every,
-                                  history_path=os.path.join(workdir, "metrics.jsonl"))
+                                  history_path=os.path.join(workdir, "metrics.jsonl"),
+                                  guard=DivergenceGuard(cfg.train))
   progress = metrics_lib.create_progress(total_steps, writer)
   step_fn = make_train_step(ctx.model, tx, schedule, cfg, mesh, rules, state_shardings)
   ctx.state, ctx.state_shardings, ctx.writer = state, state_shardings, writer
@@ -150,7 +164,7 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   step = start_step
   vote = _StopVote(mesh)
   profiler = StepProfiler(workdir, cfg.train.profile_start, cfg.train.profile_steps)
-  with jax.set_mesh(mesh), _SignalFlag() as flag:
+  with jax.set_mesh(mesh), _SignalFlag() as flag, _on_divergence(checkpointer, writer):
     while step < end_step:
       batch = sharding_rules.global_batch(next(data_iter), mesh, rules, global_rows=rows)
       profiler.before_step(step + 1)
@@ -158,14 +172,20 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
       ctx.params = ctx.state.params
       step += 1
       profiler.after_step(step, ctx.state)
-      logger.push(step, metrics)
+      logger.push(step, metrics)  # checks the previous step (the guard raises on a failure)
+      _mark_checked(checkpointer, logger)
       progress(step)
       for hook in hooks:
         hook(ctx, step)
       signalled = vote(flag.raised)
       stop = signalled or step == end_step
       if step % cfg.train.checkpoint_every == 0 or stop:
-        logger.finish()  # a diverged step raises here, before its state is saved
+        logger.finish()  # checks this step before its state is saved
+        _mark_checked(checkpointer, logger)
+        if stop and not logger.params_finite:  # the last state has no next step to check it
+          error = TrainingDivergedError(f"the parameters after step {step} are not finite")
+          error.step = step + 1
+          raise error
         checkpointer.save(step, ctx.state, data_iter, force=stop)
         logger.mark_time()
       if signalled:
@@ -177,6 +197,37 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   writer.flush()
   ctx.last_metrics = logger.last_logged
   return ctx
+
+
+def _mark_checked(checkpointer: Checkpointer, logger: metrics_lib.StepLogger) -> None:
+  """Step k passing the guard vouches for the state saved after step k - 1."""
+  if logger.checked_step is not None:
+    checkpointer.mark_checked(logger.checked_step - 1)
+
+
+@contextlib.contextmanager
+def _on_divergence(checkpointer: Checkpointer, writer):
+  """A `TrainingDivergedError` of the loop deletes the checkpoints that the failed step condemns
+  (the state it ran on and later) and is raised again saying honestly which checkpoint is kept."""
+  try:
+    yield
+  except TrainingDivergedError as e:
+    raise _diverged(checkpointer, writer, e) from None
+
+
+def _diverged(checkpointer: Checkpointer, writer, error: TrainingDivergedError):
+  bad = error.step - 1
+  kept = checkpointer.discard_from(bad)
+  checkpointer.close()
+  writer.flush()
+  if kept is None:
+    outcome = "No checkpoint is kept: the run diverged before its first checked save"
+  else:
+    outcome = (f"Checkpoint step {kept} is kept (its state passed the check); rerunning "
+               "resumes from it")
+  return TrainingDivergedError(
+      f"training diverged: {error} (computed on the parameters after step {bad}). {outcome}. "
+      "Lower optim.lr or check the data (docs/failures.md).")
 
 
 def _flat_hparams(cfg) -> dict:

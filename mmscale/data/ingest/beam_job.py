@@ -33,7 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from mmscale.data import ingest, records  # noqa: E402
 from mmscale.data.ingest import common  # noqa: E402
-from mmscale.errors import DataError, RecordFormatError  # noqa: E402
+from mmscale.errors import DataError, RecordFormatError, UsageError  # noqa: E402
 
 NAMESPACE = "mmscale.ingest"
 STATE_DIR = ".ingest"
@@ -208,9 +208,9 @@ def run_ingest(kind: str, input_spec: str, out_dir: str, *, num_shards: int = 1,
   shards are neither read nor written again.
   """
   if num_shards < 1:
-    raise ValueError(f"--num_shards must be >= 1, got {num_shards}")
+    raise UsageError(f"--num_shards={num_shards}: expected >= 1")
   if not 0.0 <= max_skip_fraction <= 1.0:
-    raise ValueError(f"--max_skip_fraction must be in [0, 1], got {max_skip_fraction}")
+    raise UsageError(f"--max_skip_fraction={max_skip_fraction}: expected a fraction in [0, 1]")
   source = ingest.make_source(kind, input_spec, options)
   shards = plan(source, num_shards)
   n = len(shards)
@@ -234,3 +234,14 @@ def run_ingest(kind: str, input_spec: str, out_dir: str, *, num_shards: int = 1,
   return finish(out_dir, n, source_desc=source.describe(),
                 provenance_args={**job, "shards_resumed": n - len(todo)},
                 max_skip_fraction=max_skip_fraction)
+
+
+def check_beam_args(beam_args: Sequence[str]) -> None:
+  """Raises `UsageError` naming any `--flag` that neither the tool nor Beam's PipelineOptions
+  define: Beam drops those with a log warning, so a mistyped tool flag would be lost silently."""
+  known = set(PipelineOptions([]).get_all_options(drop_default=False))
+  unknown = [a for a in beam_args if a.startswith("-")
+             and a.lstrip("-").split("=", 1)[0].replace("-", "_") not in known]
+  if unknown:
+    raise UsageError(f"unknown flag(s) {' '.join(unknown)}: neither this tool's (--help) nor "
+                     "Beam's pipeline options")

@@ -22,6 +22,7 @@ import os
 from typing import Any, Iterator
 
 from mmscale.data.ingest import common
+from mmscale.errors import RecordFormatError
 from mmscale.data.ingest.common import Skip, Skipped
 
 HUMAN = ("human", "user")
@@ -39,10 +40,11 @@ def load_items(path: str) -> list:
   try:
     items = json.loads(data)
   except ValueError as e:
-    raise ValueError(f"{path}: not a JSON file ({e}); a file of one JSON object per line "
-                     "should end in .jsonl") from e
+    raise RecordFormatError(f"{path}: not a JSON file ({e}); a file of one JSON object per "
+                            "line should end in .jsonl") from e
   if not isinstance(items, list):
-    raise ValueError(f"{path}: expected a JSON list of conversations, got {type(items).__name__}")
+    raise RecordFormatError(f"{path}: expected a JSON list of conversations, got "
+                            f"{type(items).__name__}")
   return items
 
 
