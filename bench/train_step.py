@@ -3,12 +3,20 @@
 Reference config (docs/performance.md): 64x64 images, patch 8 (64 image tokens, mlp connector),
 ViT 4 x 256, decoder 4 x 256 with 4 heads, vocab 8192, 128 text tokens + the image per sequence,
 batch 16. Batches are synthetic (the data pipeline has its own benchmark), so this measures the
-compiled step alone. Usage: `python bench/train_step.py [--dtypes=float32,bfloat16] [--steps=10]`.
+compiled step alone. With `--peer=DIR` (a PyTorch peer's directory holding its own timer,
+`bench_nanovlm.py`, at this config) the two are timed in turn, round by round, in one run, and the
+ratio of their step times is reported; only such side-by-side ratios are comparable on a shared
+machine. Usage:
+`python bench/train_step.py [--dtypes=float32,bfloat16] [--steps=10] [--peer=DIR --rounds=2]`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+import sys
 import time
 
 import jax
@@ -28,17 +36,15 @@ from mmscale.train.state import create_sharded_state
 from mmscale.train.step import make_train_step
 
 TEXT_LEN = 128
-# A popular PyTorch VLM trainer at this config on this machine kind (2 CPU cores), text tokens/s.
-PYTORCH_REFERENCE = {"float32": 1900.0, "bfloat16": 3200.0}
 
 
-def reference_config(dtype: str, batch: int, remat: str):
+def reference_config(dtype: str, batch: int, remat: str, scan_layers: bool = False):
   c = base_config()
   c.model.dtype = dtype
   c.model.vit.update(image_size=64, patch_size=8, width=256, depth=4, heads=4, mlp_dim=1024)
   c.model.connector.update(name="mlp", num_tokens=64, hidden_dim=256)
   c.model.decoder.update(vocab_size=8192, width=256, depth=4, heads=4, kv_heads=4, mlp_dim=1024,
-                         remat_policy=remat)
+                         remat_policy=remat, scan_layers=scan_layers)
   c.data.seq_len = TEXT_LEN + 64
   c.data.max_images_per_seq = 1
   c.data.batch_size = batch
@@ -62,8 +68,9 @@ def synthetic_batch(spec, vocab_size: int, seed: int = 0) -> dict[str, np.ndarra
   return one_per_row(examples, layout)
 
 
-def bench(dtype: str, steps: int, batch: int, remat: str) -> dict:
-  config = reference_config(dtype, batch, remat)
+def compiled_step(config):
+  """(run_one, params): run_one() runs one train step at `config` on a synthetic batch and
+  waits for it; params is the parameter count."""
   spec = validate(config, jax.device_count())
   mesh, rules = mesh_lib.make_mesh(spec.mesh_shape), spec.rules
   model = build_model(config.model)
@@ -75,52 +82,109 @@ def bench(dtype: str, steps: int, batch: int, remat: str) -> dict:
   step = make_train_step(model, tx, schedule, config, mesh, rules, shardings)
   batch_arrays = sharding_rules.global_batch(
       synthetic_batch(spec, config.model.decoder.vocab_size), mesh, rules)
-  with jax.set_mesh(mesh):
-    for _ in range(2):  # compile + warm up
-      state, metrics = step(state, batch_arrays)
-    jax.block_until_ready(metrics)
-    times = []
-    for _ in range(steps):
-      start = time.perf_counter()
-      state, metrics = step(state, batch_arrays)
-      jax.block_until_ready(metrics)
-      times.append(time.perf_counter() - start)
-  step_time = float(np.median(times))
-  flops = batch * flops_lib.train_flops_per_sequence(config.model, config.data.seq_len, 1)
-  return {"dtype": dtype, "params": flops_lib.param_count(boxed), "step_time_s": step_time,
-          "text_tokens_per_s": batch * TEXT_LEN / step_time,
-          "positions_per_s": batch * config.data.seq_len / step_time,
-          "tflops_per_s": flops / step_time / 1e12, "flops_per_step": flops}
+  holder = {"state": state}
+
+  def run_one():
+    with jax.set_mesh(mesh):
+      holder["state"], metrics = step(holder["state"], batch_arrays)
+      return jax.block_until_ready(metrics)
+
+  return run_one, flops_lib.param_count(boxed)
+
+
+def step_seconds(run_one, steps: int) -> float:
+  """Median seconds of `steps` train steps (run_one() waits for each)."""
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    run_one()
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def peer_step_seconds(peer_dir: str, python: str, dtype: str, steps: int) -> float:
+  """The peer's own train-step timer at this config (its `bench_nanovlm.py`, a fresh process
+  that warms up and prints one JSON line with its median `step_s`)."""
+  cmd = [python, "bench_nanovlm.py", "--steps", str(steps)]
+  if dtype == "bfloat16":
+    cmd.append("--bf16")  # torch.autocast bfloat16: its best precision on CPU
+  out = subprocess.run(cmd, cwd=peer_dir, capture_output=True, text=True, check=False)
+  if out.returncode != 0:
+    raise SystemExit(f"--peer={peer_dir}: '{' '.join(cmd)}' failed:\n{out.stderr[-2000:]}")
+  return float(json.loads(out.stdout.strip().splitlines()[-1])["step_s"])
+
+
+def bench(dtype: str, args) -> dict:
+  """One dtype: compile, then `rounds` rounds of (mmscale steps, peer steps) in turn, so both see
+  the same machine load; the ratio is taken round by round."""
+  config = reference_config(dtype, args.batch, args.remat, args.scan_layers)
+  run_one, num_params = compiled_step(config)
+  for _ in range(2):  # compile + warm up
+    run_one()
+  ours, theirs = [], []
+  for _ in range(args.rounds):
+    ours.append(step_seconds(run_one, args.steps))
+    if args.peer:
+      theirs.append(peer_step_seconds(args.peer, args.peer_python, dtype, args.steps))
+  step_time = float(np.median(ours))
+  flops = args.batch * flops_lib.train_flops_per_sequence(config.model, config.data.seq_len, 1)
+  row = {"dtype": dtype, "params": num_params, "step_time_s": step_time,
+         "step_times_s": ours, "text_tokens_per_s": args.batch * TEXT_LEN / step_time,
+         "positions_per_s": args.batch * config.data.seq_len / step_time,
+         "tflops_per_s": flops / step_time / 1e12, "flops_per_step": flops}
+  if theirs:
+    ratios = [p / o for p, o in zip(theirs, ours)]  # > 1: mmscale is faster
+    row.update(peer_step_times_s=theirs, peer_text_tokens_per_s=args.batch * TEXT_LEN / float(
+        np.median(theirs)), speedup_vs_peer_min=min(ratios),
+               speedup_vs_peer_median=float(np.median(ratios)))
+  return row
 
 
 def define_flags(fv: flags.FlagValues) -> None:
   """Flags on `fv`, a holder of this benchmark's own (mmscale/cli_flags.py)."""
   flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "compute dtypes to time", flag_values=fv)
-  flags.DEFINE_integer("steps", 10, "timed steps per dtype (the median is reported)",
+  flags.DEFINE_integer("steps", 10, "timed steps per round (the median is reported)",
                        flag_values=fv)
+  flags.DEFINE_integer("rounds", 2, "rounds of (mmscale, peer) timing per dtype", flag_values=fv)
   flags.DEFINE_integer("batch", 16, "rows per step", flag_values=fv)
   flags.DEFINE_string("remat", "none", "decoder.remat_policy", flag_values=fv)
+  flags.DEFINE_bool("scan_layers", False, "decoder.scan_layers (off: at depth 4 the scan's "
+                    "stacked residual copies cost more than they save; docs/performance.md)",
+                    flag_values=fv)
+  flags.DEFINE_string("peer", "", "directory of a PyTorch peer with bench_nanovlm.py, timed "
+                      "in turn with mmscale at the same config (empty: mmscale only)",
+                      flag_values=fv)
+  flags.DEFINE_string("peer_python", sys.executable, "Python with torch for the peer",
+                      flag_values=fv)
   flags.DEFINE_string("json", "", "also write the rows to this JSON file", flag_values=fv)
 
 
 def main(argv: list[str]) -> None:
   args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
+  if args.peer and not os.path.exists(os.path.join(args.peer, "bench_nanovlm.py")):
+    raise SystemExit(f"--peer: {args.peer} has no bench_nanovlm.py")
   fp32_peak = peak.device_peak_flops("float32") * jax.device_count()
-  print(f"device: {jax.devices()[0].device_kind} x {jax.device_count()}; measured fp32 matmul "
-        f"peak {fp32_peak / 1e9:.1f} GFLOP/s (MFU denominator, all dtypes)")
+  print(f"device: {jax.devices()[0].device_kind} x {jax.device_count()} "
+        f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs); measured fp32 "
+        f"matmul peak {fp32_peak / 1e9:.1f} GFLOP/s (MFU denominator, all dtypes); "
+        f"load before {os.getloadavg()[0]:.1f}")
   rows = []
   for dtype in args.dtypes:
-    row = bench(dtype, args.steps, args.batch, args.remat)
+    row = bench(dtype, args)
     row["mfu"] = row["tflops_per_s"] * 1e12 / fp32_peak
-    row["pytorch_reference_text_tokens_per_s"] = PYTORCH_REFERENCE.get(dtype)
     rows.append(row)
-    print(f"{dtype:<9} params {row['params'] / 1e6:.2f}M  step {row['step_time_s'] * 1e3:7.1f} ms  "
-          f"text tokens/s {row['text_tokens_per_s']:7.0f} (PyTorch ref {row['pytorch_reference_text_tokens_per_s']:.0f})  "
-          f"positions/s {row['positions_per_s']:7.0f}  {row['tflops_per_s'] * 1e3:6.1f} GFLOP/s  "
-          f"MFU {100 * row['mfu']:5.1f}%")
+    line = (f"{dtype:<9} params {row['params'] / 1e6:.2f}M  step {row['step_time_s'] * 1e3:7.1f} ms"
+            f"  text tokens/s {row['text_tokens_per_s']:7.0f}  positions/s "
+            f"{row['positions_per_s']:7.0f}  {row['tflops_per_s'] * 1e3:6.1f} GFLOP/s  "
+            f"MFU {100 * row['mfu']:5.1f}%")
+    if "peer_text_tokens_per_s" in row:
+      line += (f"  | peer text tokens/s {row['peer_text_tokens_per_s']:7.0f}  mmscale/peer "
+               f"median {row['speedup_vs_peer_median']:.2f}x (min {row['speedup_vs_peer_min']:.2f}x)")
+    print(line, flush=True)
+  print(f"load after {os.getloadavg()[0]:.1f}")
   if args.json:
     with open(args.json, "w") as f:
-      json.dump({"fp32_peak": fp32_peak, "rows": rows}, f, indent=2)
+      json.dump({"fp32_peak": fp32_peak, "load": os.getloadavg(), "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict(dict(
       steps=1000, log_every=50, checkpoint_every=250, keep_checkpoints=3, async_checkpoint=True,
       eval_every=0, peak_flops_per_device=0.0,
+      profile_steps=0,   # steps traced by jax.profiler into W/profile (0 = none)
+      profile_start=5,   # steps run before the trace starts (compilation stays out of it)
       # divergence guard (mmscale/train/guard.py): a loss above factor x the median of the last
       # `window` steps (0 = off), or a gradient norm of 0 for this many steps in a row (0 = off)
       divergence_loss_factor=10.0, divergence_window=20, divergence_zero_grad_steps=5,

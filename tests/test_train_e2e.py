@@ -1,5 +1,7 @@
 """End to end on the knowledge world: train, SIGTERM + resume, export, divergence, evaluation."""
 
+import glob
+import gzip
 import json
 import os
 import signal
@@ -24,7 +26,8 @@ def losses(workdir):
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_world, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run_a"))
-  ctx = train(tiny_train_config(tiny_world), workdir)
+  # steps 4 and 5 traced by jax.profiler (test_profile_window_writes_a_trace)
+  ctx = train(tiny_train_config(tiny_world, profile_start=3, profile_steps=2), workdir)
   return workdir, ctx
 
 
@@ -36,6 +39,17 @@ def test_loss_falls(uninterrupted):
   assert last < 0.7 * first, (first, last)
   assert {"mfu", "tokens_per_s", "grad_norm", "lr", "step_time_s"} <= set(ctx.last_metrics)
   assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+
+def test_profile_window_writes_a_trace(uninterrupted):
+  workdir, _ = uninterrupted
+  xplanes = glob.glob(os.path.join(workdir, "profile", "plugins", "profile", "*", "*.xplane.pb"))
+  perfetto = glob.glob(os.path.join(workdir, "profile", "plugins", "profile", "*", "*.trace.json.gz"))
+  assert len(xplanes) == 1 and len(perfetto) == 1, os.listdir(workdir)
+  with gzip.open(perfetto[0], "rt") as f:
+    events = json.load(f)["traceEvents"]
+  names = {e.get("name", "") for e in events}
+  assert "PjitFunction(step)" in names, sorted(names)  # the jitted train step ran in the window
 
 
 class SigtermAt:

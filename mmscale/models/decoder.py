@@ -189,8 +189,11 @@ class Decoder(nn.Module):
       x = x * jnp.asarray(self.width ** 0.5, self.dtype)
     return constrain(x, BATCH_LENGTH_EMBED)
 
-  def __call__(self, x, positions, segment_ids, mask_ar, erase=None):
+  def __call__(self, x, positions, segment_ids, mask_ar, erase=None, features_only=False):
     """x float[B, T, D] embeddings -> logits float32[B, T, V].
+
+    features_only=True returns (final-normed hidden float[B, T, D], output matrix float[V, D])
+    instead, for a loss that projects only the positions it needs (models/fused_loss.py).
 
     `erase` (optional, the centroid-replacement probe): {"centroids": float[depth, C, D],
     "active": bool[depth], "mask": bool[B, T]}; after each active layer the hidden states at mask
@@ -208,7 +211,15 @@ class Decoder(nn.Module):
       for i, layer in enumerate(self.layers):
         this = None if erase is None else jax.tree.map(lambda a, i=i: a[i], layer_erase)
         x, _ = layer(x, positions, segment_ids, mask_ar, this, mask)
+    if features_only:
+      return constrain(self.final_norm(x), BATCH_LENGTH_EMBED), self.output_matrix()
     return self.logits(x)
+
+  def output_matrix(self):
+    """float[V, D] (param dtype): logits = final_norm(x) @ output_matrix().T."""
+    if self.tie_embeddings:
+      return self.embedding.embedding
+    return self.unembed.variables["params"]["kernel"].T
 
   def logits(self, x):
     """float[B, T, D] -> float32[B, T, V] (after the final norm)."""

@@ -61,8 +61,11 @@ class MLLM(nn.Module):
 
   @nn.compact
   def __call__(self, batch: dict, *, decode: bool = False, deterministic: bool = True,
-               erase: dict | None = None):
+               erase: dict | None = None, features_only: bool = False):
     """batch (mmscale/data/batch.py layout) -> logits float32[B, T, V].
+
+    features_only=True returns (hidden float[B, T, D], output matrix float[V, D]) instead of
+    logits (`Decoder.__call__`): the train step's loss projects only its loss positions.
 
     `erase` (optional): centroid replacement in the decoder, {"centroids": float[depth, C, D],
     "active": bool[depth], "mask": bool[B, T]} (see `Decoder.__call__`; built by
@@ -101,4 +104,4 @@ class MLLM(nn.Module):
       rows = jnp.arange(tokens.shape[0])[:, None]
       x = x.at[rows, batch["image_positions"]].set(img, mode="drop")
       x = constrain(x, BATCH_LENGTH_EMBED)
-    return decoder(x, positions, segment_ids, mask_ar, erase)
+    return decoder(x, positions, segment_ids, mask_ar, erase, features_only=features_only)

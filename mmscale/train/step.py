@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from mmscale.parallel import rules as sharding_rules
-from mmscale.models.loss import loss_sums
+from mmscale.models.fused_loss import fused_loss_sums
 from mmscale.models.moe import MOE_METRICS, aux_terms
 from mmscale.train.state import TrainState
 
@@ -37,18 +37,19 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
 
   def sums_fn(params, micro, step):
     rngs = {"dropout": jax.random.fold_in(dropout_key, step)} if dropout else None
+    kwargs = dict(deterministic=not dropout, rngs=rngs, features_only=True)
     if not moe:
-      logits = model.apply({"params": params}, micro, deterministic=not dropout, rngs=rngs)
-      sums = loss_sums(logits, micro, z_loss)
-      return sums["nll"] + sums["z"], sums
-    logits, state = model.apply({"params": params}, micro, deterministic=not dropout, rngs=rngs,
-                                mutable=["moe"])
-    sums = loss_sums(logits, micro, z_loss)
+      hidden, matrix = model.apply({"params": params}, micro, **kwargs)
+      sums = fused_loss_sums(hidden, matrix, micro, z_loss)
+      return sums.pop("objective"), sums
+    (hidden, matrix), state = model.apply({"params": params}, micro, mutable=["moe"], **kwargs)
+    sums = fused_loss_sums(hidden, matrix, micro, z_loss)
+    objective = sums.pop("objective")
     # Router losses are per-token means; weighting them by this microbatch's target count keeps
     # the accumulated total / total targets an average over microbatches.
     aux, stats = aux_terms(state["moe"], float(d.load_balance_loss), float(d.router_z_loss))
     sums.update({k: v * sums["weight"] for k, v in stats.items()})
-    return sums["nll"] + sums["z"] + aux * sums["weight"], sums
+    return objective + aux * sums["weight"], sums
 
   grad_fn = jax.grad(sums_fn, has_aux=True)
 

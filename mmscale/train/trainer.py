@@ -32,6 +32,7 @@ from mmscale.runtime import Run, build_run
 from mmscale.train import metrics as metrics_lib
 from mmscale.train import optim, peak, resume
 from mmscale.train.checkpoint import Checkpointer
+from mmscale.train.profiler import StepProfiler
 from mmscale.train.guard import DivergenceGuard
 from mmscale.train.state import abstract_state, create_sharded_state
 from mmscale.train.step import make_train_step
@@ -162,12 +163,15 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   end_step = min(total_steps, stop_at_step or total_steps)
   step = start_step
   vote = _StopVote(mesh)
+  profiler = StepProfiler(workdir, cfg.train.profile_start, cfg.train.profile_steps)
   with jax.set_mesh(mesh), _SignalFlag() as flag, _on_divergence(checkpointer, writer):
     while step < end_step:
       batch = sharding_rules.global_batch(next(data_iter), mesh, rules, global_rows=rows)
+      profiler.before_step(step + 1)
       ctx.state, metrics = step_fn(ctx.state, batch)
       ctx.params = ctx.state.params
       step += 1
+      profiler.after_step(step, ctx.state)
       logger.push(step, metrics)  # checks the previous step (the guard raises on a failure)
       _mark_checked(checkpointer, logger)
       progress(step)
@@ -187,6 +191,7 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
       if signalled:
         ctx.stopped_by_signal = True
         break
+    profiler.stop(ctx.state)  # a window cut short by the end of the run
     logger.finish()
   checkpointer.close()
   writer.flush()

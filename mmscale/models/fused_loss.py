@@ -1,0 +1,118 @@
+"""The training loss without full logits: output projection + cross-entropy on loss positions only.
+
+`loss.loss_sums` needs logits float32[B, T, V] at every position. In a multimodal batch a large
+share of the positions carries no loss (image tokens, prompts, padding), and the logits are the
+largest activation of the step: V = 8192 against a width of a few hundred. This computes the
+same sums from the final hidden states and the output matrix:
+
+- each row's loss positions are moved to its front (a stable sort, so order is kept) and only
+  the first C of every row are projected, where C is the smallest of `CAPACITY_STEPS` fractions
+  of T that holds the fullest row (a `lax.switch`, so shapes stay static and one compiled step
+  serves every batch; the unused branches cost nothing at run time);
+- the gradient is computed in the forward pass (a custom VJP, as in fused linear cross-entropy
+  kernels): the backward pass keeps only d hidden float[B, T, D] and d matrix float[V, D], never
+  the float32[B, C, V] probabilities, and needs no transposed copy of them.
+
+Values equal `loss.loss_sums` within float32 rounding; the gradient is the gradient of
+`nll + z` (the training objective). The returned sums other than the objective carry no gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from mmscale.models.loss import target_weights
+
+CAPACITY_STEPS = 8  # row capacities C = T * k / 8, k = 1..8
+
+
+def _capacities(length: int) -> tuple[int, ...]:
+  caps = sorted({max(1, -(-length * k // CAPACITY_STEPS)) for k in range(1, CAPACITY_STEPS + 1)})
+  return tuple(caps)
+
+
+def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss):
+  """One capacity. hidden float[B, T, D], matrix float[V, D], targets int[B, T], weights
+  float32[B, T] -> (objective, (nll, z, weight, correct), d hidden float[B, T, D], d matrix)."""
+  # Loss positions first, in order (argsort is stable); the rest fill the tail of the capacity
+  # with weight 0.
+  order = jnp.argsort(weights <= 0, axis=-1, stable=True)[:, :capacity]  # int[B, C]
+  h = jnp.take_along_axis(hidden, order[..., None], axis=1)  # [B, C, D]
+  t = jnp.take_along_axis(targets, order, axis=1)
+  w = jnp.take_along_axis(weights, order, axis=1)
+  logits = jnp.einsum("bcd,vd->bcv", h, matrix.astype(h.dtype),
+                      preferred_element_type=jnp.float32)  # [B, C, V]
+  max_logit = jnp.max(logits, axis=-1)
+  exp = jnp.exp(logits - max_logit[..., None])
+  sum_exp = jnp.sum(exp, axis=-1)
+  log_z = max_logit + jnp.log(sum_exp)
+  target_logit = jnp.take_along_axis(logits, t[..., None], axis=-1)[..., 0]
+  nll = ((log_z - target_logit) * w).sum()
+  z = z_loss * (jnp.square(log_z) * w).sum()
+  correct = ((target_logit >= max_logit) * w).sum()
+  # d(nll + z)/d logits = w * (p * (1 + 2 z_loss log Z) - onehot(target))
+  scale = w * (1.0 + 2.0 * z_loss * log_z) / sum_exp
+  grad = exp * scale[..., None]
+  grad = grad - jax.nn.one_hot(t, logits.shape[-1], dtype=grad.dtype) * w[..., None]
+  grad = grad.astype(h.dtype)
+  d_h = jnp.einsum("bcv,vd->bcd", grad, matrix.astype(h.dtype))
+  # [D, V] first: contracting the rows of both operands as (h^T)(grad) moves the small operand,
+  # where grad^T h would make a transposed copy of grad float[B*C, V].
+  d_matrix = jnp.einsum("bcd,bcv->dv", h, grad, preferred_element_type=jnp.float32).T
+  rows = jnp.arange(hidden.shape[0])[:, None]
+  d_hidden = jnp.zeros(hidden.shape, d_h.dtype).at[rows, order].add(d_h)
+  return (nll + z, (nll, z, w.sum(), correct), d_hidden.astype(hidden.dtype),
+          d_matrix.astype(matrix.dtype))
+
+
+def _forward(hidden, matrix, targets, weights, z_loss):
+  caps = _capacities(hidden.shape[1])
+  fullest = jnp.max(jnp.sum(weights > 0, axis=-1))
+  branch = jnp.searchsorted(jnp.asarray(caps), fullest)  # smallest capacity >= fullest row
+  branches = [functools.partial(_sums_and_grads, c, z_loss=z_loss) for c in caps]
+  return jax.lax.switch(jnp.minimum(branch, len(caps) - 1), branches, hidden, matrix, targets,
+                        weights)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _objective(hidden, matrix, targets, weights, z_loss):
+  objective, sums, _, _ = _forward(hidden, matrix, targets, weights, z_loss)
+  return objective, sums
+
+
+def _objective_fwd(hidden, matrix, targets, weights, z_loss):
+  objective, sums, d_hidden, d_matrix = _forward(hidden, matrix, targets, weights, z_loss)
+  return (objective, sums), (d_hidden, d_matrix)
+
+
+def _objective_bwd(z_loss, residuals, cotangents):
+  del z_loss
+  d_hidden, d_matrix = residuals
+  ct = cotangents[0]  # the sums carry no gradient
+  return (d_hidden * ct.astype(d_hidden.dtype), d_matrix * ct.astype(d_matrix.dtype), None, None)
+
+
+_objective.defvjp(_objective_fwd, _objective_bwd)
+
+
+def fused_loss_sums(hidden: jax.Array, matrix: jax.Array, batch: dict,
+                    z_loss: float = 0.0) -> dict[str, jax.Array]:
+  """`loss.loss_sums` from hidden states instead of logits.
+
+  Args:
+    hidden: float[B, T, D], the decoder's final-normed hidden states (logits = hidden @ matrix^T).
+    matrix: float[V, D], the output projection (the tied embedding table, or the untied kernel
+      transposed).
+    batch: the batch of docs/contracts.md §4.
+    z_loss: weight of log(Z)^2.
+  Returns:
+    {'objective': nll + z (differentiable), 'nll', 'z', 'weight', 'correct'} as sums.
+  """
+  targets = jnp.pad(batch["tokens"][:, 1:], ((0, 0), (0, 1)))
+  weights = jnp.pad(target_weights(batch), ((0, 0), (0, 1)))
+  objective, (nll, z, weight, correct) = _objective(hidden, matrix, targets, weights,
+                                                    float(z_loss))
+  return {"objective": objective, "nll": nll, "z": z, "weight": weight, "correct": correct}

@@ -1,0 +1,71 @@
+"""The train step's loss (projection + cross-entropy on loss positions only, gradient in the
+forward pass) equals the full-logits loss: values and gradients, tied and untied, with packing."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mmscale.models import build_model
+from mmscale.models.fused_loss import _capacities, fused_loss_sums
+from mmscale.models.loss import loss_sums
+from mmscale.testing import numpy_init, synthetic_batch, tiny_model_config
+
+Z_LOSS = 1e-3
+
+
+def _masked_batch(cfg):
+  """Rows with different loss counts (so a middle capacity is chosen), a packed row, padding."""
+  batch = synthetic_batch(cfg, batch=4, seq_len=32)
+  batch["mask_loss"][0, :20] = 0   # 12 loss positions
+  batch["mask_loss"][1, :] = 0     # none
+  batch["mask_loss"][2, 5:9] = 0   # a gap
+  batch["segment_ids"][3, 16:] = 2  # two packed examples, then padding
+  batch["segment_ids"][3, 28:] = 0
+  return batch
+
+
+def test_capacities_cover_the_row():
+  assert _capacities(32) == (4, 8, 12, 16, 20, 24, 28, 32)
+  assert _capacities(5)[-1] == 5 and _capacities(1) == (1,)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_fused_loss_equals_full_logits_loss(tied):
+  cfg = tiny_model_config()
+  cfg.decoder.tie_embeddings = tied
+  model = build_model(cfg)
+  batch = _masked_batch(cfg)
+  params = nn.unbox(numpy_init(model, batch)["params"])
+
+  def full(p):
+    sums = loss_sums(model.apply({"params": p}, batch), batch, Z_LOSS)
+    return sums["nll"] + sums["z"], sums
+
+  def fused(p):
+    hidden, matrix = model.apply({"params": p}, batch, features_only=True)
+    sums = fused_loss_sums(hidden, matrix, batch, Z_LOSS)
+    return sums.pop("objective"), sums
+
+  (l0, s0), g0 = jax.jit(jax.value_and_grad(full, has_aux=True))(params)
+  (l1, s1), g1 = jax.jit(jax.value_and_grad(fused, has_aux=True))(params)
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  for key in ("nll", "z", "weight", "correct"):
+    np.testing.assert_allclose(s1[key], s0[key], rtol=1e-6, atol=1e-6, err_msg=key)
+  assert 0 < float(s0["weight"]) < 3 * 31  # some positions carry no loss
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6), g1, g0)
+  out = g1["decoder"]["embedding" if tied else "unembed"]
+  assert float(jnp.abs(jax.tree.leaves(out)[0]).max()) > 0
+
+
+def test_no_loss_positions_gives_zero_sums_and_gradient():
+  rng = np.random.default_rng(0)
+  hidden = jnp.asarray(rng.standard_normal((2, 8, 4)), jnp.float32)
+  matrix = jnp.asarray(rng.standard_normal((16, 4)), jnp.float32)
+  batch = {"tokens": jnp.ones((2, 8), jnp.int32), "mask_loss": jnp.zeros((2, 8), jnp.int32),
+           "segment_ids": jnp.ones((2, 8), jnp.int32)}
+  grads = jax.grad(lambda h, m: fused_loss_sums(h, m, batch)["objective"], argnums=(0, 1))(
+      hidden, matrix)
+  assert float(fused_loss_sums(hidden, matrix, batch)["weight"]) == 0
+  assert all(float(jnp.abs(g).max()) == 0 for g in grads)
