@@ -50,8 +50,12 @@ def sharded_abstract_state(tx: optax.GradientTransformation, boxed_params, mesh,
     boxed = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=boxed_params,
                        opt_state=jax.eval_shape(tx.init, boxed_params))
     shardings = sharding_rules.tree_shardings(nn.get_partition_spec(boxed), mesh, rules)
-  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          nn.meta.unbox(boxed), shardings)
+  # Shardings lead: a frozen group's optimizer state is an empty node (optax MaskedNode) where
+  # the shardings tree holds one sharding, which stays a valid prefix for jit.
+  abstract = jax.tree.map(
+      lambda s, sub: jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), sub),
+      shardings, nn.meta.unbox(boxed), is_leaf=lambda s: isinstance(s, jax.sharding.Sharding))
   return abstract, shardings
 
 
