@@ -101,3 +101,26 @@ def data_config(**fields) -> ml_collections.ConfigDict:
       cfg[name] = ml_collections.ConfigDict(fields.pop(name))
   cfg.update(fields)
   return cfg
+
+
+def train_step_for(config, devices):
+  """(jitted train step, sharded initial state, mesh, rules) of `config` on `devices`, built as
+  the trainer builds them (one validation, one trace of init), for tests that compare meshes."""
+  # pylint: disable=import-outside-toplevel
+  from mmscale.data.batch import empty_rows
+  from mmscale.models.registry import build_model
+  from mmscale.parallel import mesh as mesh_lib
+  from mmscale.parallel import rules as sharding_rules
+  from mmscale.spec import validate
+  from mmscale.train import optim
+  from mmscale.train.state import create_sharded_state
+  from mmscale.train.step import make_train_step
+  spec = validate(config, len(devices))
+  mesh, rules = mesh_lib.make_mesh(spec.mesh_shape, devices), spec.rules
+  model = build_model(config.model)
+  tx, schedule = optim.make_optimizer(config.optim, 10, 1)
+  example = empty_rows(spec.layout, 1)
+  state, shardings = create_sharded_state(
+      model, tx, sharding_rules.abstract_params(model, example, mesh, rules), example, mesh,
+      rules, jax.random.key(0))
+  return make_train_step(model, tx, schedule, config, mesh, rules, shardings), state, mesh, rules

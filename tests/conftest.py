@@ -37,3 +37,19 @@ def tiny_train_config(world_dir: str, **train_overrides):
   c.eval.update(batch_size=32, max_examples=64, loss_batches=1)
   c.train.update(**train_overrides)
   return c
+
+
+@pytest.fixture()
+def image_dir(tmp_path):
+  """A folder with one 30 x 20 grey PNG, a.png: the image of local evaluation files."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "a.png")
+  return tmp_path
+
+
+def write_json(path, obj) -> str:
+  """Writes `obj` as JSON to `path` (a pathlib.Path); returns the path as a string."""
+  import json  # pylint: disable=import-outside-toplevel
+  path.write_text(json.dumps(obj))
+  return str(path)

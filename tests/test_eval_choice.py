@@ -2,16 +2,14 @@
 hand-made cases where they disagree with generation, their floors, the world's statements and
 grounding questions, and the multiple-choice file loader's errors."""
 
-import json
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import tiny_train_config
+from conftest import tiny_train_config, write_json
 from mmscale.data import world_qa
 from mmscale.data.world import build_world
 from mmscale.data.world_scenes import Obj, Scene
@@ -174,19 +172,10 @@ def test_world_statements_and_grounding(tmp_path):
   assert any(r["meta"]["qtype"] == "grounding" for r in train)
 
 
-@pytest.fixture()
-def image_dir(tmp_path):
-  Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "a.png")
-  return tmp_path
-
-
-def write(path, obj):
-  path.write_text(json.dumps(obj))
-  return str(path)
 
 
 def test_mc_json(image_dir):
-  path = write(image_dir / "mc.json", {"questions": [
+  path = write_json(image_dir / "mc.json", {"questions": [
       {"question": "is there a dog ?", "image": "a.png", "choices": ["yes", "no"],
        "answer": "no", "category": "pope"},
       {"question": "what is it ?", "image": "a.png",
@@ -220,6 +209,6 @@ def test_mc_json(image_dir):
      r"entry 0 image 'b.png' not found"),
 ])
 def test_mc_json_errors(image_dir, entry, message):
-  path = write(image_dir / "bad.json", [entry])
+  path = write_json(image_dir / "bad.json", [entry])
   with pytest.raises(DataError, match=r"bad\.json: " + message):
     eval_records.load_mc_json(path)

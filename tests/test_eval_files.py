@@ -1,28 +1,17 @@
 """Local evaluation files: VQA JSON and COCO captions load into records, with clear errors."""
 
-import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
+from conftest import write_json
 from mmscale.errors import DataError
 from mmscale.eval import records as eval_records
 
 
-@pytest.fixture()
-def image_dir(tmp_path):
-  Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "a.png")
-  return tmp_path
-
-
-def write(path, obj):
-  path.write_text(json.dumps(obj))
-  return str(path)
 
 
 def test_vqa_json(image_dir):
-  path = write(image_dir / "vqa.json", [
+  path = write_json(image_dir / "vqa.json", [
       {"question": "what colour ?", "image": "a.png", "answers": [{"answer": "Red"}] * 10,
        "question_type": "colour"},
       {"question": "how many ?", "image": "a.png", "answer": "two"}])
@@ -35,7 +24,7 @@ def test_vqa_json(image_dir):
 
 
 def test_coco_captions(image_dir):
-  path = write(image_dir / "captions.json", {
+  path = write_json(image_dir / "captions.json", {
       "images": [{"id": 1, "file_name": "a.png"}],
       "annotations": [{"image_id": 1, "caption": "a grey image"},
                       {"image_id": 1, "caption": "nothing at all"}]})
@@ -52,7 +41,7 @@ def test_coco_captions(image_dir):
     ({"data": []}, r"top level has no field 'questions'"),
 ])
 def test_vqa_json_errors(image_dir, obj, message):
-  path = write(image_dir / "bad.json", obj)
+  path = write_json(image_dir / "bad.json", obj)
   with pytest.raises(DataError, match=r"bad\.json: " + message):
     eval_records.load_vqa_json(path)
 
@@ -63,10 +52,10 @@ def test_coco_errors(image_dir):
   (image_dir / "broken.json").write_text("{")
   with pytest.raises(DataError, match="broken.json: not valid JSON"):
     eval_records.load_coco_captions(str(image_dir / "broken.json"))
-  path = write(image_dir / "c.json", {"images": [{"id": 2, "file_name": "a.png"}],
+  path = write_json(image_dir / "c.json", {"images": [{"id": 2, "file_name": "a.png"}],
                                       "annotations": [{"image_id": 1, "caption": "x"}]})
   with pytest.raises(DataError, match=r"images\[0\] \(id 2\) has no caption"):
     eval_records.load_coco_captions(path)
-  path = write(image_dir / "d.json", {"images": [], "annotations": [{"image_id": 1}]})
+  path = write_json(image_dir / "d.json", {"images": [], "annotations": [{"image_id": 1}]})
   with pytest.raises(DataError, match=r"annotations\[0\] has no field 'caption'"):
     eval_records.load_coco_captions(path)

@@ -9,18 +9,13 @@ from flax import linen as nn
 
 from mmscale import config as config_lib
 from mmscale.config import base_config
-from mmscale.data.batch import empty_rows
 from mmscale.errors import ConfigError
 from mmscale.models import flops as flops_lib
 from mmscale.models import moe as moe_lib
 from mmscale.models.registry import build_model, validate_model_config
-from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
 from mmscale.spec import validate
-from mmscale.testing import synthetic_batch, tiny_model_config
-from mmscale.train import optim
-from mmscale.train.state import create_sharded_state
-from mmscale.train.step import make_train_step
+from mmscale.testing import synthetic_batch, tiny_model_config, train_step_for
 
 SETTINGS = moe_lib.MoESettings(num_experts=4, experts_per_token=2, mlp_dim=32)
 
@@ -90,15 +85,7 @@ def _moe_config(mesh_shape, dispatch="dropless", scan=True):
 def _one_step(mesh_shape, **kw):
   config = _moe_config(mesh_shape, **kw)
   devices = jax.devices()[:1] if mesh_shape == {} else jax.devices()
-  spec = validate(config, len(devices))
-  mesh, rules = mesh_lib.make_mesh(spec.mesh_shape, devices), spec.rules
-  model = build_model(config.model)
-  tx, schedule = optim.make_optimizer(config.optim, 10, 1)
-  example = empty_rows(spec.layout, 1)
-  state, shardings = create_sharded_state(
-      model, tx, sharding_rules.abstract_params(model, example, mesh, rules), example, mesh,
-      rules, jax.random.key(0))
-  step = make_train_step(model, tx, schedule, config, mesh, rules, shardings)
+  step, state, mesh, rules = train_step_for(config, devices)
   batch = synthetic_batch(config.model, batch=8, seq_len=32)
   with jax.set_mesh(mesh):
     state, metrics = step(state, sharding_rules.global_batch(batch, mesh, rules))

@@ -5,15 +5,8 @@ import numpy as np
 import pytest
 
 from mmscale.config import base_config
-from mmscale.data.batch import empty_rows
-from mmscale.models.registry import build_model
-from mmscale.testing import synthetic_batch, tiny_model_config
-from mmscale.parallel import mesh as mesh_lib
+from mmscale.testing import synthetic_batch, tiny_model_config, train_step_for
 from mmscale.parallel import rules as sharding_rules
-from mmscale.spec import validate
-from mmscale.train import optim
-from mmscale.train.state import create_sharded_state
-from mmscale.train.step import make_train_step
 
 MESHES = {
     "single": {"data": 1, "fsdp": 1, "tensor": 1, "expert": 1},
@@ -37,15 +30,7 @@ def make_config(mesh_shape, grad_accum=1):
 def one_step(name, grad_accum=1):
   config = make_config(MESHES[name], grad_accum)
   devices = jax.devices()[:1] if name == "single" else jax.devices()
-  spec = validate(config, len(devices))
-  mesh, rules = mesh_lib.make_mesh(spec.mesh_shape, devices), spec.rules
-  model = build_model(config.model)
-  tx, schedule = optim.make_optimizer(config.optim, 10, 1)
-  example = empty_rows(spec.layout, 1)
-  state, shardings = create_sharded_state(
-      model, tx, sharding_rules.abstract_params(model, example, mesh, rules), example, mesh,
-      rules, jax.random.key(0))
-  step = make_train_step(model, tx, schedule, config, mesh, rules, shardings)
+  step, state, mesh, rules = train_step_for(config, devices)
   batch = synthetic_batch(config.model, batch=8, seq_len=32)
   batch["mask_loss"][:, :11] = 0
   with jax.set_mesh(mesh):

@@ -23,7 +23,6 @@ from mmscale import cli_flags, extras  # noqa: E402
 
 extras.require_or_exit("apache_beam", "tools/enrich.py")
 from mmscale.data.ingest import beam_job  # noqa: E402
-from mmscale.errors import UsageError  # noqa: E402
 from mmscale.knowledge import jobs, stages  # noqa: E402
 
 STAGES = sorted(list(stages.MAP_STAGES) + list(stages.GROUP_STAGES))
@@ -64,12 +63,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def parse_args(argv: list[str]) -> tuple[flags.FlagValues, list[str]]:
   """argv = [program, *flags] -> (this tool's flags, the other arguments: Beam's options)."""
-  fv, rest = cli_flags.parse(define_flags, argv, doc=__doc__, known_only=True)
-  try:
-    beam_job.check_beam_args(rest[1:])  # a mistyped flag is an error, not a dropped Beam option
-  except UsageError as e:
-    cli_flags.usage_error(str(e))
-  return fv, rest[1:]
+  return beam_job.parse_tool_args(define_flags, argv, __doc__)
 
 
 def config_from_args(args) -> jobs.JobConfig:

@@ -73,16 +73,22 @@ def _image_bytes(root: str, rel: str, path: str, where: str) -> bytes:
     return f.read()
 
 
-def load_vqa_json(path: str, image_root: str = "", limit: int = 0) -> list[dict]:
-  """VQA records: [image, question (no loss), first answer (loss)]; meta {qtype, answer(s)}."""
+def _question_entries(path: str, image_root: str, limit: int) -> tuple[str, list]:
+  """(image root, the first `limit` entries) of a questions file: a list, or {"questions": [...]};
+  the image root defaults to the file's directory."""
   data = _load_json(path)
   if isinstance(data, dict):
     data = _field(data, "questions", path, "top level", list)
   if not isinstance(data, list):
     raise DataError(f"{path}: expected a list of questions, got {type(data).__name__}")
-  root = image_root or os.path.dirname(os.path.abspath(path))
+  return image_root or os.path.dirname(os.path.abspath(path)), data[:limit] if limit else data
+
+
+def load_vqa_json(path: str, image_root: str = "", limit: int = 0) -> list[dict]:
+  """VQA records: [image, question (no loss), first answer (loss)]; meta {qtype, answer(s)}."""
+  root, entries = _question_entries(path, image_root, limit)
   out = []
-  for i, entry in enumerate(data[:limit] if limit else data):
+  for i, entry in enumerate(entries):
     where = f"entry {i}"
     question = _field(entry, "question", path, where)
     if "answers" in entry:
@@ -139,14 +145,9 @@ def load_mc_json(path: str, image_root: str = "", limit: int = 0) -> list[dict]:
   """Multiple-choice records (module docstring): [image, question (no loss), correct choice
   (loss)]; meta {qtype, answer, answers, choices} and, with `statements`, the statement probe's
   {statements, statement_values (the choices), statement_answer}."""
-  data = _load_json(path)
-  if isinstance(data, dict):
-    data = _field(data, "questions", path, "top level", list)
-  if not isinstance(data, list):
-    raise DataError(f"{path}: expected a list of questions, got {type(data).__name__}")
-  root = image_root or os.path.dirname(os.path.abspath(path))
+  root, entries = _question_entries(path, image_root, limit)
   out = []
-  for i, entry in enumerate(data[:limit] if limit else data):
+  for i, entry in enumerate(entries):
     where = f"entry {i}"
     question = _field(entry, "question", path, where)
     choices, keys = _mc_choices(entry, path, where)

@@ -33,6 +33,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from mmscale.data import ingest, records  # noqa: E402
 from mmscale.data.ingest import common  # noqa: E402
+from mmscale import cli_flags  # noqa: E402
 from mmscale.errors import DataError, RecordFormatError, UsageError  # noqa: E402
 
 NAMESPACE = "mmscale.ingest"
@@ -234,6 +235,17 @@ def run_ingest(kind: str, input_spec: str, out_dir: str, *, num_shards: int = 1,
   return finish(out_dir, n, source_desc=source.describe(),
                 provenance_args={**job, "shards_resumed": n - len(todo)},
                 max_skip_fraction=max_skip_fraction)
+
+
+def parse_tool_args(define_flags, argv: list[str], doc: str):
+  """A Beam tool's command line: argv = [program, *flags] -> (the tool's flags, the rest as
+  Beam's pipeline options). A flag that is neither the tool's nor Beam's is one `error:` line."""
+  fv, rest = cli_flags.parse(define_flags, argv, doc=doc, known_only=True)
+  try:
+    check_beam_args(rest[1:])  # a mistyped flag is an error, not a dropped Beam option
+  except UsageError as e:
+    cli_flags.usage_error(str(e))
+  return fv, rest[1:]
 
 
 def check_beam_args(beam_args: Sequence[str]) -> None:
