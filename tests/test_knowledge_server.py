@@ -105,7 +105,7 @@ def server(tmp_path_factory):
       assert proc.poll() is None, f"transformers serve exited:\n{open(log_path).read()[-3000:]}"
       assert time.monotonic() < deadline, f"no server after 180 s:\n{open(log_path).read()[-3000:]}"
       try:
-        if httpx.get(endpoint + "/models", timeout=2).status_code == 200:
+        if httpx.get(endpoint + "/models", timeout=2, trust_env=False).status_code == 200:
           break
       except httpx.TransportError:
         pass
@@ -134,7 +134,8 @@ def enrich(endpoint: str, model: str, src: str, out: str, world_dir: str, *flags
           f"--endpoint={endpoint}", f"--model={model}", "--concurrency=4", "--num_shards=2",
           "--timeout_s=60", *flags, "--direct_num_workers=2",
           "--direct_running_mode=multi_processing"]
-  env = dict(os.environ, PYTHONPATH=REPO)
+  no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1"]))
+  env = dict(os.environ, PYTHONPATH=REPO, NO_PROXY=no_proxy, no_proxy=no_proxy)
   done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, check=False)
   assert done.stdout.strip().startswith("{"), done.stderr[-3000:]
   return done.returncode, json.loads(done.stdout)
