@@ -4,8 +4,8 @@ port, serving tiny models this test writes (nothing is downloaded), driven by `t
 exactly as a user runs it (`--backend=openai --endpoint=http://127.0.0.1:PORT/v1`, Beam's
 DirectRunner with two worker processes).
 
-Two models: `random` (random weights: every answer is garbage, so every record must be re-asked,
-then failed, counted and sampled under `_invalid_answers`) and `fixed` (a final norm of zero makes
+Two models: `random` (random weights: no answer is JSON valid against the task's schema, so every
+record must be re-asked, then failed, counted and sampled under `_invalid_answers`) and `fixed` (a final norm of zero makes
 every logit equal, so greedy decoding always picks token 0, whose text is a valid answer: with
 `--max_tokens=1` every record must be kept). `transformers serve` ignores `response_format`, so
 the engine's schema check is what rejects the random model's answers."""
