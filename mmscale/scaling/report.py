@@ -216,6 +216,8 @@ class Report:
       lines += [""]
     with open(out_path, "w") as f:
       f.write("\n".join(lines))
+    if not os.listdir(plot_dir):  # no section drew a figure
+      os.rmdir(plot_dir)
     return out_path
 
   def group_section(self, group, rows, types, plot_dir, rel, parts=GROUP_PARTS) -> list[str]:
