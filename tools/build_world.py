@@ -16,7 +16,7 @@ from absl import flags  # noqa: E402
 
 from mmscale import cli_flags  # noqa: E402
 from mmscale.data import records, world  # noqa: E402
-from mmscale.data.world_spec import WorldSpec  # noqa: E402
+from mmscale.data.world_spec import RELATION_FORMS, WorldSpec  # noqa: E402
 from mmscale.errors import ConfigError  # noqa: E402
 
 
@@ -45,6 +45,10 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_integer("eval_per_type", d.eval_per_type, None, flag_values=fv)
   flags.DEFINE_boolean("grounding", d.grounding, "ask 'where is the red cross ?' -> 'top left' "
                        "in the VQA arm and the eval set", flag_values=fv)
+  flags.DEFINE_enum("relation_form", d.relation_form, list(RELATION_FORMS),
+                    "relation questions: 'yesno' (is the red circle left of the blue square ?) "
+                    "or 'which' (where is the red circle relative to the blue square ? -> "
+                    "'above and left of')", flag_values=fv)
   flags.DEFINE_boolean("no_tokenizer", False, "skip training tokenizer.model", flag_values=fv)
   flags.DEFINE_boolean("quiet", False, "no example records", flag_values=fv)
   flags.mark_flags_as_required(["out"], flag_values=fv)

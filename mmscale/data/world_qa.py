@@ -109,12 +109,9 @@ def count_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict 
              probe=(_count_statement(noun, nouns), choices, NUMBER_WORDS[n]))
 
 
-def relation_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
-  """Yes/no on left of / right of / above / below between two objects; answers balanced."""
-  if len(scene.objects) < 2:
-    return None
-  i, j = rng.choice(len(scene.objects), size=2, replace=False)
-  a, b = scene.objects[i], scene.objects[j]
+def relation_yesno_qa(a, b, rng) -> dict:
+  """Yes/no on left of / right of / above / below between two objects; answers balanced. The
+  answer is drawn first, then a predicate that fits it, so neither cell alone predicts it."""
   true = [p for p in RELATIONS if holds(a, p, b)]
   false = [p for p in RELATIONS if p not in true]
   yes = bool(true) and (not false or rng.random() < 0.5)
@@ -129,6 +126,43 @@ def relation_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> di
              f"the {a.name} is {neg}{pred} the {b.name} .", ("yes", "no"),
              make_descriptor(relations=[rel]),
              probe=(f"the {a.name} is {{}} the {b.name} .", values, true_pred))
+
+
+def relation_which_qa(a, b, rng) -> dict:
+  """Which relation holds: "where is the red circle relative to the blue square ?" -> "left of"
+  (same row), "above" (same column) or "above and left of" (both differ). The answer is a
+  deterministic function of the two cells, so each object's cell alone narrows it (no XOR)."""
+  answer = relation_words(a, b)
+  rel = {"subject": a.name, "predicate": answer, "object": b.name}
+  return _qa("relation", "which", f"where is the {a.name} relative to the {b.name} ?", answer,
+             f"the {a.name} is {answer} the {b.name} .", WHICH_ANSWERS,
+             make_descriptor(relations=[rel]),
+             probe=(f"the {a.name} is {{}} the {b.name} .", WHICH_ANSWERS, answer))
+
+
+# The answer set of `relation_which_qa`: one relation, or a vertical and a horizontal one.
+WHICH_ANSWERS = ("left of", "right of", "above", "below", "above and left of",
+                 "above and right of", "below and left of", "below and right of")
+
+
+def relation_words(a, b) -> str:
+  """The relation of `a` to `b` in WHICH_ANSWERS from their cells (they never share one)."""
+  vertical = [p for p in ("above", "below") if holds(a, p, b)]
+  horizontal = [p for p in ("left of", "right of") if holds(a, p, b)]
+  return " and ".join(vertical + horizontal)
+
+
+# `WorldSpec.relation_form` -> the generator of one relation question about objects a, b.
+RELATION_FORMS = {"yesno": relation_yesno_qa, "which": relation_which_qa}
+
+
+def relation_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:
+  """A relation between two distinct objects, in the form `spec.relation_form` names."""
+  if len(scene.objects) < 2:
+    return None
+  i, j = rng.choice(len(scene.objects), size=2, replace=False)
+  return RELATION_FORMS[spec.relation_form](
+      scene.objects[i], scene.objects[j], rng)
 
 
 def knowledge_qa(scene: Scene, spec: WorldSpec, kb: dict, rng, fact_shapes) -> dict | None:

@@ -25,6 +25,7 @@ COL_WORDS = {2: ("left", "right"), 3: ("left", "center", "right"),
              4: ("left", "midleft", "midright", "right")}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 RELATIONS = ("left of", "right of", "above", "below")
+RELATION_FORMS = ("yesno", "which")
 FACT_KEYS = ("family", "habitat", "weight")
 
 
@@ -45,6 +46,11 @@ class WorldSpec:
   `grounding` adds the question type `grounding` ("where is the red cross ?" -> "top left") to
   the training VQA arm and the eval set: a direct target for where each object is, which
   relation questions (a comparison of two positions) do not give on their own.
+  `relation_form` is how relation questions are asked: "yesno" ("is the red circle left of the
+  blue square ?" -> yes / no; the answer is drawn first and a predicate fitted to it, so it is
+  XOR-like in the two cells) or "which" ("where is the red circle relative to the blue square ?"
+  -> "above and left of", one of 8 answers that is a function of the two cells). Captions and
+  fact documents do not depend on it.
   """
   image_size: int = 48
   grid: int = 3
@@ -63,6 +69,7 @@ class WorldSpec:
   colour_jitter: int = 12
   position_jitter: int = 1
   grounding: bool = False
+  relation_form: str = "yesno"
 
   @property
   def cell(self) -> int:
@@ -133,6 +140,9 @@ def validate_spec(spec: WorldSpec) -> WorldSpec:
                       "an answer must name one thing")
   if not 0 <= spec.num_vqa_fact_shapes <= len(spec.shapes):
     raise ConfigError("num_vqa_fact_shapes", f"must be in 0..{len(spec.shapes)}")
+  if spec.relation_form not in RELATION_FORMS:
+    raise ConfigError("relation_form", f"must be one of {list(RELATION_FORMS)}, "
+                      f"got {spec.relation_form!r}")
   if spec.vqa_per_scene < 1 or spec.eval_per_type < 1:
     raise ConfigError("vqa_per_scene", "vqa_per_scene and eval_per_type must be >= 1")
   return spec
