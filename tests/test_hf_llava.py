@@ -15,7 +15,8 @@ from mmscale.models.registry import build_model
 from mmscale.testing import numpy_init, tiny_model_config
 from tests.hf_helpers import (TINY_TEXT, mesh_and_rules, run_config, save_random,
                               sharded_random_params)
-from tests.test_hf_vision import TINY_SIGLIP
+from tests.test_hf_decoder import FAMILIES
+from tests.test_hf_vision import TINY_CLIP, TINY_SIGLIP
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
@@ -66,6 +67,38 @@ def test_llava_import_parity(tmp_path):
     params = apply_init_from(model_config, params)
     logits = np.asarray(model.apply({"params": params}, batch))
   np.testing.assert_allclose(logits, hf_logits(hf_model, batch), atol=1e-4, rtol=0)
+
+
+def test_llava_clip_gemma3_import_parity(tmp_path):
+  """LLaVA-1.5's recipe with a Gemma 3 decoder: CLIP features from the penultimate layer
+  without the class token (vision_feature_layer -2, strategy 'default', read from config.json),
+  a sliding-window decoder whose embeddings are scaled by sqrt(width) around unscaled image
+  tokens."""
+  config = transformers.LlavaConfig(
+      vision_config=transformers.CLIPVisionConfig(**TINY_CLIP), text_config=FAMILIES["gemma3"](),
+      image_token_index=IMAGE_TOKEN, projector_hidden_act="gelu_pytorch_tanh",
+      vision_feature_layer=-2, vision_feature_select_strategy="default", image_seq_length=K)
+  config.text_config._attn_implementation = "eager"  # pylint: disable=protected-access
+  hf_model = save_random(transformers.LlavaForConditionalGeneration, config, tmp_path)
+  model_config = tiny_model_config(num_tokens=K)
+  presets.apply_vision(model_config, str(tmp_path))
+  presets.apply_decoder(model_config, str(tmp_path))
+  assert model_config.init_from.vit_feature_layer == -2 and model_config.vit.depth == 2
+  model_config.init_from.connector = str(tmp_path)
+  model_config.connector.hidden_dim = 0
+  model_config.decoder.causal_only = True
+  batch = mm_batch()
+  # transformers normalises pixels with OpenAI's CLIP mean / std (no preprocessor file here)
+  mean, std = np.asarray(model_config.vit.pixel_mean), np.asarray(model_config.vit.pixel_std)
+  theirs = dict(batch, images=(((batch["images"] + 1) / 2 - mean) / std).astype(np.float32))
+  config = run_config(model_config, {"data": 2, "fsdp": 2, "tensor": 2})
+  config.data.seq_len = 24
+  mesh, rules = mesh_and_rules(config)
+  model, params = sharded_random_params(model_config, mesh, rules, batch)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    params = apply_init_from(model_config, params)
+    logits = np.asarray(model.apply({"params": params}, batch))
+  np.testing.assert_allclose(logits, hf_logits(hf_model, theirs), atol=1e-4, rtol=0)
 
 
 def exportable_config():
@@ -121,3 +154,14 @@ def test_export_refuses_what_llava_cannot_express(tmp_path):
   model_config.decoder.tie_embeddings = True
   with pytest.raises(ConfigError, match="model.decoder.scale_embeddings"):
     export.text_config(model_config)
+  model_config = exportable_config()
+  model_config.vit.class_token = True
+  with pytest.raises(ConfigError, match="model.vit.class_token"):
+    export.llava_config(model_config, IMAGE_TOKEN)
+  model_config = exportable_config()
+  model_config.decoder.update(norm_scale_plus_one=True, post_norms=True, qk_norm=False,
+                              mlp_activation="gelu_tanh", final_logit_softcap=30.0,
+                              scale_embeddings=True)
+  assert export.text_config(model_config)["model_type"] == "gemma2"
+  with pytest.raises(ConfigError, match="model.decoder.final_logit_softcap"):
+    export.llava_config(model_config, IMAGE_TOKEN)

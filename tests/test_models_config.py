@@ -29,6 +29,12 @@ def _set(cfg, path, value):
     ("connector.num_tokens", 4, "model.connector.num_tokens"),  # mlp needs K == P = 9
     ("dtype", "float64", "model.dtype"),
     ("name", "gpt", "model.name"),
+    ("vit.activation", "relu", "model.vit.activation"),
+    ("vit.pixel_std", (0.5, 0.0, 0.5), "model.vit.pixel_std"),
+    ("decoder.mlp_activation", "swish", "model.decoder.mlp_activation"),
+    ("decoder.sliding_window", -4, "model.decoder.sliding_window"),
+    ("decoder.global_every", 2, "model.decoder.global_every"),  # with no sliding window
+    ("decoder.attn_logit_softcap", -1.0, "model.decoder.attn_logit_softcap"),
 ])
 def test_validation_names_the_field(path, value, field):
   cfg = _set(tiny_model_config(), path, value)

@@ -11,7 +11,7 @@ from flax import linen as nn
 from mmscale.errors import ConfigError
 from mmscale.models.connectors import connector_names, get_connector
 from mmscale.models.decoder import REMAT_POLICIES
-from mmscale.models.layers import ROPE_SCALINGS
+from mmscale.models.layers import ACTIVATIONS, ROPE_SCALINGS
 from mmscale.models.mllm import MLLM, head_dim, num_patches
 from mmscale.models.moe import DISPATCHES
 from mmscale.registry import Registry
@@ -92,6 +92,40 @@ def _validate_vit(cfg):
     raise ConfigError("model.vit.posemb", f"must be 'learned' or 'sincos2d' (got {posemb!r})")
   if posemb == "sincos2d" and v.width % 4:
     raise ConfigError("model.vit.width", f"sincos2d needs a multiple of 4 (got {v.width})")
+  for flag in ("class_token", "pre_norm", "patch_bias", "final_norm"):
+    _check_bool(cfg, f"vit.{flag}")
+  _check_activation(cfg, "vit.activation")
+  _non_negative(cfg, "vit.norm_eps", strictly=True)
+  for field in ("pixel_mean", "pixel_std"):
+    value = _value(cfg, f"vit.{field}")
+    if (not isinstance(value, (tuple, list)) or len(value) != 3
+        or not all(isinstance(x, (int, float)) for x in value)
+        or (field == "pixel_std" and min(value) <= 0)):
+      raise ConfigError(f"model.vit.{field}", f"must be 3 numbers, one per RGB channel"
+                        f"{' (> 0)' if field == 'pixel_std' else ''} (got {value!r})")
+
+
+def _check_bool(cfg, path: str):
+  value = _value(cfg, path)
+  if not isinstance(value, bool):
+    raise ConfigError(f"model.{path}", f"must be true or false (got {value!r})")
+
+
+def _check_activation(cfg, path: str):
+  value = _value(cfg, path)
+  if value not in ACTIVATIONS:
+    raise ConfigError(f"model.{path}", f"unknown activation {value!r}; known: "
+                      f"{ACTIVATIONS.names()}")
+
+
+def _non_negative(cfg, path: str, strictly: bool = False, integer: bool = False):
+  """A number >= 0 (> 0 when `strictly`; an int when `integer`)."""
+  value = _value(cfg, path)
+  kinds = (int,) if integer else (int, float)
+  if (isinstance(value, bool) or not isinstance(value, kinds)
+      or value < 0 or (strictly and value == 0)):
+    what = ("an integer" if integer else "a number") + (" > 0" if strictly else " >= 0")
+    raise ConfigError(f"model.{path}", f"must be {what} (got {value!r})")
 
 
 def _validate_connector(cfg):
@@ -136,7 +170,29 @@ def _validate_decoder(cfg):
   rate = _value(cfg, "decoder.dropout_rate")
   if not 0.0 <= rate < 1.0:
     raise ConfigError("model.decoder.dropout_rate", f"must be in [0, 1) (got {rate})")
+  _validate_gemma_variants(cfg)
   _validate_moe(cfg)
+
+
+def _validate_gemma_variants(cfg):
+  """Norm, MLP, soft-capping and sliding-window settings (Gemma 2 / 3)."""
+  d = cfg.decoder
+  for flag in ("norm_scale_plus_one", "post_norms"):
+    _check_bool(cfg, f"decoder.{flag}")
+  _check_activation(cfg, "decoder.mlp_activation")
+  for field in ("query_pre_attn_scalar", "attn_logit_softcap", "final_logit_softcap",
+                "rope_local_theta"):
+    _non_negative(cfg, f"decoder.{field}")
+  for field in ("sliding_window", "global_every"):
+    _non_negative(cfg, f"decoder.{field}", integer=True)
+  if not d.sliding_window:
+    for field in ("global_every", "rope_local_theta"):
+      if d[field]:
+        raise ConfigError(f"model.decoder.{field}", f"{d[field]} sets up sliding-window layers "
+                          "but model.decoder.sliding_window is 0 (no window)")
+  if d.moe_every and d.mlp_activation != "silu":
+    raise ConfigError("model.decoder.mlp_activation", "mixture-of-experts layers are SwiGLU "
+                      f"experts; mlp_activation {d.mlp_activation!r} needs moe_every = 0")
 
 
 def _validate_moe(cfg):
