@@ -9,7 +9,7 @@ from flax import linen as nn
 
 from mmscale.eval.generate import greedy_generate
 from mmscale.errors import ConfigError
-from mmscale.hf import export, presets
+from mmscale.hf import export, families, presets
 from mmscale.hf.init_from import apply_init_from
 from mmscale.models.registry import build_model
 from mmscale.testing import numpy_init, tiny_model_config
@@ -141,6 +141,28 @@ def test_llava_export_generates_identically(tmp_path):
                              rtol=0)
 
 
+def test_llava_export_with_a_clip_tower(tmp_path):
+  """A CLIP-style tower (class token, pre-norm, no patch bias, quick-GELU, OpenAI pixels)
+  exports as a CLIP tower whose class token LLaVA drops ('default' strategy): same logits, and
+  the export re-imports through presets (config.json + preprocessor_config.json)."""
+  model_config = exportable_config()
+  model_config.vit.update(class_token=True, pre_norm=True, patch_bias=False,
+                          activation="quick_gelu", norm_eps=1e-5,
+                          **families.OPENAI_CLIP_PIXELS)
+  model = build_model(model_config)
+  batch = mm_batch(rows=2, length=20, seed=2)
+  params = nn.meta.unbox(numpy_init(model, batch, seed=4)["params"])
+  export.export_llava(model_config, params, str(tmp_path), image_token_id=IMAGE_TOKEN)
+  hf_model = transformers.LlavaForConditionalGeneration.from_pretrained(str(tmp_path)).eval()
+  mean, std = np.asarray(model_config.vit.pixel_mean), np.asarray(model_config.vit.pixel_std)
+  theirs = dict(batch, images=(((batch["images"] + 1) / 2 - mean) / std).astype(np.float32))
+  np.testing.assert_allclose(np.asarray(model.apply({"params": params}, batch)),
+                             hf_logits(hf_model, theirs), atol=1e-4, rtol=0)
+  again = exportable_config()
+  presets.apply_vision(again, str(tmp_path))
+  assert {k: again.vit[k] for k in model_config.vit} == dict(model_config.vit)
+
+
 def test_export_refuses_what_llava_cannot_express(tmp_path):
   model_config = exportable_config()
   model_config.decoder.causal_only = False
@@ -155,7 +177,7 @@ def test_export_refuses_what_llava_cannot_express(tmp_path):
   with pytest.raises(ConfigError, match="model.decoder.scale_embeddings"):
     export.text_config(model_config)
   model_config = exportable_config()
-  model_config.vit.class_token = True
+  model_config.vit.class_token = True  # without CLIP's pre-norm: neither SigLIP nor CLIP
   with pytest.raises(ConfigError, match="model.vit.class_token"):
     export.llava_config(model_config, IMAGE_TOKEN)
   model_config = exportable_config()

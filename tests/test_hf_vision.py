@@ -24,8 +24,8 @@ TINY_CLIP = dict(TINY_SIGLIP, num_hidden_layers=3)
 CLIP_MEAN, CLIP_STD = [0.4, 0.5, 0.6], [0.2, 0.3, 0.25]
 
 
-def siglip_vision(path, seed=0):
-  config = transformers.SiglipVisionConfig(**TINY_SIGLIP)
+def siglip_vision(path, seed=0, **overrides):
+  config = transformers.SiglipVisionConfig(**dict(TINY_SIGLIP, **overrides))
   return save_random(transformers.SiglipVisionModel, config, path, seed)
 
 
@@ -41,11 +41,13 @@ def image_features(model_config, images):
 
 @pytest.mark.parametrize("final_norm", [False, True])
 def test_siglip_feature_parity(final_norm, tmp_path):
-  hf_model = siglip_vision(tmp_path)
+  """36 px images in 8 px patches: as in siglip-so400m-patch14-384, the size does not divide
+  and the convolution leaves the last pixels out (4 x 4 patches)."""
+  hf_model = siglip_vision(tmp_path, image_size=36)
   model_config = tiny_model_config()
   presets.apply_vision(model_config, str(tmp_path), final_norm=final_norm)
   model_config.connector.num_tokens = 16
-  images = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
+  images = np.random.default_rng(0).uniform(-1, 1, (8, 36, 36, 3)).astype(np.float32)
   ours = image_features(model_config, images)
   with torch.no_grad():
     out = hf_model(torch.from_numpy(images.transpose(0, 3, 1, 2)), output_hidden_states=True)

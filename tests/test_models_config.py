@@ -18,7 +18,7 @@ def _set(cfg, path, value):
 
 
 @pytest.mark.parametrize("path,value,field", [
-    ("vit.image_size", 50, "model.vit.image_size"),
+    ("vit.image_size", 8, "model.vit.image_size"),
     ("vit.heads", 5, "model.vit.heads"),
     ("vit.posemb", "rope", "model.vit.posemb"),
     ("vit.depth", 0, "model.vit.depth"),

@@ -81,8 +81,9 @@ def _validate_vit(cfg):
   _positive_ints(cfg, [f"vit.{k}" for k in
                        ("image_size", "patch_size", "width", "depth", "heads", "mlp_dim")])
   v = cfg.vit
-  if v.image_size % v.patch_size:
-    raise ConfigError("model.vit.image_size", f"{v.image_size} is not divisible by "
+  if v.image_size < v.patch_size:  # a size that does not divide loses its last pixels, as in
+    # the conv of the checkpoints (siglip-so400m-patch14-384: 27 x 27 patches cover 378 px)
+    raise ConfigError("model.vit.image_size", f"{v.image_size} is smaller than "
                       f"model.vit.patch_size = {v.patch_size}")
   if v.width % v.heads:
     raise ConfigError("model.vit.heads", f"model.vit.width = {v.width} is not divisible by "
