@@ -68,15 +68,30 @@ def test_tiny_config_compiles_for_a_v5e_slice_and_fits(tmp_path, capsys):
   assert report["levers"] == []
 
 
+LONG = ["--target=v5e-4", "--config.data.seq_len=4096", "--config.data.batch_size=64"]
+
+
 def test_oversized_config_does_not_fit_and_names_the_levers(capsys):
   # seq 4096: the XLA attention's float32 T x T scores alone are 1 GiB per head and row.
-  code = compile_cli.main(["compile", XS, "--target=v5e-4", "--config.data.seq_len=4096",
-                           "--config.data.batch_size=64"])
+  code = compile_cli.main(["compile", XS, *LONG, "--config.model.attention=xla"])
   printed = capsys.readouterr().out
   assert code == 1
   assert "DOES NOT FIT" in printed and "exceeds available HBM (15.75G)" in printed
   assert "--config.optim.grad_accum_steps=" in printed and "(fits with 10% headroom)" in printed
-  assert "kernel attention" in printed
+  assert "--config.model.attention=auto" in printed and "attention: xla" in printed
+
+
+def test_the_tpu_step_uses_splash_attention_and_then_fits(tmp_path, capsys):
+  # The same step with the default kernel choice: on a TPU target 'auto' is splash, whose
+  # forward and backward passes are Mosaic custom calls in the compiled HLO.
+  out = tmp_path / "report.json"
+  assert compile_cli.main(["compile", XS, *LONG, f"--out={out}"]) == 0
+  report = json.loads(out.read_text())
+  assert report["attention"] == "splash" and report["fits"] is True
+  # ViT + the scanned decoder body: forward, dq and dkv kernels of each
+  assert report["kernel_calls"]["tpu_custom_call"] >= 6
+  assert "attention: splash (fused kernels in the compiled step: tpu_custom_call x" in (
+      capsys.readouterr().out)
 
 
 HLO = """HloModule m
@@ -121,7 +136,8 @@ def test_pod_table_regenerates_a_row_between_its_markers(tmp_path):
   assert text.startswith("# title\n") and text.endswith("\n\nafter\n") and "old" not in text
   assert "python tools/pod_table.py --row=configs/scaling/point.py:size=xs@v5e-8" in text
   row = [l for l in text.splitlines() if l.startswith("| `point:size=xs`")]
-  assert len(row) == 1 and "| v5e-8 | 8, 1, 1 | 1 | 0.00B |" in row[0] and "| yes (" in row[0]
+  assert len(row) == 1 and "| v5e-8 | 8, 1, 1 | 1 | splash (6 kernels) | 0.00B |" in row[0]
+  assert "| yes (" in row[0]
   assert len(list(tmp_path.glob("*.json"))) == 1
 
 

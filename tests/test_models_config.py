@@ -83,3 +83,15 @@ def test_flops_positive_and_scaling():
   assert 6 * dec * 64 * 0.9 < text_only < 6 * dec * 64 * 1.6
   for name, k in (("avgpool", 4), ("attnpool", 4), ("cabstractor", 4)):
     assert train_flops_per_sequence(tiny_model_config(name, k), 64, 1) > text_only
+
+
+def test_fused_kernels_refuse_gemma_score_terms():
+  """Soft-capping, sliding windows and a query scale are computed by the XLA reference only:
+  'splash' / 'cudnn' fail naming model.attention; 'auto' picks the reference."""
+  cfg = tiny_model_config()
+  cfg.decoder.sliding_window = 4
+  cfg.attention = "splash"
+  with pytest.raises(ConfigError, match="model.attention.*sliding_window"):
+    validate_model_config(cfg)
+  cfg.attention = "auto"
+  validate_model_config(cfg)

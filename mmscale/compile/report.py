@@ -12,6 +12,7 @@ from mmscale.compile import hlo as hlo_lib
 from mmscale.compile.step import CompiledStep
 from mmscale.compile.targets import Target
 from mmscale.models import flops as flops_lib
+from mmscale.models.attention import resolve_kernel
 
 MFUS = (0.40, 0.55)
 HEADROOM = 0.10  # what a preset must leave free (allocator fragmentation, runtime buffers)
@@ -51,6 +52,9 @@ def build_report(result: CompiledStep, target: Target, config_name: str = "") ->
       "flops_per_step": flops, "flops_per_device": flops / target.num_devices,
       "peak_flops_per_device": peak, "projections": projections,
       "collectives": hlo_lib.collectives(result.hlo) if result.hlo else {},
+      "attention": resolve_kernel(str(cfg.model.attention), target.chip.platform,
+                                  str(cfg.model.dtype)),
+      "kernel_calls": hlo_lib.kernel_calls(result.hlo) if result.hlo else {},
       "replicated": [{"path": p, "shape": list(s), "bytes": b} for p, s, b in result.replicated],
   }
   report["levers"] = [] if fits and report["headroom"] >= HEADROOM else levers(result, report)
@@ -104,9 +108,11 @@ def levers(result: CompiledStep, report: dict) -> list[dict]:
       / result.spec.batch_shards
   heads = d.heads / max(1, shape["tensor"])
   scores = rows_per_device * heads * report["seq_len"] ** 2 * 4
-  out.append({"lever": "kernel attention (flash / splash)", "estimated_total_bytes": None,
-              "fits": None, "note": f"the XLA attention materialises float32 scores of "
-                                    f"{scores / GIB:.2f} GiB per layer per device"})
+  if report["attention"] == "xla":
+    out.append({"lever": "--config.model.attention=auto", "estimated_total_bytes": None,
+                "fits": None, "note": f"the XLA attention materialises float32 scores of "
+                                      f"{scores / GIB:.2f} GiB per layer per device; the "
+                                      f"splash kernel does not"})
   return out
 
 
@@ -147,6 +153,8 @@ def format_report(report: dict) -> str:
   for p in report["projections"]:
     lines.append(f"  at {p['mfu']:.0%} MFU: {p['step_seconds']:.4g} s/step, "
                  f"{p['tokens_per_day']:.3e} tokens/day")
+  calls = ", ".join(f"{t} x{n}" for t, n in report["kernel_calls"].items()) or "none"
+  lines.append(f"attention: {report['attention']} (fused kernels in the compiled step: {calls})")
   if report["collectives"]:
     lines.append("collectives per step (result bytes per device): " + ", ".join(
         f"{k} x{v['count']} {_gib(v['bytes'])}" for k, v in report["collectives"].items()))

@@ -76,6 +76,8 @@ class DecoderBlock(nn.Module):
   attn_logit_softcap: float = 0.0
   sliding_window: int = 0
   rope_local_theta: float = 0.0
+  attention: str = "xla"  # attention kernel (models/attention.py)
+  causal_only: bool = False  # mask_ar is all ones: lets a kernel use its static causal mask
 
   @nn.compact
   def __call__(self, x, positions, segment_ids, mask_ar, erase_layer=None, erase_mask=None,
@@ -91,7 +93,8 @@ class DecoderBlock(nn.Module):
                   norm_scale_plus_one=self.norm_scale_plus_one,
                   query_pre_attn_scalar=self.query_pre_attn_scalar,
                   logit_softcap=self.attn_logit_softcap, sliding_window=self.sliding_window,
-                  rope_local_theta=self.rope_local_theta, name="attn",
+                  rope_local_theta=self.rope_local_theta, kernel=self.attention,
+                  causal=self.causal_only, name="attn",
                   **kw)(h, positions, segment_ids, mask_ar, local)
     if self.post_norms:
       h = norm("norm_attn_out")(h)
@@ -185,6 +188,8 @@ class Decoder(nn.Module):
   sliding_window: int = 0
   global_every: int = 0
   rope_local_theta: float = 0.0
+  attention: str = "xla"  # attention kernel: xla | splash | cudnn | auto (models/attention.py)
+  causal_only: bool = False  # every token attends causally (the caller passes mask_ar = 1)
 
   def setup(self):
     # std 1/sqrt(D), inputs scaled by sqrt(D): unit-scale residual stream, and tied logits
@@ -211,7 +216,8 @@ class Decoder(nn.Module):
                   mlp_activation=self.mlp_activation,
                   query_pre_attn_scalar=self.query_pre_attn_scalar,
                   attn_logit_softcap=self.attn_logit_softcap, sliding_window=self.sliding_window,
-                  rope_local_theta=self.rope_local_theta)
+                  rope_local_theta=self.rope_local_theta,
+                  attention=self.attention, causal_only=self.causal_only)
     if not self.scan_layers:
       self.layers = [block(**kwargs, moe=self.moe if is_moe_layer(i, self.moe_every) else None)
                      for i in range(self.depth)]

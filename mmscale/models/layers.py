@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from mmscale.models.attention import ScoreTerms, attend, attend_with_mask, mask_for_kind
 from mmscale.registry import Registry
 
 Dtype = Any
@@ -217,50 +218,6 @@ class GeluMLP(nn.Module):
     return dense(self.out_dim or x.shape[-1], ("mlp", "embed"), name="fc2", **kw)(h)
 
 
-def make_attention_mask(segment_ids: jax.Array, mask_ar: jax.Array) -> jax.Array:
-  """bool[B, T, T]: query i may attend key j (contracts §4 cumsum rule).
-
-  i attends j iff segment_ids[i] == segment_ids[j] and cumsum(mask_ar)[j] <= cumsum(mask_ar)[i].
-  With mask_ar all 1 this is causal; a run of zeros after a 1 forms a bidirectional block (image
-  tokens, a VQA prefix). Padding (segment 0) only sees padding, so no row is empty (no NaN) and
-  real tokens never see padding.
-  """
-  cum = jnp.cumsum(mask_ar.astype(jnp.int32), axis=-1)
-  same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
-  return same_segment & (cum[:, None, :] <= cum[:, :, None])
-
-
-def sliding_window_mask(num_queries: int, num_keys: int, window: int, query_offset=0,
-                        active=None) -> jax.Array:
-  """bool[T, S]: key slot j is within `window` of query slot query_offset + i, i.e.
-  (query_offset + i) - j < window (the query itself and window - 1 earlier slots; later slots
-  are left to the causal / block mask). `active` (bool[], may be traced: a per-layer value under
-  nn.scan) False lets every key through (a global layer). Slots, not RoPE positions: within one
-  packed example and in a left-padded decode cache they differ by a constant, and Hugging Face's
-  sliding-window layers count slots too.
-  """
-  distance = (query_offset + jnp.arange(num_queries))[:, None] - jnp.arange(num_keys)[None, :]
-  within = distance < window
-  return within if active is None else within | ~active
-
-
-def _masked_softmax_attend(q, k, v, mask, scale=None, logit_softcap=0.0):
-  """Grouped-query attention core.
-
-  q float[B, T, KV, G, Dh], k/v float[B, S, KV, Dh], mask bool[B, T, S] -> float[B, T, KV, G, Dh].
-  Scores are q.k * scale (None: Dh^-0.5); logit_softcap > 0 squashes them to
-  softcap * tanh(scores / softcap) before the mask (Gemma 2). Scores and softmax in float32;
-  masked logits get a large finite negative (not -inf) so a fully masked row stays finite.
-  """
-  scale = q.shape[-1] ** -0.5 if scale is None else scale
-  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-  if logit_softcap:
-    scores = logit_softcap * jnp.tanh(scores / logit_softcap)
-  scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  return jnp.einsum("bkgts,bskd->btkgd", probs, v)
-
-
 class Attention(nn.Module):
   """Multi-head / grouped-query self-attention with optional RoPE and KV cache.
 
@@ -273,6 +230,11 @@ class Attention(nn.Module):
   keys and (b) its own keys by the training mask rule. So a prefill (first call, index 0) behaves
   like training, and a T=1 step attends to every valid cached key plus itself. During `init` the
   cache is only allocated (length = the init batch length).
+
+  `kernel` names the attention implementation (`mmscale.models.attention`: xla | splash | cudnn
+  | auto); decoding with the cache always takes the XLA path. The mask rule: bidirectional within
+  a segment when the call gets no `mask_ar` (the ViT), causal when `causal` is set, else the
+  prefix rule of `mask_ar`.
   """
   num_heads: int
   num_kv_heads: int
@@ -288,10 +250,13 @@ class Attention(nn.Module):
   qk_norm: bool = False
   norm_eps: float = 1e-6
   rope_scaling: tuple | None = None
+  kernel: str = "xla"
+  causal: bool = False
   # Gemma 2 / 3: q/k norms multiply by (1 + scale); scores scaled by query_pre_attn_scalar^-0.5
   # (0: head_dim^-0.5); tanh soft-capping of the scores (logit_softcap, 0 = off); a sliding
   # window of `sliding_window` key slots (0 = none) on the layers whose call passes `local`
   # True, which also use plain RoPE with base `rope_local_theta` (0: the layer's own RoPE).
+  # The score terms go to the kernel as `attention.ScoreTerms`.
   norm_scale_plus_one: bool = False
   query_pre_attn_scalar: float = 0.0
   logit_softcap: float = 0.0
@@ -325,19 +290,17 @@ class Attention(nn.Module):
 
     if segment_ids is None:
       segment_ids = jnp.ones((b, t), jnp.int32)
-    if mask_ar is None:  # no mask given: bidirectional within each segment (ViT)
-      mask_ar = jnp.zeros((b, t), jnp.int32)
-    mask = make_attention_mask(segment_ids, mask_ar)
-    query_offset = 0  # the cache slot of this call's first query
+    kind = "bidirectional" if mask_ar is None else "causal" if self.causal else "prefix"
+    scalar = self.query_pre_attn_scalar
+    terms = ScoreTerms(scale=scalar ** -0.5 if scalar and scalar != dh else None,
+                       logit_softcap=self.logit_softcap, sliding_window=self.sliding_window,
+                       local=local)
     if self.decode:
+      mask = mask_for_kind(segment_ids, mask_ar, kind)
       k, v, mask, query_offset = self._use_cache(k, v, mask, segment_ids)
-    if self.sliding_window:
-      mask = mask & sliding_window_mask(t, mask.shape[-1], self.sliding_window, query_offset,
-                                        local)
-
-    scale = self.query_pre_attn_scalar ** -0.5 if self.query_pre_attn_scalar else None
-    out = _masked_softmax_attend(q.reshape(b, t, kvh, h // kvh, dh), k, v, mask, scale=scale,
-                                 logit_softcap=self.logit_softcap)
+      out = attend_with_mask(q, k, v, terms.mask(mask, query_offset), terms)
+    else:
+      out = attend(q, k, v, segment_ids, mask_ar, kind=kind, kernel=self.kernel, terms=terms)
     out = constrain(out.reshape(b, t, h, dh), BATCH_LENGTH_HEADS_KV)
     return dense(d, ("heads", "kv", "embed"), axis=(-2, -1), name="out", **kw)(out)
 

@@ -50,7 +50,7 @@ class MLLM(nn.Module):
                    class_token=v.class_token, pre_norm=v.pre_norm, patch_bias=v.patch_bias,
                    activation=v.activation, norm_eps=v.norm_eps,
                    pixel_mean=tuple(v.pixel_mean), pixel_std=tuple(v.pixel_std),
-                   **self._dtypes())
+                   attention=cfg.attention, **self._dtypes())
     self.connector = get_connector(c.name)(
         num_tokens=c.num_tokens, hidden_dim=c.hidden_dim or cfg.decoder.width,
         out_dim=cfg.decoder.width, num_heads=v.heads, depth=cfg.connector.depth,
@@ -96,6 +96,7 @@ class MLLM(nn.Module):
         final_logit_softcap=d.final_logit_softcap, sliding_window=d.sliding_window,
         global_every=d.global_every, rope_local_theta=d.rope_local_theta,
         moe_every=d.moe_every, moe=MoESettings.from_decoder_config(d),
+        attention=self.config.attention, causal_only=d.causal_only,
         decode=decode, deterministic=deterministic, name="decoder", **self._dtypes())
     tokens = batch["tokens"]
     ones = jnp.ones(tokens.shape, jnp.int32)

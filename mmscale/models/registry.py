@@ -10,6 +10,7 @@ from flax import linen as nn
 
 from mmscale.errors import ConfigError
 from mmscale.models.connectors import connector_names, get_connector
+from mmscale.models.attention import HALF_DTYPES, KERNEL_NAMES
 from mmscale.models.decoder import REMAT_POLICIES
 from mmscale.models.layers import ACTIVATIONS, ROPE_SCALINGS
 from mmscale.models.mllm import MLLM, head_dim, num_patches
@@ -72,9 +73,22 @@ def validate_model_config(cfg) -> None:
     raise ConfigError("model.name", f"unknown model {name!r}; known: {MODELS.names()}")
   _check_dtype(cfg, "dtype")
   _check_dtype(cfg, "param_dtype")
+  _validate_attention(cfg)
   _validate_vit(cfg)
   _validate_connector(cfg)
   _validate_decoder(cfg)
+
+
+def _validate_attention(cfg):
+  """The kernel name; 'cudnn' only computes in 16-bit (cuDNN's flash attention has no float32).
+  Whether the platform has the kernel is checked when the step is traced for it."""
+  kernel = _require(cfg, "attention")
+  if kernel not in KERNEL_NAMES:
+    raise ConfigError("model.attention", f"unknown attention kernel {kernel!r}; known: "
+                      f"{list(KERNEL_NAMES)}")
+  if kernel == "cudnn" and jnp.dtype(_value(cfg, "dtype")) not in HALF_DTYPES:
+    raise ConfigError("model.attention", f"'cudnn' computes in bfloat16 or float16; "
+                      f"model.dtype is {_value(cfg, 'dtype')!r} (use 'auto' or 'xla')")
 
 
 def _validate_vit(cfg):
@@ -191,6 +205,13 @@ def _validate_gemma_variants(cfg):
       if d[field]:
         raise ConfigError(f"model.decoder.{field}", f"{d[field]} sets up sliding-window layers "
                           "but model.decoder.sliding_window is 0 (no window)")
+  scores = [f for f in ("attn_logit_softcap", "sliding_window") if d[f]]
+  if d.query_pre_attn_scalar and d.query_pre_attn_scalar != head_dim(cfg):
+    scores.append("query_pre_attn_scalar")
+  if cfg.attention in ("splash", "cudnn") and scores:
+    raise ConfigError("model.attention", f"{cfg.attention!r} does not compute "
+                      f"model.decoder.{scores[0]} yet (the XLA reference does: use 'auto', which "
+                      "picks it for such a decoder, or 'xla')")
   if d.moe_every and d.mlp_activation != "silu":
     raise ConfigError("model.decoder.mlp_activation", "mixture-of-experts layers are SwiGLU "
                       f"experts; mlp_activation {d.mlp_activation!r} needs moe_every = 0")

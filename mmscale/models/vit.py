@@ -35,6 +35,7 @@ class ViTBlock(nn.Module):
   param_dtype: Dtype = jnp.float32
   activation: str = "gelu_tanh"
   norm_eps: float = 1e-6
+  attention: str = "xla"  # attention kernel (models/attention.py); bidirectional mask
 
   @nn.compact
   def __call__(self, x):
@@ -42,7 +43,7 @@ class ViTBlock(nn.Module):
     width = x.shape[-1]
     h = layer_norm(name="ln_attn", epsilon=self.norm_eps, **kw)(x)
     x = x + Attention(self.heads, self.heads, width // self.heads, use_bias=True,
-                      name="attn", **kw)(h)
+                      kernel=self.attention, name="attn", **kw)(h)
     x = constrain(x, BATCH_LENGTH_EMBED)
     h = layer_norm(name="ln_mlp", epsilon=self.norm_eps, **kw)(x)
     x = x + GeluMLP(self.mlp_dim, name="mlp", activation=self.activation, **kw)(h)
@@ -81,6 +82,7 @@ class ViT(nn.Module):
   norm_eps: float = 1e-6
   pixel_mean: tuple[float, ...] = (0.5, 0.5, 0.5)
   pixel_std: tuple[float, ...] = (0.5, 0.5, 0.5)
+  attention: str = "xla"  # attention kernel: xla | splash | cudnn | auto (models/attention.py)
 
   @property
   def grid(self) -> int:
@@ -122,7 +124,7 @@ class ViT(nn.Module):
       x = layer_norm(name="ln_pre", **norm_kw)(x)
     for i in range(self.depth):
       x = ViTBlock(self.heads, self.mlp_dim, name=f"block_{i}", activation=self.activation,
-                   norm_eps=self.norm_eps, **kw)(x)
+                   norm_eps=self.norm_eps, attention=self.attention, **kw)(x)
     if self.final_norm:
       x = layer_norm(name="ln_final", **norm_kw)(x)
     return x[:, 1:] if self.class_token else x
