@@ -53,7 +53,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.attention = "auto"
   c.model.vit = ml_collections.ConfigDict(dict(
       image_size=48, patch_size=16, width=128, depth=2, heads=4, mlp_dim=512,
-      posemb="learned", final_norm=True))  # posemb: learned | sincos2d
+      posemb="learned", final_norm=True,  # posemb: learned | sincos2d
+      # CLIP's tower (docs/pretrained.md): a class token (dropped from the output), a LayerNorm
+      # before the blocks, no patch bias, quick_gelu; norm_eps of every LayerNorm; the tower's
+      # per-channel pixel normalisation on [0, 1] pixels (0.5 / 0.5 = the pipeline's [-1, 1])
+      class_token=False, pre_norm=False, patch_bias=True, activation="gelu_tanh",
+      norm_eps=1e-6, pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.5, 0.5, 0.5)))
   # hidden_dim 0 = the decoder width; depth = residual conv blocks per stage (cabstractor)
   c.model.connector = ml_collections.ConfigDict(dict(name="mlp", num_tokens=9, hidden_dim=256,
                                                      depth=1))
@@ -69,13 +74,27 @@ def base_config() -> ml_collections.ConfigDict:
       # batch's mask_ar), as Hugging Face LLaVA-style models do; needed for an exact export
       causal_only=False))
   # RoPE variant (mmscale.models.layers.ROPE_SCALINGS): none | linear | llama3
+  # Gemma 2 / 3 (docs/pretrained.md): RMSNorm x (1 + scale) with zero-centred scales; RMSNorm
+  # also after attention and MLP ("sandwich"); the gated MLP's activation (layers.ACTIVATIONS:
+  # silu | gelu_tanh | gelu | quick_gelu); attention scores x query_pre_attn_scalar^-0.5 (0 =
+  # head_dim); tanh soft-capping of attention scores / final logits (0 = off); sliding-window
+  # layers: window in key slots (0 = none), global_every N = the last of each N layers attends
+  # globally (0 = all slide), rope_local_theta = the sliding layers' plain RoPE base (0 = the
+  # global layers' rope_theta and rope_scaling)
+  c.model.decoder.update(dict(
+      norm_scale_plus_one=False, post_norms=False, mlp_activation="silu",
+      query_pre_attn_scalar=0.0, attn_logit_softcap=0.0, final_logit_softcap=0.0,
+      sliding_window=0, global_every=0, rope_local_theta=0.0))
   c.model.decoder.rope_scaling = ml_collections.ConfigDict(dict(
       type="none", factor=1.0, low_freq_factor=1.0, high_freq_factor=4.0,
       original_max_position=8192))
   # Hugging Face checkpoint directories (config.json + safetensors) the params start from on a
   # fresh start; "" = random init. The connector (the 'mlp' one) can only come from a LLaVA-style
   # checkpoint's projector, e.g. an mmscale export (docs/pretrained.md).
-  c.model.init_from = ml_collections.ConfigDict(dict(decoder="", vit="", connector=""))
+  # vit_feature_layer: the vision checkpoint's encoder layer the tower ends at (-1 = the last;
+  # -2 = the penultimate, LLaVA-1.5's CLIP features: model.vit.depth is then one less)
+  c.model.init_from = ml_collections.ConfigDict(dict(decoder="", vit="", connector="",
+                                                     vit_feature_layer=-1))
   # Mixture of experts (docs/moe.md): moe_every 0 = dense; N = every Nth layer (the last of each
   # N) is MoE. moe_mlp_dim 0 = mlp_dim. moe_dispatch: dropless | capacity. Loss weights: MM1's.
   c.model.decoder.update(dict(

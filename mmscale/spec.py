@@ -64,10 +64,15 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
     if heads % shape["tensor"]:
       raise ConfigError(field, f"{heads} not divisible by the tensor axis ({shape['tensor']})")
   validate_model_config(config.model)
-  for part, path in config.model.init_from.items():
+  for part in ("decoder", "vit", "connector"):
+    path = config.model.init_from[part]
     if path and not os.path.isfile(os.path.join(path, "config.json")):
       raise ConfigError(f"model.init_from.{part}", f"'{path}' is not a Hugging Face checkpoint "
                         "directory (no config.json)")
+  layer = config.model.init_from.vit_feature_layer
+  if isinstance(layer, bool) or not isinstance(layer, int) or layer >= 0:
+    raise ConfigError("model.init_from.vit_feature_layer", f"must be a negative layer index "
+                      f"(-1 = the last encoder layer), got {layer!r}")
   if config.model.decoder.moe_every and config.model.decoder.num_experts % shape["expert"]:
     raise ConfigError("model.decoder.num_experts", f"{config.model.decoder.num_experts} not "
                       f"divisible by the expert axis ({shape['expert']})")

@@ -10,14 +10,18 @@ from __future__ import annotations
 from importlib import metadata
 
 # Distribution names (as pip spells them): the JAX stack, whose releases change numerics and APIs
-# often, and the heavy optional stacks whose resolution CI should not leave to chance.
+# often, the heavy optional stacks whose resolution CI should not leave to chance, and the
+# Hugging Face stack.
 PINNED_PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorstore",
     "grain", "array-record", "ml-collections", "ml-dtypes", "clu", "etils",
     "sentencepiece", "scipy", "tensorboardX",
     "tensorflow-cpu", "tensorflow", "tensorboard", "tensorflow-datasets", "apache-beam",
+    # the Hugging Face stack: safetensors and tokenizers at run time; transformers and torch
+    # (test-only) are the reference the checkpoint parity tests compare against
+    "safetensors", "tokenizers", "transformers", "torch",
     # the test extra's OpenAI-compatible server (`transformers serve`) and its web stack
-    "transformers", "fastapi", "starlette", "uvicorn", "openai",
+    "fastapi", "starlette", "uvicorn", "openai",
 )
 # What a result row records: the packages above that shape numbers (not the optional stacks).
 RESULT_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy")

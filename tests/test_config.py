@@ -38,7 +38,7 @@ def test_every_pipeline_field_has_a_default_and_can_be_set():
      "model.decoder.heads", "tensor axis (4)"),
     (lambda c: c.optim.update(lr_rule="linear"), "optim.lr_rule", "'mm1'"),
     (lambda c: c.model.connector.update(name="qformer"), "model.connector.name", "cabstractor"),
-    (lambda c: c.model.vit.update(patch_size=7), "model.vit", "patch_size"),
+    (lambda c: c.model.vit.update(patch_size=64), "model.vit", "patch_size"),
     (lambda c: c.data.update(seq_len=8), "data.seq_len", "cannot hold"),
     (lambda c: (c.mesh.shape.update(data=2, tensor=4), c.model.decoder.update(heads=8, kv_heads=2)),
      "model.decoder.kv_heads", "tensor axis (4)"),

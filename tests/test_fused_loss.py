@@ -69,3 +69,27 @@ def test_no_loss_positions_gives_zero_sums_and_gradient():
       hidden, matrix)
   assert float(fused_loss_sums(hidden, matrix, batch)["weight"]) == 0
   assert all(float(jnp.abs(g).max()) == 0 for g in grads)
+
+
+def test_soft_capped_fused_loss_equals_capped_logits_loss():
+  """Gemma 2's final logit soft-capping: the fused loss with logit_softcap c equals the
+  full-logits loss of c * tanh(logits / c), values and gradients (a small cap, so it bites)."""
+  rng = np.random.default_rng(1)
+  hidden = jnp.asarray(rng.standard_normal((2, 8, 4)), jnp.float32)
+  matrix = jnp.asarray(rng.standard_normal((16, 4)), jnp.float32)
+  batch = {"tokens": jnp.asarray(rng.integers(0, 16, (2, 8)), jnp.int32),
+           "mask_loss": jnp.ones((2, 8), jnp.int32), "segment_ids": jnp.ones((2, 8), jnp.int32)}
+  cap = 1.5
+
+  def full(h, m):
+    sums = loss_sums(cap * jnp.tanh(h @ m.T / cap), batch, Z_LOSS)
+    return sums["nll"] + sums["z"]
+
+  fused = lambda h, m: fused_loss_sums(h, m, batch, Z_LOSS, cap)["objective"]  # noqa: E731
+  plain = lambda h, m: fused_loss_sums(h, m, batch, Z_LOSS)["objective"]  # noqa: E731
+  (l0, g0), (l1, g1), plain = jax.jit(lambda h, m: (
+      jax.value_and_grad(full, argnums=(0, 1))(h, m),
+      jax.value_and_grad(fused, argnums=(0, 1))(h, m), plain(h, m)))(hidden, matrix)
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
+  assert abs(float(plain) - float(l0)) > 0.01 * float(l0)  # the cap changed the loss

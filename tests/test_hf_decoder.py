@@ -1,6 +1,10 @@
-"""Decoder import: tiny random Llama 3 / Qwen2 / Qwen3 models built with transformers (no
-download), saved as safetensors, imported into sharded mmscale params; logits must match to
-1e-4 in float32. Plus: every mismatch fails naming the tensor."""
+"""Decoder import: tiny random Llama 3 / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 models built with
+transformers (no download), saved as safetensors, imported into sharded mmscale params; logits
+must match to 1e-4 in float32. Plus: every mismatch fails naming the tensor.
+
+The Gemma configs use a sliding window of 4 on 12-token prompts (so the window cuts), one local
+and one global layer, and settings chosen so each variant moves the logits by well over 1e-4
+(query_pre_attn_scalar 1 makes the scores large enough for a 0.1 soft-cap to bite)."""
 
 import json
 import os
@@ -20,6 +24,11 @@ from tests.hf_helpers import (TINY_TEXT, mesh_and_rules, run_config, save_random
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+def _eager(config):
+  config._attn_implementation = "eager"  # pylint: disable=protected-access
+  return config
+
+
 FAMILIES = {
     "llama3": lambda: transformers.LlamaConfig(
         **TINY_TEXT, rms_norm_eps=1e-5, tie_word_embeddings=False,
@@ -30,6 +39,14 @@ FAMILIES = {
                                               tie_word_embeddings=True),
     "qwen3": lambda: transformers.Qwen3Config(**TINY_TEXT, head_dim=16, rms_norm_eps=1e-6,
                                               tie_word_embeddings=False),
+    "gemma2": lambda: _eager(transformers.Gemma2Config(
+        **TINY_TEXT, head_dim=16, query_pre_attn_scalar=1, sliding_window=4,
+        attn_logit_softcapping=0.1, final_logit_softcapping=3.0, tie_word_embeddings=False)),
+    "gemma3": lambda: _eager(transformers.Gemma3TextConfig(
+        **TINY_TEXT, head_dim=16, query_pre_attn_scalar=24, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+        rope_parameters={"full_attention": dict(rope_type="linear", factor=8.0, rope_theta=1e6),
+                         "sliding_attention": dict(rope_type="default", rope_theta=1e4)})),
 }
 
 
@@ -72,8 +89,10 @@ def test_decoder_logit_parity(family, tmp_path):
         again(torch.from_numpy(batch["tokens"]).long()).logits.numpy(), ref, atol=1e-5, rtol=0)
 
 
-def test_unscanned_decoder_imports_the_same(tmp_path):
-  hf_model = save_random(transformers.AutoModelForCausalLM.from_config, FAMILIES["qwen3"](),
+@pytest.mark.parametrize("family", ["qwen3", "gemma3"])
+def test_unscanned_decoder_imports_the_same(family, tmp_path):
+  """Unscanned layers (Gemma 3: each layer gets its own sliding-window flag, not a scanned one)."""
+  hf_model = save_random(transformers.AutoModelForCausalLM.from_config, FAMILIES[family](),
                          tmp_path)
   _, logits, batch = _import(str(tmp_path), scan_layers=False)
   with torch.no_grad():
@@ -143,4 +162,12 @@ def test_unsupported_checkpoints_fail_naming_the_setting(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(
       dict(FAMILIES["llama3"]().to_dict(), hidden_act="gelu")))
   with pytest.raises(ConfigError, match="hidden_act='gelu' is not supported"):
+    presets.apply_decoder(model_config, str(tmp_path))
+  (tmp_path / "config.json").write_text(json.dumps(dict(
+      FAMILIES["gemma3"]().to_dict(), layer_types=["full_attention", "sliding_attention"])))
+  with pytest.raises(ConfigError, match="layer_types=.* is not supported"):
+    presets.apply_decoder(model_config, str(tmp_path))
+  (tmp_path / "config.json").write_text(json.dumps(dict(
+      FAMILIES["gemma2"]().to_dict(), hidden_activation="relu")))
+  with pytest.raises(ConfigError, match="hidden_activation='relu' is not supported"):
     presets.apply_decoder(model_config, str(tmp_path))

@@ -18,7 +18,7 @@ def _set(cfg, path, value):
 
 
 @pytest.mark.parametrize("path,value,field", [
-    ("vit.image_size", 50, "model.vit.image_size"),
+    ("vit.image_size", 8, "model.vit.image_size"),
     ("vit.heads", 5, "model.vit.heads"),
     ("vit.posemb", "rope", "model.vit.posemb"),
     ("vit.depth", 0, "model.vit.depth"),
@@ -29,6 +29,12 @@ def _set(cfg, path, value):
     ("connector.num_tokens", 4, "model.connector.num_tokens"),  # mlp needs K == P = 9
     ("dtype", "float64", "model.dtype"),
     ("name", "gpt", "model.name"),
+    ("vit.activation", "relu", "model.vit.activation"),
+    ("vit.pixel_std", (0.5, 0.0, 0.5), "model.vit.pixel_std"),
+    ("decoder.mlp_activation", "swish", "model.decoder.mlp_activation"),
+    ("decoder.sliding_window", -4, "model.decoder.sliding_window"),
+    ("decoder.global_every", 2, "model.decoder.global_every"),  # with no sliding window
+    ("decoder.attn_logit_softcap", -1.0, "model.decoder.attn_logit_softcap"),
 ])
 def test_validation_names_the_field(path, value, field):
   cfg = _set(tiny_model_config(), path, value)
@@ -77,3 +83,15 @@ def test_flops_positive_and_scaling():
   assert 6 * dec * 64 * 0.9 < text_only < 6 * dec * 64 * 1.6
   for name, k in (("avgpool", 4), ("attnpool", 4), ("cabstractor", 4)):
     assert train_flops_per_sequence(tiny_model_config(name, k), 64, 1) > text_only
+
+
+def test_fused_kernels_refuse_gemma_score_terms():
+  """Soft-capping, sliding windows and a query scale are computed by the XLA reference only:
+  'splash' / 'cudnn' fail naming model.attention; 'auto' picks the reference."""
+  cfg = tiny_model_config()
+  cfg.decoder.sliding_window = 4
+  cfg.attention = "splash"
+  with pytest.raises(ConfigError, match="model.attention.*sliding_window"):
+    validate_model_config(cfg)
+  cfg.attention = "auto"
+  validate_model_config(cfg)

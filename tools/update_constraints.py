@@ -30,7 +30,9 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def render() -> str:
-  lines = [f"{name}=={version}" for name in versions.PINNED_PACKAGES
+  # Local version labels are dropped: torch's CPU wheel is '2.13.0+cpu', and '==2.13.0' matches
+  # it (PEP 440) as well as the index's build.
+  lines = [f"{name}=={version.split('+')[0]}" for name in versions.PINNED_PACKAGES
            if (version := versions.installed_version(name))]
   return HEADER + "\n".join(lines) + "\n"
 

@@ -67,6 +67,16 @@ class Checkpoint:
     return _read_by_header(file, name, _EXTRA_DTYPES[dtype]).astype(np.float32)
 
 
+def read_preprocessor(path: str) -> dict | None:
+  """preprocessor_config.json of a checkpoint directory (the image processor's settings), or
+  None when it has none."""
+  file = os.path.join(path, "preprocessor_config.json")
+  if not os.path.isfile(file):
+    return None
+  with open(file) as f:
+    return json.load(f)
+
+
 def _read_by_header(file: str, name: str, dtype) -> np.ndarray:
   """One tensor of a safetensors file through its JSON header (8-byte little-endian length,
   then {name: {dtype, shape, data_offsets}}) and a memory map: for dtypes numpy has no name for."""

@@ -1,6 +1,7 @@
 """An mmscale model as a Hugging Face checkpoint: a LLaVA-style image-text model
-(`LlavaForConditionalGeneration`: SigLIP vision tower + projector + decoder) or the decoder alone
-as a text model (`LlamaForCausalLM`, `Qwen2ForCausalLM` or `Qwen3ForCausalLM`).
+(`LlavaForConditionalGeneration`: SigLIP or CLIP vision tower + projector + decoder) or the
+decoder alone as a text model (`LlamaForCausalLM`, `Qwen2ForCausalLM`, `Qwen3ForCausalLM`, `Gemma2ForCausalLM`
+or `Gemma3ForCausalLM`).
 
 The same tensor tables as the import (mmscale/hf/mapping.py) are used in reverse, so an export
 re-imports exactly. Tensor names are the Hugging Face hub's (`language_model.model.*`,
@@ -10,7 +11,9 @@ What mmscale computes and a LLaVA model cannot express fails naming the config f
   - model.vit.final_norm false and posemb 'learned' (LLaVA takes SigLIP's pre-norm features);
   - the 'mlp' connector with hidden_dim = the decoder width (LLaVA's two-layer projector);
   - tied embeddings with scale_embeddings (the sqrt(width) factor is folded into an untied
-    embedding table, but a tied table also makes the logits).
+    embedding table, but a tied table also makes the logits), except for Gemma, which scales;
+  - a SigLIP-style tower (no class token, no pre-norm, a patch bias) or a CLIP-style one;
+  - no final logit soft-capping (LLaVA's head does not cap; the text export does).
 Every process takes part (params are gathered); process 0 writes. The whole model passes
 through process 0's memory once, in float32, in one `model.safetensors`.
 """
@@ -26,7 +29,7 @@ from jax.experimental import multihost_utils
 from safetensors.numpy import save_file
 
 from mmscale.errors import ConfigError
-from mmscale.hf.families import export_family
+from mmscale.hf.families import MMSCALE_TO_HF_ACTIVATION, export_family
 from mmscale.hf.mapping import Tensor, connector_tensors, decoder_tensors, vision_tensors
 
 
@@ -56,17 +59,18 @@ def _decoder_tensors(d, params, prefix, lm_head) -> dict:
     else:
       out.update(_gather(params, [((f"layers_{i}",) + t.path, t, t.hf_name.format(i=i))
                                   for i in range(d.depth)]))
-  if d.scale_embeddings:  # mmscale multiplies embeddings by sqrt(width); HF families do not
+  if d.scale_embeddings and not export_family(d).scales_embeddings:  # fold the factor in
     out[f"{prefix}embed_tokens.weight"] = out[f"{prefix}embed_tokens.weight"] * d.width ** 0.5
   return out
 
 
 def _check_decoder(d):
-  if d.scale_embeddings and d.tie_embeddings:
+  family = export_family(d)
+  if d.scale_embeddings and d.tie_embeddings and not family.scales_embeddings:
     raise ConfigError("model.decoder.scale_embeddings", "a tied embedding table scaled by "
                       "sqrt(width) has no Hugging Face equivalent (train with "
                       "scale_embeddings=false or tie_embeddings=false to export)")
-  return export_family(d)
+  return family
 
 
 def text_config(model_config, special_ids: dict | None = None) -> dict:
@@ -88,24 +92,57 @@ def _write(out_dir: str, config: dict, tensors: dict, extra_files: dict | None =
 
 
 def export_text(model_config, params: dict, out_dir: str, special_ids: dict | None = None):
-  """The decoder alone -> `out_dir` as a Llama / Qwen2 / Qwen3 *ForCausalLM checkpoint."""
+  """The decoder alone -> `out_dir` as a Llama / Qwen2 / Qwen3 / Gemma 2 / Gemma 3
+  *ForCausalLM checkpoint."""
   config = text_config(model_config, special_ids)
   tensors = _decoder_tensors(model_config.decoder, params["decoder"], "model.", "lm_head.weight")
   _write(out_dir, config, tensors)
   return config
 
 
+# The two tower styles a LLaVA checkpoint can hold: (class_token, pre_norm, patch_bias) each.
+_TOWER_STYLES = {(False, False, True): "siglip_vision_model", (True, True, False): "clip_vision_model"}
+
+
 def vision_config(model_config) -> dict:
+  """config.json of the tower: a SigLIP one, or a CLIP one for a class-token tower (whose class
+  token LLaVA then drops: vision_feature_select_strategy 'default')."""
   v = model_config.vit
   if v.final_norm or v.posemb != "learned":
     field = "model.vit.final_norm" if v.final_norm else "model.vit.posemb"
     raise ConfigError(field, "a LLaVA export takes the vision tower's features before its final "
                       "norm, with learned position embeddings (final_norm=false, "
                       "posemb='learned')")
-  return dict(model_type="siglip_vision_model", hidden_size=v.width, intermediate_size=v.mlp_dim,
-              num_hidden_layers=v.depth, num_attention_heads=v.heads, image_size=v.image_size,
-              patch_size=v.patch_size, num_channels=3, hidden_act="gelu_pytorch_tanh",
-              layer_norm_eps=1e-6, vision_use_head=False)
+  model_type = _TOWER_STYLES.get((v.class_token, v.pre_norm, v.patch_bias))
+  if model_type is None:
+    raise ConfigError("model.vit.class_token", "a LLaVA export writes a SigLIP tower (no class "
+                      "token, no pre-norm, a patch bias) or a CLIP one (class token, pre-norm, "
+                      f"no patch bias); got class_token={v.class_token}, pre_norm={v.pre_norm}, "
+                      f"patch_bias={v.patch_bias}")
+  out = dict(model_type=model_type, hidden_size=v.width, intermediate_size=v.mlp_dim,
+             num_hidden_layers=v.depth, num_attention_heads=v.heads, image_size=v.image_size,
+             patch_size=v.patch_size, num_channels=3,
+             hidden_act=MMSCALE_TO_HF_ACTIVATION[v.activation], layer_norm_eps=v.norm_eps)
+  if model_type == "siglip_vision_model":
+    out["vision_use_head"] = False
+  return out
+
+
+def _image_processor(v) -> dict:
+  """preprocessor_config.json: images stretched to the square size (bilinear, mmscale's
+  data.resize=stretch) and normalised with the tower's pixel_mean / pixel_std."""
+  out = dict(do_resize=True, size=dict(height=v.image_size, width=v.image_size), resample=2,
+             do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+             image_mean=list(v.pixel_mean), image_std=list(v.pixel_std))
+  if v.class_token:  # CLIP's processor would resize the short side and centre-crop
+    return dict(out, image_processor_type="CLIPImageProcessor", do_center_crop=False,
+                do_convert_rgb=True)
+  return dict(out, image_processor_type="SiglipImageProcessor")
+
+
+def _select_strategy(v) -> str:
+  """LLaVA's 'default' drops the first token (CLIP's class token), 'full' keeps every one."""
+  return "default" if v.class_token else "full"
 
 
 def llava_config(model_config, image_token_id: int, special_ids: dict | None = None) -> dict:
@@ -114,6 +151,10 @@ def llava_config(model_config, image_token_id: int, special_ids: dict | None = N
   if not d.causal_only:
     raise ConfigError("model.decoder.causal_only", "a LLaVA export attends causally over image "
                       "tokens and prompts; train with causal_only=true to export exactly")
+  if d.final_logit_softcap:
+    raise ConfigError("model.decoder.final_logit_softcap", "LlavaForConditionalGeneration "
+                      "computes its own logits without soft-capping; export the decoder alone "
+                      "(--format=text) or train with final_logit_softcap=0")
   if c.name != "mlp" or (c.hidden_dim or d.width) != d.width:
     raise ConfigError("model.connector.hidden_dim" if c.name == "mlp" else "model.connector.name",
                       "a LLaVA projector is the 'mlp' connector with hidden_dim = the decoder "
@@ -124,14 +165,16 @@ def llava_config(model_config, image_token_id: int, special_ids: dict | None = N
       text_config=text_config(model_config, special_ids), vision_config=vision_config(model_config),
       image_token_index=image_token_id, image_seq_length=grid * grid,
       projector_hidden_act="gelu_pytorch_tanh", vision_feature_layer=-1,
-      vision_feature_select_strategy="full", multimodal_projector_bias=True,
+      vision_feature_select_strategy=_select_strategy(model_config.vit),
+      multimodal_projector_bias=True,
       tie_word_embeddings=d.tie_embeddings, **(special_ids or {}))
 
 
 def export_llava(model_config, params: dict, out_dir: str, image_token_id: int,
                  special_ids: dict | None = None, image_token: str | None = None) -> dict:
   """The whole model -> `out_dir` as a LLaVA-style checkpoint (+ preprocessor_config.json for
-  SigLIP's image processor: images scaled to [-1, 1] as mmscale's pipeline does). With
+  the tower's image processor, SigLIP's or CLIP's: pixels normalised with the tower's
+  `pixel_mean` / `pixel_std`, by default to [-1, 1] as mmscale's pipeline does). With
   `image_token` (the tokenizer's placeholder text) also processor_config.json, so that
   `AutoProcessor` builds a LlavaProcessor that expands one placeholder into the image's tokens."""
   config = llava_config(model_config, image_token_id, special_ids)
@@ -145,17 +188,14 @@ def export_llava(model_config, params: dict, out_dir: str, image_token_id: int,
   tensors.update(_gather(params["vit"], placed))
   tensors.update(_gather(params["connector"],
                          [(t.path, t, t.hf_name) for t in connector_tensors()]))
-  # LLaVA never reads SigLIP's post_layernorm; written as the identity so nothing is missing
+  # LLaVA never reads the tower's post_layernorm; written as the identity so nothing is missing
   tensors["vision_tower.vision_model.post_layernorm.weight"] = np.ones(v.width, np.float32)
   tensors["vision_tower.vision_model.post_layernorm.bias"] = np.zeros(v.width, np.float32)
-  processor = dict(image_processor_type="SiglipImageProcessor", do_resize=True,
-                   size=dict(height=v.image_size, width=v.image_size), resample=2,
-                   do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
-                   image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
-  extra = {"preprocessor_config.json": processor}
+  extra = {"preprocessor_config.json": _image_processor(v)}
   if image_token is not None:
     extra["processor_config.json"] = dict(
         processor_class="LlavaProcessor", image_token=image_token, patch_size=v.patch_size,
-        vision_feature_select_strategy="full", num_additional_image_tokens=0)
+        vision_feature_select_strategy=_select_strategy(v),
+        num_additional_image_tokens=int(v.class_token))
   _write(out_dir, config, tensors, extra)
   return config

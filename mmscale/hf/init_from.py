@@ -2,7 +2,9 @@
 
 `model.init_from.decoder` and `model.init_from.vit` name local checkpoint directories;
 `model.init_from.connector` a LLaVA-style checkpoint whose projector starts the 'mlp' connector
-(usually left "": a fresh connector). The model config must describe the checkpoints'
+(usually left "": a fresh connector). `model.init_from.vit_feature_layer` says which of the
+vision checkpoint's encoder layers the tower ends at (-1 the last; -2 LLaVA-1.5's CLIP features:
+`model.vit.depth` is then one less than the checkpoint's and its last layer is not loaded). The model config must describe the checkpoints'
 architectures: write it with `mmscale.hf.presets` (the family presets) so that they agree; a
 setting that differs from the checkpoint's config.json fails naming the field, a tensor that
 does not fit fails naming the tensor.
@@ -14,8 +16,8 @@ from typing import Any
 
 from mmscale.errors import CheckpointError
 from mmscale.hf import load
-from mmscale.hf.checkpoint import Checkpoint
-from mmscale.hf.families import decoder_family, vision_family
+from mmscale.hf.checkpoint import Checkpoint, read_preprocessor
+from mmscale.hf.families import decoder_family, vision_fields
 from mmscale.hf.mapping import connector_tensors, decoder_tensors, vision_tensors
 from mmscale.registry import Registry
 
@@ -59,6 +61,8 @@ def check_fields(part: str, expected: dict, config, ckpt: Checkpoint) -> None:
     have = config[key]
     if isinstance(want, dict):
       have = {k: have[k] for k in want}
+    if isinstance(want, tuple):  # a config read back from JSON holds lists
+      have = tuple(have)
     if have != want:
       raise CheckpointError(f"{ckpt.path}: model.{part}.{key} = {have!r} but the checkpoint's "
                             f"config.json implies {want!r} (set it with mmscale.hf.presets)")
@@ -101,13 +105,27 @@ def load_decoder(model_config, ckpt: Checkpoint, params: dict) -> dict:
 
 
 
+def starts_from_checkpoints(model_config) -> bool:
+  """Whether any `model.init_from` part names a checkpoint directory."""
+  return any(model_config.init_from.get(part, "") for part in PART_LOADERS)
+
+
+def vision_depth(hf_depth: int, feature_layer: int) -> int:
+  """The tower's depth when its features are encoder layer `feature_layer` (-1 = the last) of
+  a checkpoint with `hf_depth` layers (transformers' hidden_states[feature_layer])."""
+  return hf_depth + 1 + feature_layer
+
+
 @PART_LOADERS.register("vit")
 def load_vision(model_config, ckpt: Checkpoint, params: dict) -> dict:
-  """params['vit'] -> the checkpoint's SigLIP vision tower, in the same shardings."""
+  """params['vit'] -> the checkpoint's SigLIP or CLIP vision tower, in the same shardings."""
   hf = ckpt.config
   hf = hf.get("vision_config", hf) if "text_config" in hf else hf
   v = model_config.vit
-  check_fields("vit", vision_family(hf, ckpt.field).fields(hf), v, ckpt)
+  expected = vision_fields(hf, read_preprocessor(ckpt.path), ckpt.field)
+  hf_depth = expected["depth"]
+  expected["depth"] = vision_depth(hf_depth, model_config.init_from.vit_feature_layer)
+  check_fields("vit", expected, v, ckpt)
   if v.posemb != "learned":
     raise CheckpointError(f"{ckpt.path}: model.vit.posemb must be 'learned' to take the "
                           "checkpoint's position embeddings")
@@ -120,9 +138,12 @@ def load_vision(model_config, ckpt: Checkpoint, params: dict) -> dict:
   for path, tensor in placed:
     _set(out, path, load.load_tensor(ckpt, tensor, _get(params, path, ckpt.path)))
     used.add(tensor.hf_name)
+  # the final norm when not used, and the layers past the feature layer
+  used.update(t.hf_name.format(i=i) for i in range(v.depth, hf_depth) for t in per_layer)
   ignored = ("post_layernorm.weight", "post_layernorm.bias", "position_ids")
   load.check_unexpected(ckpt, used, (prefix + "embeddings.", prefix + "encoder.",
-                                     prefix + "post_layernorm."), ignored)
+                                     prefix + "pre_layrnorm.", prefix + "post_layernorm."),
+                        ignored)
   return out
 
 

@@ -54,9 +54,9 @@ class Tensor:
 
 def decoder_tensors(decoder_config, prefix: str = "model.",
                     lm_head: str = "lm_head.weight") -> tuple[list[Tensor], list[Tensor]]:
-  """(top-level tensors, per-layer tensors) of a Llama / Qwen2 / Qwen3 decoder with
-  `config.model.decoder` settings; paths are under params['decoder']. `prefix` is where the
-  text model sits in the checkpoint ('model.' in *ForCausalLM; 'model.language_model.' or
+  """(top-level tensors, per-layer tensors) of a Llama / Qwen2 / Qwen3 / Gemma 2 / Gemma 3
+  decoder with `config.model.decoder` settings; paths are under params['decoder']. `prefix` is
+  where the text model sits in the checkpoint ('model.' in *ForCausalLM; 'model.language_model.' or
   'language_model.model.' in LLaVA-style checkpoints), `lm_head` the output projection's name."""
   d = decoder_config
   top = [Tensor(("embedding", "embedding"), f"{prefix}embed_tokens.weight"),
@@ -64,9 +64,14 @@ def decoder_tensors(decoder_config, prefix: str = "model.",
   if not d.tie_embeddings:
     top.append(Tensor(("unembed", "kernel"), lm_head, "linear"))
   layer = f"{prefix}layers.{{i}}."
-  per_layer = [
-      Tensor(("norm_attn", "scale"), layer + "input_layernorm.weight"),
-      Tensor(("norm_mlp", "scale"), layer + "post_attention_layernorm.weight"),
+  # Gemma's norms around both sub-layers (post_norms) take the name Llama gives the MLP's input
+  # norm for the attention output's; all of Gemma's store (1 + scale)'s zero-centred scale.
+  norms = ([("norm_attn", "input_layernorm"), ("norm_attn_out", "post_attention_layernorm"),
+            ("norm_mlp", "pre_feedforward_layernorm"),
+            ("norm_mlp_out", "post_feedforward_layernorm")] if d.post_norms else
+           [("norm_attn", "input_layernorm"), ("norm_mlp", "post_attention_layernorm")])
+  per_layer = [Tensor((ours, "scale"), f"{layer}{theirs}.weight") for ours, theirs in norms]
+  per_layer += [
       Tensor(("attn", "query", "kernel"), layer + "self_attn.q_proj.weight", "linear"),
       Tensor(("attn", "key", "kernel"), layer + "self_attn.k_proj.weight", "linear"),
       Tensor(("attn", "value", "kernel"), layer + "self_attn.v_proj.weight", "linear"),
@@ -85,13 +90,20 @@ def decoder_tensors(decoder_config, prefix: str = "model.",
 
 
 def vision_tensors(vit_config, prefix: str) -> tuple[list[Tensor], list[Tensor]]:
-  """(top-level tensors, per-block tensors) of a SigLIP vision tower with `config.model.vit`
-  settings; paths are under params['vit'], per-block ones under 'block_{i}'. `prefix` is where
-  the tower sits ('vision_model.', 'model.vision_tower.', ... or '')."""
+  """(top-level tensors, per-block tensors) of a SigLIP or CLIP vision tower with
+  `config.model.vit` settings; paths are under params['vit'], per-block ones under 'block_{i}'.
+  `prefix` is where the tower sits ('vision_model.', 'model.vision_tower.', ... or '')."""
+  v = vit_config
   top = [Tensor(("patch_embed", "kernel"), f"{prefix}embeddings.patch_embedding.weight", "conv"),
-         Tensor(("patch_embed", "bias"), f"{prefix}embeddings.patch_embedding.bias"),
          Tensor(("pos_embedding",), f"{prefix}embeddings.position_embedding.weight")]
-  if vit_config.final_norm:
+  if v.patch_bias:
+    top.append(Tensor(("patch_embed", "bias"), f"{prefix}embeddings.patch_embedding.bias"))
+  if v.class_token:  # CLIP: float[D] -> float[1, 1, D]
+    top.append(Tensor(("cls_token",), f"{prefix}embeddings.class_embedding"))
+  if v.pre_norm:  # CLIP's 'pre_layrnorm' (sic)
+    top += [Tensor(("ln_pre", "scale"), f"{prefix}pre_layrnorm.weight"),
+            Tensor(("ln_pre", "bias"), f"{prefix}pre_layrnorm.bias")]
+  if v.final_norm:
     top += [Tensor(("ln_final", "scale"), f"{prefix}post_layernorm.weight"),
             Tensor(("ln_final", "bias"), f"{prefix}post_layernorm.bias")]
   layer = f"{prefix}encoder.layers.{{i}}."

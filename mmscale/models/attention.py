@@ -25,11 +25,19 @@ block, a prompt prefix) is a bidirectional block. Every kernel computes every ru
 
 The platform is the one of the mesh being traced for (`jax.sharding.get_abstract_mesh()`), so
 `python -m mmscale.compile` on a CPU machine targeting a TPU slice compiles the real kernel.
+
+Gemma 2 / 3 add terms to the scores (`ScoreTerms`): a query scale other than Dh^-0.5, tanh
+soft-capping of the scores, and a sliding window of key slots on the layers flagged local. The
+reference computes them (a scale, a tanh, and one more mask term); the fused kernels do not
+take them yet (splash has `attn_logits_soft_cap` and `LocalMask`, cuDNN a local window size),
+so `auto` picks the reference for a model that has them and `splash` / `cudnn` refuse it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,25 +77,74 @@ def mask_for_kind(segment_ids: jax.Array, mask_ar: jax.Array | None, kind: str) 
   return make_attention_mask(segment_ids, mask_ar)
 
 
-def masked_softmax_attend(q, k, v, mask):
+@dataclasses.dataclass(frozen=True)
+class ScoreTerms:
+  """Gemma 2 / 3's additions to the scores; the defaults add nothing.
+
+  scale: scores = q.k * scale (None: Dh^-0.5; Gemma: query_pre_attn_scalar^-0.5).
+  logit_softcap: > 0: scores -> c * tanh(scores / c) before the mask (Gemma 2: 50).
+  sliding_window: > 0: a query sees itself and the window - 1 previous key slots
+    (`sliding_window_mask`), on a layer whose `local` flag is true.
+  local: bool[] (may be traced: a per-layer value under nn.scan) or None (= local).
+  """
+  scale: float | None = None
+  logit_softcap: float = 0.0
+  sliding_window: int = 0
+  local: Any = None
+
+  @property
+  def active(self) -> bool:
+    return self.scale is not None or bool(self.logit_softcap) or bool(self.sliding_window)
+
+  def mask(self, mask: jax.Array, query_offset=0) -> jax.Array:
+    """bool[B, T, S] -> the same with the sliding window applied (query slot = offset + i)."""
+    if not self.sliding_window:
+      return mask
+    return mask & sliding_window_mask(mask.shape[1], mask.shape[2], self.sliding_window,
+                                      query_offset, self.local)
+
+
+NO_TERMS = ScoreTerms()
+
+
+def sliding_window_mask(num_queries: int, num_keys: int, window: int, query_offset=0,
+                        active=None) -> jax.Array:
+  """bool[T, S]: key slot j is within `window` of query slot query_offset + i, i.e.
+  (query_offset + i) - j < window (the query itself and window - 1 earlier slots; later slots
+  are left to the causal / block mask). `active` (bool[], may be traced) False lets every key
+  through (a global layer). Slots, not RoPE positions: within one packed example and in a
+  left-padded decode cache they differ by a constant, and Hugging Face's sliding-window layers
+  count slots too.
+  """
+  distance = (query_offset + jnp.arange(num_queries))[:, None] - jnp.arange(num_keys)[None, :]
+  within = distance < window
+  return within if active is None else within | ~active
+
+
+def masked_softmax_attend(q, k, v, mask, scale=None, logit_softcap=0.0):
   """Grouped-query attention core of the reference.
 
   q float[B, T, KV, G, Dh], k/v float[B, S, KV, Dh], mask bool[B, T, S] -> float[B, T, KV, G, Dh].
-  Scores and softmax in float32; masked logits get a large finite negative (not -inf) so a fully
-  masked row stays finite.
+  Scores are q.k * scale (None: Dh^-0.5), soft-capped to c * tanh(scores / c) when
+  logit_softcap = c > 0. Scores and softmax in float32; masked logits get a large finite
+  negative (not -inf) so a fully masked row stays finite.
   """
-  scale = q.shape[-1] ** -0.5
+  scale = q.shape[-1] ** -0.5 if scale is None else scale
   scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+  if logit_softcap:
+    scores = logit_softcap * jnp.tanh(scores / logit_softcap)
   scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
   return jnp.einsum("bkgts,bskd->btkgd", probs, v)
 
 
-def attend_with_mask(q, k, v, mask):
-  """q float[B, T, H, Dh], k/v float[B, S, KV, Dh], mask bool[B, T, S] -> float[B, T, H, Dh]."""
+def attend_with_mask(q, k, v, mask, terms: ScoreTerms = NO_TERMS):
+  """q float[B, T, H, Dh], k/v float[B, S, KV, Dh], mask bool[B, T, S] -> float[B, T, H, Dh].
+  `terms.scale` / `terms.logit_softcap` apply; the mask already holds any window."""
   b, t, h, dh = q.shape
   kvh = k.shape[2]
-  out = masked_softmax_attend(q.reshape(b, t, kvh, h // kvh, dh), k, v, mask)
+  out = masked_softmax_attend(q.reshape(b, t, kvh, h // kvh, dh), k, v, mask,
+                              scale=terms.scale, logit_softcap=terms.logit_softcap)
   return out.reshape(b, t, h, dh)
 
 
@@ -116,10 +173,12 @@ def resolve_kernel(name: str, platform: str, dtype) -> str:
   return "xla"
 
 
-def attend(q, k, v, segment_ids, mask_ar, *, kind: str, kernel: str = "xla"):
+def attend(q, k, v, segment_ids, mask_ar, *, kind: str, kernel: str = "xla",
+           terms: ScoreTerms = NO_TERMS):
   """Attention by the named kernel (module docstring); float[B, T, H, Dh] -> same.
 
   segment_ids int[B, T] (1 for an unpacked row); mask_ar int[B, T], read only by kind 'prefix'.
+  `terms` (Gemma's score terms) are computed by the reference only: with them `auto` is 'xla'.
   """
   if kind not in MASK_KINDS:
     raise ValueError(f"mask kind {kind!r} is not one of {MASK_KINDS}")
@@ -127,14 +186,22 @@ def attend(q, k, v, segment_ids, mask_ar, *, kind: str, kernel: str = "xla"):
   name = resolve_kernel(kernel, platform, q.dtype)
   if mask_ar is None:
     mask_ar = jnp.ones_like(segment_ids)
+  if terms.active:
+    if name != "xla" and kernel != "auto":
+      raise ConfigError("model.attention", f"{name!r} does not compute a query scale, "
+                        "soft-capping or a sliding window yet (the Gemma settings); use 'auto' "
+                        "or 'xla'")
+    return xla_attention(q, k, v, segment_ids, mask_ar, kind=kind, platform=platform,
+                         terms=terms)
   return ATTENTION_KERNELS.get(name)(q, k, v, segment_ids, mask_ar, kind=kind, platform=platform)
 
 
 @ATTENTION_KERNELS.register("xla")
-def xla_attention(q, k, v, segment_ids, mask_ar, *, kind, platform):
-  """The reference: the full mask and float32 scores, any backend."""
+def xla_attention(q, k, v, segment_ids, mask_ar, *, kind, platform, terms=NO_TERMS):
+  """The reference: the full mask and float32 scores, any backend; every `ScoreTerms` term."""
   del platform
-  return attend_with_mask(q, k, v, mask_for_kind(segment_ids, mask_ar, kind))
+  mask = terms.mask(mask_for_kind(segment_ids, mask_ar, kind))
+  return attend_with_mask(q, k, v, mask, terms)
 
 
 @ATTENTION_KERNELS.register("cudnn")

@@ -34,9 +34,10 @@ def _capacities(length: int) -> tuple[int, ...]:
   return tuple(caps)
 
 
-def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss):
+def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss, logit_softcap):
   """One capacity. hidden float[B, T, D], matrix float[V, D], targets int[B, T], weights
-  float32[B, T] -> (objective, (nll, z, weight, correct), d hidden float[B, T, D], d matrix)."""
+  float32[B, T] -> (objective, (nll, z, weight, correct), d hidden float[B, T, D], d matrix).
+  logit_softcap > 0: the loss is taken on c * tanh(logits / c) (Gemma 2's final soft-capping)."""
   # Loss positions first, in order (argsort is stable); the rest fill the tail of the capacity
   # with weight 0.
   order = jnp.argsort(weights <= 0, axis=-1, stable=True)[:, :capacity]  # int[B, C]
@@ -45,6 +46,8 @@ def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss):
   w = jnp.take_along_axis(weights, order, axis=1)
   logits = jnp.einsum("bcd,vd->bcv", h, matrix.astype(h.dtype),
                       preferred_element_type=jnp.float32)  # [B, C, V]
+  if logit_softcap:
+    logits = logit_softcap * jnp.tanh(logits / logit_softcap)
   max_logit = jnp.max(logits, axis=-1)
   exp = jnp.exp(logits - max_logit[..., None])
   sum_exp = jnp.sum(exp, axis=-1)
@@ -57,6 +60,8 @@ def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss):
   scale = w * (1.0 + 2.0 * z_loss * log_z) / sum_exp
   grad = exp * scale[..., None]
   grad = grad - jax.nn.one_hot(t, logits.shape[-1], dtype=grad.dtype) * w[..., None]
+  if logit_softcap:  # d(c tanh(l / c)) / dl = 1 - tanh^2 = 1 - (capped / c)^2
+    grad = grad * (1.0 - jnp.square(logits / logit_softcap))
   grad = grad.astype(h.dtype)
   d_h = jnp.einsum("bcv,vd->bcd", grad, matrix.astype(h.dtype))
   # [D, V] first: contracting the rows of both operands as (h^T)(grad) moves the small operand,
@@ -68,28 +73,30 @@ def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss):
           d_matrix.astype(matrix.dtype))
 
 
-def _forward(hidden, matrix, targets, weights, z_loss):
+def _forward(hidden, matrix, targets, weights, z_loss, logit_softcap):
   caps = _capacities(hidden.shape[1])
   fullest = jnp.max(jnp.sum(weights > 0, axis=-1))
   branch = jnp.searchsorted(jnp.asarray(caps), fullest)  # smallest capacity >= fullest row
-  branches = [functools.partial(_sums_and_grads, c, z_loss=z_loss) for c in caps]
+  branches = [functools.partial(_sums_and_grads, c, z_loss=z_loss, logit_softcap=logit_softcap)
+              for c in caps]
   return jax.lax.switch(jnp.minimum(branch, len(caps) - 1), branches, hidden, matrix, targets,
                         weights)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _objective(hidden, matrix, targets, weights, z_loss):
-  objective, sums, _, _ = _forward(hidden, matrix, targets, weights, z_loss)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _objective(hidden, matrix, targets, weights, z_loss, logit_softcap):
+  objective, sums, _, _ = _forward(hidden, matrix, targets, weights, z_loss, logit_softcap)
   return objective, sums
 
 
-def _objective_fwd(hidden, matrix, targets, weights, z_loss):
-  objective, sums, d_hidden, d_matrix = _forward(hidden, matrix, targets, weights, z_loss)
+def _objective_fwd(hidden, matrix, targets, weights, z_loss, logit_softcap):
+  objective, sums, d_hidden, d_matrix = _forward(hidden, matrix, targets, weights, z_loss,
+                                                 logit_softcap)
   return (objective, sums), (d_hidden, d_matrix)
 
 
-def _objective_bwd(z_loss, residuals, cotangents):
-  del z_loss
+def _objective_bwd(z_loss, logit_softcap, residuals, cotangents):
+  del z_loss, logit_softcap
   d_hidden, d_matrix = residuals
   ct = cotangents[0]  # the sums carry no gradient
   return (d_hidden * ct.astype(d_hidden.dtype), d_matrix * ct.astype(d_matrix.dtype), None, None)
@@ -99,7 +106,7 @@ _objective.defvjp(_objective_fwd, _objective_bwd)
 
 
 def fused_loss_sums(hidden: jax.Array, matrix: jax.Array, batch: dict,
-                    z_loss: float = 0.0) -> dict[str, jax.Array]:
+                    z_loss: float = 0.0, logit_softcap: float = 0.0) -> dict[str, jax.Array]:
   """`loss.loss_sums` from hidden states instead of logits.
 
   Args:
@@ -108,11 +115,13 @@ def fused_loss_sums(hidden: jax.Array, matrix: jax.Array, batch: dict,
       transposed).
     batch: the batch of docs/contracts.md §4.
     z_loss: weight of log(Z)^2.
+    logit_softcap: > 0: the logits are soft-capped first, c * tanh(logits / c), as the
+      decoder's `final_logit_softcap` does to its full logits.
   Returns:
     {'objective': nll + z (differentiable), 'nll', 'z', 'weight', 'correct'} as sums.
   """
   targets = jnp.pad(batch["tokens"][:, 1:], ((0, 0), (0, 1)))
   weights = jnp.pad(target_weights(batch), ((0, 0), (0, 1)))
   objective, (nll, z, weight, correct) = _objective(hidden, matrix, targets, weights,
-                                                    float(z_loss))
+                                                    float(z_loss), float(logit_softcap))
   return {"objective": objective, "nll": nll, "z": z, "weight": weight, "correct": correct}

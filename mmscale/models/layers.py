@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from mmscale.models.attention import attend, attend_with_mask, mask_for_kind
+from mmscale.models.attention import ScoreTerms, attend, attend_with_mask, mask_for_kind
 from mmscale.registry import Registry
 
 Dtype = Any
@@ -89,25 +89,30 @@ def dense(features, names, *, axis=-1, use_bias=False, dtype=jnp.float32,
 class RMSNorm(nn.Module):
   """RMS norm over the last axis: x / rms(x) * scale. float[..., D] -> float[..., D].
 
-  `axis_name` is the logical name of the normalised axis ('kv' for the per-head q/k norms)."""
+  `axis_name` is the logical name of the normalised axis ('kv' for the per-head q/k norms).
+  scale_plus_one=True multiplies by (1 + scale) with the scale stored zero-centred (initialised
+  to 0), as Gemma's checkpoints store it; the product is taken in float32 before the cast."""
   epsilon: float = 1e-6
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   axis_name: str = "embed"
+  scale_plus_one: bool = False
 
   @nn.compact
   def __call__(self, x):
-    scale = self.param("scale", partitioned(nn.initializers.ones_init(), (self.axis_name,)),
-                       (x.shape[-1],), self.param_dtype)
+    init = nn.initializers.zeros_init() if self.scale_plus_one else nn.initializers.ones_init()
+    scale = self.param("scale", partitioned(init, (self.axis_name,)), (x.shape[-1],),
+                       self.param_dtype)
     x32 = x.astype(jnp.float32)
     y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
-    return (y * scale.astype(jnp.float32)).astype(self.dtype)
+    scale32 = scale.astype(jnp.float32) + (1.0 if self.scale_plus_one else 0.0)
+    return (y * scale32).astype(self.dtype)
 
 
-def layer_norm(dtype, param_dtype, name=None) -> nn.LayerNorm:
+def layer_norm(dtype, param_dtype, name=None, epsilon: float = 1e-6) -> nn.LayerNorm:
   """nn.LayerNorm (float32 statistics) with logically named scale and bias."""
   return nn.LayerNorm(
-      epsilon=1e-6, dtype=dtype, param_dtype=param_dtype, use_fast_variance=False,
+      epsilon=epsilon, dtype=dtype, param_dtype=param_dtype, use_fast_variance=False,
       scale_init=partitioned(nn.initializers.ones_init(), ("embed",)),
       bias_init=partitioned(nn.initializers.zeros_init(), ("embed",)), name=name)
 
@@ -152,9 +157,12 @@ def apply_rope(x: jax.Array, positions: jax.Array, theta: float, scaling=None) -
   Positions are explicit (not arange) because packed rows restart at 0 per example and decode
   steps sit at arbitrary offsets. `scaling`: see `rope_frequencies`.
   """
-  head_dim = x.shape[-1]
-  half = head_dim // 2
-  freq = rope_frequencies(head_dim, theta, scaling)  # [Dh/2]
+  return apply_rope_frequencies(x, positions, rope_frequencies(x.shape[-1], theta, scaling))
+
+
+def apply_rope_frequencies(x: jax.Array, positions: jax.Array, freq: jax.Array) -> jax.Array:
+  """`apply_rope` with given inverse frequencies float32[Dh/2] (e.g. chosen per layer)."""
+  half = x.shape[-1] // 2
   angle = positions.astype(jnp.float32)[:, :, None, None] * freq  # [B, T, 1, Dh/2]
   sin, cos = jnp.sin(angle), jnp.cos(angle)
   x32 = x.astype(jnp.float32)
@@ -163,11 +171,23 @@ def apply_rope(x: jax.Array, positions: jax.Array, theta: float, scaling=None) -
   return out.astype(x.dtype)
 
 
+# Activation functions by name (decoder.mlp_activation, vit.activation): Hugging Face's `silu`,
+# `gelu_pytorch_tanh` / `gelu_new` (= 'gelu_tanh'), exact `gelu` (erf) and CLIP's `quick_gelu`.
+ACTIVATIONS = Registry("activation")
+ACTIVATIONS.add("silu", nn.silu)
+ACTIVATIONS.add("gelu_tanh", lambda x: nn.gelu(x, approximate=True))
+ACTIVATIONS.add("gelu", lambda x: nn.gelu(x, approximate=False))
+ACTIVATIONS.add("quick_gelu", lambda x: x * nn.sigmoid(1.702 * x))
+
+
 class SwiGLU(nn.Module):
-  """Gated MLP: down(silu(gate(x)) * up(x)). float[B, T, D] -> float[B, T, D]."""
+  """Gated MLP: down(act(gate(x)) * up(x)). float[B, T, D] -> float[B, T, D].
+
+  act is silu (SwiGLU, Llama / Qwen) or another ACTIVATIONS entry (Gemma: 'gelu_tanh', GeGLU)."""
   mlp_dim: int
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  activation: str = "silu"
 
   @nn.compact
   def __call__(self, x):
@@ -175,22 +195,26 @@ class SwiGLU(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     gate = dense(self.mlp_dim, ("embed", "mlp"), name="wi_gate", **kw)(x)
     up = dense(self.mlp_dim, ("embed", "mlp"), name="wi_up", **kw)(x)
-    h = constrain(nn.silu(gate) * up, BATCH_LENGTH_MLP)
+    h = constrain(ACTIVATIONS.get(self.activation)(gate) * up, BATCH_LENGTH_MLP)
     return dense(d, ("mlp", "embed"), name="wo", **kw)(h)
 
 
 class GeluMLP(nn.Module):
-  """ViT-style MLP with biases: fc2(gelu(fc1(x))). float[N, P, D] -> float[N, P, out_dim or D]."""
+  """ViT-style MLP with biases: fc2(act(fc1(x))). float[N, P, D] -> float[N, P, out_dim or D].
+
+  act: tanh-approximate GELU (SigLIP, big_vision) or another ACTIVATIONS entry (CLIP:
+  'quick_gelu')."""
   mlp_dim: int
   out_dim: int | None = None
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  activation: str = "gelu_tanh"
 
   @nn.compact
   def __call__(self, x):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, use_bias=True)
     h = dense(self.mlp_dim, ("embed", "mlp"), name="fc1", **kw)(x)
-    h = constrain(nn.gelu(h), BATCH_LENGTH_MLP)
+    h = constrain(ACTIVATIONS.get(self.activation)(h), BATCH_LENGTH_MLP)
     return dense(self.out_dim or x.shape[-1], ("mlp", "embed"), name="fc2", **kw)(h)
 
 
@@ -228,9 +252,21 @@ class Attention(nn.Module):
   rope_scaling: tuple | None = None
   kernel: str = "xla"
   causal: bool = False
+  # Gemma 2 / 3: q/k norms multiply by (1 + scale); scores scaled by query_pre_attn_scalar^-0.5
+  # (0: head_dim^-0.5); tanh soft-capping of the scores (logit_softcap, 0 = off); a sliding
+  # window of `sliding_window` key slots (0 = none) on the layers whose call passes `local`
+  # True, which also use plain RoPE with base `rope_local_theta` (0: the layer's own RoPE).
+  # The score terms go to the kernel as `attention.ScoreTerms`.
+  norm_scale_plus_one: bool = False
+  query_pre_attn_scalar: float = 0.0
+  logit_softcap: float = 0.0
+  sliding_window: int = 0
+  rope_local_theta: float = 0.0
 
   @nn.compact
-  def __call__(self, x, positions=None, segment_ids=None, mask_ar=None):
+  def __call__(self, x, positions=None, segment_ids=None, mask_ar=None, local=None):
+    """`local`: bool[] (may be traced), whether this layer is a sliding-window layer; None = it
+    is when `sliding_window` > 0."""
     b, t, d = x.shape
     h, kvh, dh = self.num_heads, self.num_kv_heads, self.head_dim
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, use_bias=self.use_bias)
@@ -240,35 +276,44 @@ class Attention(nn.Module):
     v = dense((kvh, dh), ("embed", "kv_heads", "kv"), name="value", **in_kw)(x)
     if self.qk_norm:
       norm_kw = dict(epsilon=self.norm_eps, dtype=self.dtype, param_dtype=self.param_dtype,
-                     axis_name="kv")
+                     axis_name="kv", scale_plus_one=self.norm_scale_plus_one)
       q = RMSNorm(name="query_norm", **norm_kw)(q)
       k = RMSNorm(name="key_norm", **norm_kw)(k)
     q = constrain(q, BATCH_LENGTH_HEADS_KV)
     if self.rope_theta is not None:
-      q = apply_rope(q, positions, self.rope_theta, self.rope_scaling)
-      k = apply_rope(k, positions, self.rope_theta, self.rope_scaling)
+      freq = rope_frequencies(dh, self.rope_theta, self.rope_scaling)
+      if self.sliding_window and self.rope_local_theta:
+        local_freq = rope_frequencies(dh, self.rope_local_theta)
+        freq = local_freq if local is None else jnp.where(local, local_freq, freq)
+      q = apply_rope_frequencies(q, positions, freq)
+      k = apply_rope_frequencies(k, positions, freq)
 
     if segment_ids is None:
       segment_ids = jnp.ones((b, t), jnp.int32)
     kind = "bidirectional" if mask_ar is None else "causal" if self.causal else "prefix"
+    scalar = self.query_pre_attn_scalar
+    terms = ScoreTerms(scale=scalar ** -0.5 if scalar and scalar != dh else None,
+                       logit_softcap=self.logit_softcap, sliding_window=self.sliding_window,
+                       local=local)
     if self.decode:
       mask = mask_for_kind(segment_ids, mask_ar, kind)
-      k, v, mask = self._use_cache(k, v, mask, segment_ids)
-      out = attend_with_mask(q, k, v, mask)
+      k, v, mask, query_offset = self._use_cache(k, v, mask, segment_ids)
+      out = attend_with_mask(q, k, v, terms.mask(mask, query_offset), terms)
     else:
-      out = attend(q, k, v, segment_ids, mask_ar, kind=kind, kernel=self.kernel)
+      out = attend(q, k, v, segment_ids, mask_ar, kind=kind, kernel=self.kernel, terms=terms)
     out = constrain(out.reshape(b, t, h, dh), BATCH_LENGTH_HEADS_KV)
     return dense(d, ("heads", "kv", "embed"), axis=(-2, -1), name="out", **kw)(out)
 
   def _use_cache(self, k, v, local_mask, segment_ids):
-    """Writes k/v into the cache; returns (all keys, all values, mask bool[B, T, L])."""
+    """Writes k/v into the cache; returns (all keys, all values, mask bool[B, T, L], the cache
+    slot of the first query)."""
     initialized = self.has_variable("cache", "cached_key")
     ck = self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
     cv = self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
     cvalid = self.variable("cache", "cached_valid", jnp.zeros, segment_ids.shape, jnp.bool_)
     cidx = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
     if not initialized:  # init: allocate only
-      return k, v, local_mask
+      return k, v, local_mask, 0
     t = k.shape[1]
     length = ck.value.shape[1]
     idx = cidx.value
@@ -283,7 +328,7 @@ class Attention(nn.Module):
     rel = key_pos - idx  # key j is new key rel[j] of this call
     is_new = (rel >= 0) & (rel < t)
     new = jnp.take(local_mask, jnp.clip(rel, 0, t - 1), axis=2) & is_new[None, None, :]
-    return ck.value, cv.value, earlier | new
+    return ck.value, cv.value, earlier | new, idx
 
 
 def replace_with_nearest(x: jax.Array, centroids: jax.Array, where: jax.Array) -> jax.Array:

@@ -47,6 +47,9 @@ class MLLM(nn.Module):
     self.vit = ViT(image_size=v.image_size, patch_size=v.patch_size, width=v.width,
                    depth=v.depth, heads=v.heads, mlp_dim=v.mlp_dim,
                    posemb=cfg.vit.posemb, final_norm=cfg.vit.final_norm,
+                   class_token=v.class_token, pre_norm=v.pre_norm, patch_bias=v.patch_bias,
+                   activation=v.activation, norm_eps=v.norm_eps,
+                   pixel_mean=tuple(v.pixel_mean), pixel_std=tuple(v.pixel_std),
                    attention=cfg.attention, **self._dtypes())
     self.connector = get_connector(c.name)(
         num_tokens=c.num_tokens, hidden_dim=c.hidden_dim or cfg.decoder.width,
@@ -87,7 +90,11 @@ class MLLM(nn.Module):
         remat_policy=self.config.decoder.remat_policy,
         dropout_rate=self.config.decoder.dropout_rate, norm_eps=d.norm_eps,
         qkv_bias=d.qkv_bias, qk_norm=d.qk_norm, rope_scaling=rope_scaling(self.config),
-        scale_embeddings=d.scale_embeddings,
+        scale_embeddings=d.scale_embeddings, norm_scale_plus_one=d.norm_scale_plus_one,
+        post_norms=d.post_norms, mlp_activation=d.mlp_activation,
+        query_pre_attn_scalar=d.query_pre_attn_scalar, attn_logit_softcap=d.attn_logit_softcap,
+        final_logit_softcap=d.final_logit_softcap, sliding_window=d.sliding_window,
+        global_every=d.global_every, rope_local_theta=d.rope_local_theta,
         moe_every=d.moe_every, moe=MoESettings.from_decoder_config(d),
         attention=self.config.attention, causal_only=d.causal_only,
         decode=decode, deterministic=deterministic, name="decoder", **self._dtypes())

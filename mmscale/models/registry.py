@@ -12,7 +12,7 @@ from mmscale.errors import ConfigError
 from mmscale.models.connectors import connector_names, get_connector
 from mmscale.models.attention import HALF_DTYPES, KERNEL_NAMES
 from mmscale.models.decoder import REMAT_POLICIES
-from mmscale.models.layers import ROPE_SCALINGS
+from mmscale.models.layers import ACTIVATIONS, ROPE_SCALINGS
 from mmscale.models.mllm import MLLM, head_dim, num_patches
 from mmscale.models.moe import DISPATCHES
 from mmscale.registry import Registry
@@ -95,8 +95,9 @@ def _validate_vit(cfg):
   _positive_ints(cfg, [f"vit.{k}" for k in
                        ("image_size", "patch_size", "width", "depth", "heads", "mlp_dim")])
   v = cfg.vit
-  if v.image_size % v.patch_size:
-    raise ConfigError("model.vit.image_size", f"{v.image_size} is not divisible by "
+  if v.image_size < v.patch_size:  # a size that does not divide loses its last pixels, as in
+    # the conv of the checkpoints (siglip-so400m-patch14-384: 27 x 27 patches cover 378 px)
+    raise ConfigError("model.vit.image_size", f"{v.image_size} is smaller than "
                       f"model.vit.patch_size = {v.patch_size}")
   if v.width % v.heads:
     raise ConfigError("model.vit.heads", f"model.vit.width = {v.width} is not divisible by "
@@ -106,6 +107,40 @@ def _validate_vit(cfg):
     raise ConfigError("model.vit.posemb", f"must be 'learned' or 'sincos2d' (got {posemb!r})")
   if posemb == "sincos2d" and v.width % 4:
     raise ConfigError("model.vit.width", f"sincos2d needs a multiple of 4 (got {v.width})")
+  for flag in ("class_token", "pre_norm", "patch_bias", "final_norm"):
+    _check_bool(cfg, f"vit.{flag}")
+  _check_activation(cfg, "vit.activation")
+  _non_negative(cfg, "vit.norm_eps", strictly=True)
+  for field in ("pixel_mean", "pixel_std"):
+    value = _value(cfg, f"vit.{field}")
+    if (not isinstance(value, (tuple, list)) or len(value) != 3
+        or not all(isinstance(x, (int, float)) for x in value)
+        or (field == "pixel_std" and min(value) <= 0)):
+      raise ConfigError(f"model.vit.{field}", f"must be 3 numbers, one per RGB channel"
+                        f"{' (> 0)' if field == 'pixel_std' else ''} (got {value!r})")
+
+
+def _check_bool(cfg, path: str):
+  value = _value(cfg, path)
+  if not isinstance(value, bool):
+    raise ConfigError(f"model.{path}", f"must be true or false (got {value!r})")
+
+
+def _check_activation(cfg, path: str):
+  value = _value(cfg, path)
+  if value not in ACTIVATIONS:
+    raise ConfigError(f"model.{path}", f"unknown activation {value!r}; known: "
+                      f"{ACTIVATIONS.names()}")
+
+
+def _non_negative(cfg, path: str, strictly: bool = False, integer: bool = False):
+  """A number >= 0 (> 0 when `strictly`; an int when `integer`)."""
+  value = _value(cfg, path)
+  kinds = (int,) if integer else (int, float)
+  if (isinstance(value, bool) or not isinstance(value, kinds)
+      or value < 0 or (strictly and value == 0)):
+    what = ("an integer" if integer else "a number") + (" > 0" if strictly else " >= 0")
+    raise ConfigError(f"model.{path}", f"must be {what} (got {value!r})")
 
 
 def _validate_connector(cfg):
@@ -150,7 +185,36 @@ def _validate_decoder(cfg):
   rate = _value(cfg, "decoder.dropout_rate")
   if not 0.0 <= rate < 1.0:
     raise ConfigError("model.decoder.dropout_rate", f"must be in [0, 1) (got {rate})")
+  _validate_gemma_variants(cfg)
   _validate_moe(cfg)
+
+
+def _validate_gemma_variants(cfg):
+  """Norm, MLP, soft-capping and sliding-window settings (Gemma 2 / 3)."""
+  d = cfg.decoder
+  for flag in ("norm_scale_plus_one", "post_norms"):
+    _check_bool(cfg, f"decoder.{flag}")
+  _check_activation(cfg, "decoder.mlp_activation")
+  for field in ("query_pre_attn_scalar", "attn_logit_softcap", "final_logit_softcap",
+                "rope_local_theta"):
+    _non_negative(cfg, f"decoder.{field}")
+  for field in ("sliding_window", "global_every"):
+    _non_negative(cfg, f"decoder.{field}", integer=True)
+  if not d.sliding_window:
+    for field in ("global_every", "rope_local_theta"):
+      if d[field]:
+        raise ConfigError(f"model.decoder.{field}", f"{d[field]} sets up sliding-window layers "
+                          "but model.decoder.sliding_window is 0 (no window)")
+  scores = [f for f in ("attn_logit_softcap", "sliding_window") if d[f]]
+  if d.query_pre_attn_scalar and d.query_pre_attn_scalar != head_dim(cfg):
+    scores.append("query_pre_attn_scalar")
+  if cfg.attention in ("splash", "cudnn") and scores:
+    raise ConfigError("model.attention", f"{cfg.attention!r} does not compute "
+                      f"model.decoder.{scores[0]} yet (the XLA reference does: use 'auto', which "
+                      "picks it for such a decoder, or 'xla')")
+  if d.moe_every and d.mlp_activation != "silu":
+    raise ConfigError("model.decoder.mlp_activation", "mixture-of-experts layers are SwiGLU "
+                      f"experts; mlp_activation {d.mlp_activation!r} needs moe_every = 0")
 
 
 def _validate_moe(cfg):

@@ -27,6 +27,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   microbatches gives exactly the gradient of one big batch.
   """
   z_loss = float(config.model.decoder.z_loss)
+  softcap = float(config.model.decoder.final_logit_softcap)
   accum = int(config.optim.grad_accum_steps)
   batch_sharding = sharding_rules.batch_sharding(mesh, rules)
   dropout = config.model.decoder.dropout_rate > 0
@@ -40,10 +41,10 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
     kwargs = dict(deterministic=not dropout, rngs=rngs, features_only=True)
     if not moe:
       hidden, matrix = model.apply({"params": params}, micro, **kwargs)
-      sums = fused_loss_sums(hidden, matrix, micro, z_loss)
+      sums = fused_loss_sums(hidden, matrix, micro, z_loss, softcap)
       return sums.pop("objective"), sums
     (hidden, matrix), state = model.apply({"params": params}, micro, mutable=["moe"], **kwargs)
-    sums = fused_loss_sums(hidden, matrix, micro, z_loss)
+    sums = fused_loss_sums(hidden, matrix, micro, z_loss, softcap)
     objective = sums.pop("objective")
     # Router losses are per-token means; weighting them by this microbatch's target count keeps
     # the accumulated total / total targets an average over microbatches.

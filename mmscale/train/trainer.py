@@ -23,7 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from mmscale.data import pipeline
 from mmscale.data.batch import empty_rows
-from mmscale.hf.init_from import apply_init_from
+from mmscale.hf.init_from import apply_init_from, starts_from_checkpoints
 from mmscale.errors import TrainingDivergedError
 from mmscale.models import flops as flops_lib
 from mmscale.parallel import mesh as mesh_lib
@@ -132,7 +132,7 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
     except (ValueError, TypeError, KeyError) as e:  # Orbax: a tree or shape that differs
       raise resume.restore_error(workdir, cfg, e) from e
     data_iter = data_iter if restart_data else restored_iter
-  elif any(cfg.model.init_from.values()):  # a fresh start from pretrained checkpoints
+  elif starts_from_checkpoints(cfg.model):  # a fresh start from pretrained checkpoints
     with jax.set_mesh(mesh):
       state = state.replace(params=apply_init_from(cfg.model, state.params))
   start_step = int(np.asarray(state.step.addressable_data(0)))
