@@ -16,6 +16,7 @@ PINNED_PACKAGES = (
     "grain", "array-record", "ml-collections", "ml-dtypes", "clu", "etils",
     "sentencepiece", "scipy", "tensorboardX",
     "tensorflow-cpu", "tensorflow", "tensorboard", "tensorflow-datasets", "apache-beam",
+    "fsspec", "gcsfs",
 )
 # What a result row records: the packages above that shape numbers (not the optional stacks).
 RESULT_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy")

@@ -12,6 +12,7 @@
 tools/curves.py adds `## Learning curves`, `--preamble` is markdown put verbatim after the title
 (the setup and exact commands), so the committed report regenerates from committed files alone.
 Writes the markdown at --out (default DIR/report.md) and PNG figures in `<out stem>_plots/`.
+Tables, DIR and --out may be local or in a bucket (`gs://...`, any etils.epath path).
 """
 import os
 import sys
@@ -20,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from mmscale import cli_flags  # noqa: E402
+from mmscale import cli_flags, paths  # noqa: E402
 from mmscale.errors import UsageError  # noqa: E402
 from mmscale.scaling import claims as claims_lib  # noqa: E402
 from mmscale.scaling import curves as curves_lib  # noqa: E402
@@ -72,14 +73,10 @@ def main(argv: list[str]) -> int:
 
 def _write(args, sources) -> int:
   rows, failed, pending = load_all(sources)
-  out = args.out or os.path.join(args.sweep_dir or os.path.dirname(sources[0]), "report.md")
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  out = args.out or paths.join(args.sweep_dir or paths.parent(sources[0]), "report.md")
   title = args.title or "Scaling report: " + " + ".join(
       os.path.basename(os.path.normpath(s)) for s in sources)
-  preamble = ""
-  if args.preamble:
-    with open(args.preamble) as f:
-      preamble = f.read()
+  preamble = paths.read_text(args.preamble) if args.preamble else ""
   path = Report(rows, by=args.by.split(","), metric=args.metric, title=title,
                 source=", ".join(f"`{s}`" for s in sources), failed=failed, pending=pending,
                 claims=claims_lib.load(args.claims) if args.claims else (),

@@ -12,7 +12,8 @@ What mmscale computes and a LLaVA model cannot express fails naming the config f
   - tied embeddings with scale_embeddings (the sqrt(width) factor is folded into an untied
     embedding table, but a tied table also makes the logits).
 Every process takes part (params are gathered); process 0 writes. The whole model passes
-through process 0's memory once, in float32, in one `model.safetensors`.
+through process 0's memory once, in float32, in one `model.safetensors`. The output directory may
+be local or in a bucket (`gs://...`): safetensors writes a local file, which is then copied.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from safetensors.numpy import save_file
 
+from mmscale import paths
 from mmscale.errors import ConfigError
 from mmscale.hf.families import export_family
 from mmscale.hf.mapping import Tensor, connector_tensors, decoder_tensors, vision_tensors
@@ -79,12 +81,12 @@ def text_config(model_config, special_ids: dict | None = None) -> dict:
 def _write(out_dir: str, config: dict, tensors: dict, extra_files: dict | None = None) -> None:
   if jax.process_index() != 0:
     return
-  os.makedirs(out_dir, exist_ok=True)
-  save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()},
-            os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
-  for name, content in {"config.json": config, **(extra_files or {})}.items():
-    with open(os.path.join(out_dir, name), "w") as f:
-      json.dump(content, f, indent=2)
+  with paths.local_dir(out_dir) as local:  # safetensors writes local files only
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+              os.path.join(local, "model.safetensors"), metadata={"format": "pt"})
+    for name, content in {"config.json": config, **(extra_files or {})}.items():
+      with open(os.path.join(local, name), "w") as f:
+        json.dump(content, f, indent=2)
 
 
 def export_text(model_config, params: dict, out_dir: str, special_ids: dict | None = None):
