@@ -48,6 +48,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.name = "mllm"
   c.model.dtype = "float32"
   c.model.param_dtype = "float32"
+  # attention kernel of the ViT and the decoder (docs/attention.md): auto = splash on TPU, cuDNN
+  # on GPU with a 16-bit dtype, else xla (the reference) | xla | splash | cudnn
+  c.model.attention = "auto"
   c.model.vit = ml_collections.ConfigDict(dict(
       image_size=48, patch_size=16, width=128, depth=2, heads=4, mlp_dim=512,
       posemb="learned", final_norm=True))  # posemb: learned | sincos2d

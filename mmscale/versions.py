@@ -16,6 +16,8 @@ PINNED_PACKAGES = (
     "grain", "array-record", "ml-collections", "ml-dtypes", "clu", "etils",
     "sentencepiece", "scipy", "tensorboardX",
     "tensorflow-cpu", "tensorflow", "tensorboard", "tensorflow-datasets", "apache-beam",
+    # the test extra's OpenAI-compatible server (`transformers serve`) and its web stack
+    "transformers", "fastapi", "starlette", "uvicorn", "openai",
     "fsspec", "gcsfs",
 )
 # What a result row records: the packages above that shape numbers (not the optional stacks).

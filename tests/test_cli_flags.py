@@ -18,7 +18,8 @@ from mmscale.scaling import cli as sweep_cli
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ["tools/build_world.py", "tools/report.py", "tools/enrich.py", "tools/density.py",
            "tools/train_tokenizer.py", "tools/ingest.py", "tools/inspect_data.py",
-           "tools/curves.py", "tools/export.py", "tools/probe.py", "tools/pod_table.py",
+           "tools/curves.py", "tools/results_table.py", "tools/export.py", "tools/probe.py",
+           "tools/pod_table.py",
            "bench/enrich.py",
            "bench/matmul_peak.py", "bench/data_pipeline.py", "bench/train_step.py",
            "bench/generate.py"]

@@ -71,15 +71,30 @@ def test_tiny_config_compiles_for_a_v5e_slice_and_fits(tmp_path, capsys):
   assert report["levers"] == []
 
 
+LONG = ["--target=v5e-4", "--config.data.seq_len=4096", "--config.data.batch_size=64"]
+
+
 def test_oversized_config_does_not_fit_and_names_the_levers(capsys):
   # seq 4096: the XLA attention's float32 T x T scores alone are 1 GiB per head and row.
-  code = compile_cli.main(["compile", XS, "--target=v5e-4", "--config.data.seq_len=4096",
-                           "--config.data.batch_size=64"])
+  code = compile_cli.main(["compile", XS, *LONG, "--config.model.attention=xla"])
   printed = capsys.readouterr().out
   assert code == 1
   assert "DOES NOT FIT" in printed and "exceeds available HBM (15.75G)" in printed
   assert "--config.optim.grad_accum_steps=" in printed and "(fits with 10% headroom)" in printed
-  assert "kernel attention" in printed
+  assert "--config.model.attention=auto" in printed and "attention: xla" in printed
+
+
+def test_the_tpu_step_uses_splash_attention_and_then_fits(tmp_path, capsys):
+  # The same step with the default kernel choice: on a TPU target 'auto' is splash, whose
+  # forward and backward passes are Mosaic custom calls in the compiled HLO.
+  out = tmp_path / "report.json"
+  assert compile_cli.main(["compile", XS, *LONG, f"--out={out}"]) == 0
+  report = json.loads(out.read_text())
+  assert report["attention"] == "splash" and report["fits"] is True
+  # ViT + the scanned decoder body: forward, dq and dkv kernels of each
+  assert report["kernel_calls"]["tpu_custom_call"] >= 6
+  assert "attention: splash (fused kernels in the compiled step: tpu_custom_call x" in (
+      capsys.readouterr().out)
 
 
 def test_eval_and_generate_steps_compile_for_a_v5e_slice(tmp_path, capsys):
@@ -143,6 +158,7 @@ def test_inference_levers_halve_the_eval_batch_until_it_fits():
   from mmscale.spec import validate  # pylint: disable=import-outside-toplevel
   target = targets.resolve_target("v5e-4")
   c = config_lib.load_config("configs/scaling/point.py:size=xs")
+  c.model.attention = "xla"  # the XLA attention: the kernel is a lever too
   spec = validate(c, 4, num_processes=1)
   hbm = target.chip.hbm_bytes
   memory = {"arguments": 1 << 30, "outputs": 0, "aliased": 0, "temporaries": 3 * hbm}
@@ -160,7 +176,7 @@ def test_inference_levers_halve_the_eval_batch_until_it_fits():
   assert [l["fits"] for l in levers] == [False, True]
   needed = memory["total"]
   assert levers[-1]["estimated_total_bytes"] == int(4000 + (needed - 4000) * 16 / 64)
-  assert "kernel attention" in report_lib.format_report(report)
+  assert "--config.model.attention=auto: the XLA attention" in report_lib.format_report(report)
 
 
 HLO = """HloModule m
@@ -205,7 +221,8 @@ def test_pod_table_regenerates_a_row_between_its_markers(tmp_path):
   assert text.startswith("# title\n") and text.endswith("\n\nafter\n") and "old" not in text
   assert "python tools/pod_table.py --row=configs/scaling/point.py:size=xs@v5e-8" in text
   row = [l for l in text.splitlines() if l.startswith("| `point:size=xs`")]
-  assert len(row) == 1 and "| v5e-8 | 8, 1, 1 | 1 | 0.00B |" in row[0] and "| yes (" in row[0]
+  assert len(row) == 1 and "| v5e-8 | 8, 1, 1 | 1 | splash (6 kernels) | 0.00B |" in row[0]
+  assert "| yes (" in row[0]
   assert len(list(tmp_path.glob("*.json"))) == 1
 
 

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmscale.models.connectors import adaptive_pool_matrix
-from mmscale.models.layers import Attention, apply_rope, make_attention_mask
+from mmscale.models.attention import make_attention_mask
+from mmscale.models.layers import Attention, apply_rope
 from mmscale.testing import numpy_init
 
 

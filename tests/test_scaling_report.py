@@ -2,6 +2,7 @@
 alone: a small fixture table with known structure, written as CSV, no run directories."""
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -135,3 +136,71 @@ def test_report_bad_claim_is_one_error(tmp_path, capsys):
                       f"--out={tmp_path / 'r.md'}"])
   assert "claim 'q': field 'b'" in capsys.readouterr().err
   assert not (tmp_path / "r.md").exists()
+
+
+def _fake_run(workdir, steps=40, accuracy=0.5):
+  """A run directory as training + evaluation leave it: config.json, metrics.jsonl, eval/."""
+  os.makedirs(workdir / "eval")
+  config = {"seed": 3, "data": {"batch_size": 4, "seq_len": 16, "world_dir": str(workdir / "w"),
+                                "mixture": {"vqa": 1.0}, "sources": {}},
+            "train": {"steps": steps}}
+  (workdir / "config.json").write_text(json.dumps(config))
+  (workdir / "metrics.jsonl").write_text(
+      '{"step": 1, "loss": 5.5, "flops_per_step": 6400.0, "tokens_per_step": 64}\n'
+      f'{{"step": {steps}, "loss": 0.25}}\n')
+  results = {"step": steps, "vqa/accuracy/all": accuracy, "vqa/accuracy/count": accuracy,
+             "vqa/count/all": 10, "vqa/count/count": 10, "vqa/majority/count": 0.4,
+             "heldout/perplexity": 1.5, "package_versions": {"jax": "0.1"},
+             "decoding": {"temperature": 0.0},
+             "metric_steps": {"vqa/accuracy/all": steps, "heldout/perplexity": steps}}
+  (workdir / "eval" / "results.json").write_text(json.dumps(results))
+  return workdir
+
+
+def test_run_rows_report_evaluations_and_chosen_sections(tmp_path, capsys):
+  import sys  # pylint: disable=import-outside-toplevel
+  sys.path.insert(0, os.path.join(REPO, "tools"))
+  import report as report_tool  # pylint: disable=import-outside-toplevel
+  from mmscale.scaling import results  # pylint: disable=import-outside-toplevel
+  rows = [results.run_row("short", str(_fake_run(tmp_path / "a", 40, 0.5)), group="g",
+                          commit="abc"),
+          results.run_row("long", str(_fake_run(tmp_path / "b", 80, 0.75)), group="g",
+                          commit="abc")]
+  assert rows[0]["tokens_trained"] == 40 * 4 * 16 and rows[0]["flops"] == 100.0 * 40 * 64
+  assert rows[0]["first_loss"] == 5.5 and rows[0]["final_loss"] == 0.25
+  assert rows[0]["package_versions"] == '{"jax": "0.1"}' and "metric_steps" not in rows[0]
+  rows[1]["trained_for"] = "heldout_loss,vqa"
+  table = results.write_csv(rows, str(tmp_path / "runs.csv"))
+  out = tmp_path / "r.md"
+  assert report_tool.main(["report.py", f"--results={table}", "--by=name",
+                           "--sections=evaluations,accuracy,points", f"--out={out}"]) == 0
+  text = out.read_text()
+  assert text.index("## Evaluation") < text.index("## Comparison: g") < text.index("## Points")
+  assert "### Scaling fits" not in text and "Spearman" not in text
+  assert "2,560 training positions, 2.56e+05 FLOPs; training loss 5.500 at step 1" in text
+  assert "trained for: vqa, heldout_loss" in text  # the second row's split, as eval prints it
+  assert "| long |  | 5120 | 1 | 0.750 | 0.750 |" in text
+  with pytest.raises(SystemExit):
+    report_tool.main(["report.py", f"--results={table}", "--sections=points,nope",
+                      f"--out={tmp_path / 'x.md'}"])
+  assert "unknown report section(s) ['nope']" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    report_tool.main(["report.py", f"--results={table}", "--sections=probes",
+                      f"--out={tmp_path / 'x.md'}"])
+  assert "--sections=probes needs --probe" in capsys.readouterr().err
+
+
+def test_probe_table_shows_a_ratio_only_above_the_noise():
+  from mmscale.analysis import probe  # pylint: disable=import-outside-toplevel
+  result = {"layers": [1], "k": 8, "beta": 0.1, "num_questions": 1600, "step": 9,
+            "counts": {"all": 1600, "count": 1600}, "majority": {"count": 0.5},
+            "erasure": {q: {"base": 0.8, "text_erased": 0.5, "image_erased": 0.8 - di,
+                            "text_drop": 0.3, "image_drop": di, "ratio": 0.3 / di}
+                        for q, di in (("all", 0.05), ("count", 0.015))},
+            "tccd": {"0.0": {q: {"accuracy": 0.8, "gain": 0.0} for q in ("all", "count")},
+                     "1.0": {q: {"accuracy": 0.7, "gain": -0.1} for q in ("all", "count")}}}
+  lines = probe.markdown_report(result)
+  # SE = sqrt(0.8 * 0.2 / 1600) = 0.01: a 0.05 image drop gives a ratio, 0.015 does not
+  assert "| all | 1600 | - | 0.800 | 0.500 | 0.750 | +0.300 | +0.050 | 6.0 |" in lines
+  assert "| count | 1600 | 0.500 | 0.800 | 0.500 | 0.785 | +0.300 | +0.015 | - |" in lines
+  assert "| 1 | 0.700 (-0.100) | 0.700 (-0.100) |" in lines

@@ -42,6 +42,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_float("timeout_s", 120.0, "per-request timeout", flag_values=fv)
   flags.DEFINE_integer("max_retries", 6, None, flag_values=fv)
   flags.DEFINE_integer("max_reasks", 2, "re-asks on invalid JSON answers", flag_values=fv)
+  flags.DEFINE_integer("max_tokens", 1024, "longest answer the server may generate, in tokens "
+                       "(`max_tokens` of each request)", lower_bound=1, flag_values=fv)
   flags.DEFINE_string("api_key_env", "OPENAI_API_KEY", "name of the environment variable holding "
                       "the API key (never logged)", flag_values=fv)
   flags.DEFINE_enum("response_format", "json_schema", ["json_schema", "json_object", "none"],
@@ -72,6 +74,7 @@ def config_from_args(args) -> jobs.JobConfig:
     backend_kwargs = {"endpoint": args.endpoint, "model": args.model,
                       "concurrency": args.concurrency, "timeout_s": args.timeout_s,
                       "max_retries": args.max_retries, "max_reasks": args.max_reasks,
+                      "max_tokens": args.max_tokens,
                       "api_key_env": args.api_key_env, "response_format": args.response_format}
     if args.cache_dir:
       backend_kwargs["cache_dir"] = args.cache_dir

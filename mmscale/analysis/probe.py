@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import os
 
 
@@ -172,3 +173,49 @@ def format_report(result: dict) -> str:
     cells = "  ".join(f"{q} {v['accuracy']:.3f} ({v['gain']:+.3f})" for q, v in sorted(per.items()))
     lines.append(f"  alpha {a}: {cells}")
   return "\n".join(lines)
+
+
+def _qtypes(per_type: dict) -> list[str]:
+  return sorted(q for q in per_type if q != "all") + (["all"] if "all" in per_type else [])
+
+
+def ratio_cell(row: dict, n: int) -> str:
+  """The text/image drop ratio, or '-' when the image drop is within twice the binomial standard
+  error of the accuracy without erasure, sqrt(p (1 - p) / n): a ratio over a drop that small is
+  noise (0.017 / 0.001 would read as 17)."""
+  p = row["base"]
+  if row["ratio"] is None or row["image_drop"] <= 2 * math.sqrt(p * (1 - p) / max(n, 1)):
+    return "-"
+  return f"{row['ratio']:.1f}"
+
+
+def markdown_report(result: dict, source: str = "") -> list[str]:
+  """Markdown of one probe result (`run`'s JSON, as tools/probe.py writes it): the erasure table
+  per question type and the TCCD table, accuracy (gain over plain decoding) per alpha."""
+  er, counts = result["erasure"], result["counts"]
+  types = _qtypes(er)
+  layers = ", ".join(str(x) for x in result["layers"])
+  cal = result.get("centroids", {})
+  points = cal.get("points", {})
+  lines = [f"### Probe: erased after block(s) {layers}, k = {result['k']}, TCCD b = "
+           f"{result['beta']:g}", ""]
+  lines += [f"{result['num_questions']} questions, checkpoint step {result.get('step')}; "
+            f"centroids from {points.get('text', '?')} text and {points.get('image', '?')} "
+            f"image positions of {cal.get('calibration', {}).get('examples', '?')} training "
+            f"records ({', '.join(cal.get('calibration', {}).get('arms', []))}), K-means seed "
+            f"{cal.get('seed')}" + (f"; `{source}`" if source else "") + ".", ""]
+  lines += ["Erasure:", "", "| question type | n | majority | no erasure | text erased | "
+            "image erased | text drop | image drop | ratio |", "|" + "---|" * 9]
+  for q in types:
+    r, n = er[q], int(counts.get(q, 0))
+    majority = result.get("majority", {}).get(q)
+    lines.append(f"| {q} | {n} | {'-' if majority is None else f'{majority:.3f}'} | "
+                 f"{r['base']:.3f} | {r['text_erased']:.3f} | {r['image_erased']:.3f} | "
+                 f"{r['text_drop']:+.3f} | {r['image_drop']:+.3f} | {ratio_cell(r, n)} |")
+  lines += ["", f"TCCD against the text-erased reference, b = {result['beta']:g}: accuracy (gain "
+            "over plain decoding) per a:", "",
+            "| a | " + " | ".join(types) + " |", "|" + "---|" * (len(types) + 1)]
+  for alpha, per in sorted(result["tccd"].items(), key=lambda kv: float(kv[0])):
+    cells = [f"{per[q]['accuracy']:.3f} ({per[q]['gain']:+.3f})" for q in types]
+    lines.append(f"| {float(alpha):g} | " + " | ".join(cells) + " |")
+  return lines + [""]

@@ -97,3 +97,16 @@ def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
 
   visit(entry, 1, 0)
   return {k: dict(v) for k, v in sorted(out.items())}
+
+
+_CUSTOM_CALL = re.compile(r'custom_call_target="([^"]+)"')
+KERNEL_TARGETS = ("tpu_custom_call", "__cudnn$fmhaSoftmax", "__cudnn$fmhaSoftmaxBackward")
+
+
+def kernel_calls(hlo_text: str) -> dict[str, int]:
+  """{custom-call target: instructions} for fused kernels in the module text: Pallas/Mosaic
+  kernels on TPU (`tpu_custom_call`: splash attention's forward and backward passes) and cuDNN's
+  attention. Counts instructions in the text, not executions (a scanned layer's kernel is one)."""
+  counts = collections.Counter(t for t in _CUSTOM_CALL.findall(hlo_text)
+                               if t in KERNEL_TARGETS or t.startswith("__cudnn$fmha"))
+  return dict(sorted(counts.items()))

@@ -16,6 +16,7 @@ from mmscale.compile import hlo as hlo_lib
 from mmscale.compile.step import CompiledStep
 from mmscale.compile.targets import Target
 from mmscale.models import flops as flops_lib
+from mmscale.models.attention import resolve_kernel
 
 MFUS = (0.40, 0.55)
 HEADROOM = 0.10  # what a preset must leave free (allocator fragmentation, runtime buffers)
@@ -85,6 +86,9 @@ def build_report(result: CompiledStep, target: Target, config_name: str = "") ->
       "flops_per_step": flops, "flops_per_device": flops / target.num_devices,
       "peak_flops_per_device": peak, "projections": projections,
       "collectives": hlo_lib.collectives(result.hlo) if result.hlo else {},
+      "attention": resolve_kernel(str(cfg.model.attention), target.chip.platform,
+                                  str(cfg.model.dtype)),
+      "kernel_calls": hlo_lib.kernel_calls(result.hlo) if result.hlo else {},
       "replicated": [{"path": p, "shape": list(s), "bytes": b} for p, s, b in result.replicated],
   }
   if fits and report["headroom"] >= HEADROOM:
@@ -136,26 +140,29 @@ def levers(result: CompiledStep, report: dict) -> list[dict]:
     out.append({"lever": "--config.model.decoder.remat_policy=full",
                 "estimated_total_bytes": None, "fits": None,
                 "note": "recomputes each layer in the backward pass; the saving needs a compile"})
-  out.append(_scores_lever(result, report["global_batch"] / max(1, cfg.optim.grad_accum_steps)))
-  return out
+  return out + _scores_lever(result, report,
+                             report["global_batch"] / max(1, cfg.optim.grad_accum_steps))
 
 
-def _scores_lever(result: CompiledStep, rows: float) -> dict:
-  """The attention kernel lever: the float32 T x T scores the XLA attention materialises."""
+def _scores_lever(result: CompiledStep, report: dict, rows: float) -> list[dict]:
+  """The attention kernel lever when the step uses the XLA attention: the float32 T x T scores
+  it materialises per layer, which the splash kernel does not."""
+  if report["attention"] != "xla":
+    return []
   d, shape = result.spec.config.model.decoder, result.mesh_shape
   heads = d.heads / max(1, shape["tensor"])
   length = result.seq_len + result.new_tokens
   scores = rows / result.spec.batch_shards * heads * length ** 2 * 4
-  return {"lever": "kernel attention (flash / splash)", "estimated_total_bytes": None,
-          "fits": None, "note": f"the XLA attention materialises float32 scores of "
-                                f"{scores / GIB:.2f} GiB per layer per device"}
+  return [{"lever": "--config.model.attention=auto", "estimated_total_bytes": None,
+           "fits": None, "note": f"the XLA attention materialises float32 scores of "
+                                 f"{scores / GIB:.2f} GiB per layer per device; the "
+                                 f"splash kernel does not"}]
 
 
 def inference_levers(result: CompiledStep, report: dict) -> list[dict]:
   """What would make an eval or generate step fit: fewer rows per batch (`eval.batch_size`:
   everything but the params, the batch, activations and the KV cache, scales with the rows;
-  estimate: params + (needed - params) x new / old rows), and for long sequences kernel
-  attention."""
+  estimate: params + (needed - params) x new / old rows), and kernel attention."""
   memory, budget = report["memory"], report["hbm_bytes"] * (1 - HEADROOM)
   needed = report["needed_bytes"]
   out = []
@@ -169,8 +176,7 @@ def inference_levers(result: CompiledStep, report: dict) -> list[dict]:
                   "estimated_total_bytes": int(estimate), "fits": estimate <= budget})
       if estimate <= budget:
         break
-  out.append(_scores_lever(result, result.rows))
-  return out
+  return out + _scores_lever(result, report, result.rows)
 
 
 def _gib(nbytes) -> str:
@@ -223,6 +229,8 @@ def format_report(report: dict) -> str:
                  f"{p['tokens_per_day']:.3e} tokens/day")
   if step == "generate":
     lines.append("  (no MFU projection: decode steps are bound by memory bandwidth)")
+  calls = ", ".join(f"{t} x{n}" for t, n in report["kernel_calls"].items()) or "none"
+  lines.append(f"attention: {report['attention']} (fused kernels in the compiled step: {calls})")
   if report["collectives"]:
     lines.append("collectives per step (result bytes per device): " + ", ".join(
         f"{k} x{v['count']} {_gib(v['bytes'])}" for k, v in report["collectives"].items()))

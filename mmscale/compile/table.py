@@ -12,10 +12,11 @@ from etils import epath
 START, END = "<!-- pod-table:start -->", "<!-- pod-table:end -->"
 GIB = float(1 << 30)
 
-HEADER = ("| config | target | mesh (data, fsdp, tensor) | accum | params | memory / chip | HBM "
+HEADER = ("| config | target | mesh (data, fsdp, tensor) | accum | attention | params "
+          "| memory / chip | HBM "
           "| fits (headroom) | FLOPs / step | step s @40% / 55% MFU | tokens/day @40% / 55% "
           "| collectives / step / chip |")
-RULE = "|" + "|".join(["---"] * 12) + "|"
+RULE = "|" + "|".join(["---"] * 13) + "|"
 
 
 def _short_config(name: str) -> str:
@@ -30,10 +31,12 @@ def row(report: dict) -> str:
           f"NO ({report['headroom']:.0%})" if report["headroom"] is not None else "NO")
   p40, p55 = report["projections"]
   collective = sum(v["bytes"] for v in report["collectives"].values())
+  kernels = sum(report.get("kernel_calls", {}).values())
+  attention = report.get("attention", "xla") + (f" ({kernels} kernels)" if kernels else "")
   return (f"| `{_short_config(report['config'])}` | {report['target']}"
           f"{'' if report['num_slices'] == 1 else ' x' + str(report['num_slices'])} "
           f"| {mesh['data']}, {mesh['fsdp']}, {mesh['tensor']} | {report['grad_accum_steps']} "
-          f"| {report['params'] / 1e9:.2f}B "
+          f"| {attention} | {report['params'] / 1e9:.2f}B "
           f"| {'?' if total is None else f'{total / GIB:.2f} GiB'} "
           f"| {report['hbm_bytes'] / GIB:.2f} GiB | {fits} | {report['flops_per_step']:.3g} "
           f"| {p40['step_seconds']:.3g} / {p55['step_seconds']:.3g} "

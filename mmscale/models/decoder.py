@@ -61,6 +61,8 @@ class DecoderBlock(nn.Module):
   qk_norm: bool = False
   rope_scaling: tuple | None = None
   moe: MoESettings | None = None
+  attention: str = "xla"  # attention kernel (models/attention.py)
+  causal_only: bool = False  # mask_ar is all ones: lets a kernel use its static causal mask
 
   @nn.compact
   def __call__(self, x, positions, segment_ids, mask_ar, erase_layer=None, erase_mask=None):
@@ -69,7 +71,8 @@ class DecoderBlock(nn.Module):
     h = RMSNorm(self.norm_eps, name="norm_attn", **kw)(x)
     h = Attention(self.heads, self.kv_heads, self.head_dim, rope_theta=self.rope_theta,
                   decode=self.decode, qkv_bias=self.qkv_bias, qk_norm=self.qk_norm,
-                  norm_eps=self.norm_eps, rope_scaling=self.rope_scaling, name="attn",
+                  norm_eps=self.norm_eps, rope_scaling=self.rope_scaling,
+                  kernel=self.attention, causal=self.causal_only, name="attn",
                   **kw)(h, positions, segment_ids, mask_ar)
     x = constrain(x + drop(h), BATCH_LENGTH_EMBED)
     mlp = (SwiGLU(self.mlp_dim, name="mlp", **kw) if self.moe is None
@@ -143,6 +146,8 @@ class Decoder(nn.Module):
   scale_embeddings: bool = True
   moe_every: int = 0  # 0: dense; N: every Nth layer is a mixture of experts (moe.is_moe_layer)
   moe: MoESettings | None = None
+  attention: str = "xla"  # attention kernel: xla | splash | cudnn | auto (models/attention.py)
+  causal_only: bool = False  # every token attends causally (the caller passes mask_ar = 1)
 
   def setup(self):
     # std 1/sqrt(D), inputs scaled by sqrt(D): unit-scale residual stream, and tied logits
@@ -163,7 +168,8 @@ class Decoder(nn.Module):
                   dropout_rate=self.dropout_rate, decode=self.decode,
                   deterministic=self.deterministic, dtype=self.dtype,
                   param_dtype=self.param_dtype, norm_eps=self.norm_eps, qkv_bias=self.qkv_bias,
-                  qk_norm=self.qk_norm, rope_scaling=self.rope_scaling)
+                  qk_norm=self.qk_norm, rope_scaling=self.rope_scaling,
+                  attention=self.attention, causal_only=self.causal_only)
     if not self.scan_layers:
       self.layers = [block(**kwargs, moe=self.moe if is_moe_layer(i, self.moe_every) else None)
                      for i in range(self.depth)]

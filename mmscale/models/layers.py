@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from mmscale.models.attention import attend, attend_with_mask, mask_for_kind
 from mmscale.registry import Registry
 
 Dtype = Any
@@ -193,33 +194,6 @@ class GeluMLP(nn.Module):
     return dense(self.out_dim or x.shape[-1], ("mlp", "embed"), name="fc2", **kw)(h)
 
 
-def make_attention_mask(segment_ids: jax.Array, mask_ar: jax.Array) -> jax.Array:
-  """bool[B, T, T]: query i may attend key j (contracts §4 cumsum rule).
-
-  i attends j iff segment_ids[i] == segment_ids[j] and cumsum(mask_ar)[j] <= cumsum(mask_ar)[i].
-  With mask_ar all 1 this is causal; a run of zeros after a 1 forms a bidirectional block (image
-  tokens, a VQA prefix). Padding (segment 0) only sees padding, so no row is empty (no NaN) and
-  real tokens never see padding.
-  """
-  cum = jnp.cumsum(mask_ar.astype(jnp.int32), axis=-1)
-  same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
-  return same_segment & (cum[:, None, :] <= cum[:, :, None])
-
-
-def _masked_softmax_attend(q, k, v, mask):
-  """Grouped-query attention core.
-
-  q float[B, T, KV, G, Dh], k/v float[B, S, KV, Dh], mask bool[B, T, S] -> float[B, T, KV, G, Dh].
-  Scores and softmax in float32; masked logits get a large finite negative (not -inf) so a fully
-  masked row stays finite.
-  """
-  scale = q.shape[-1] ** -0.5
-  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
-  scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  return jnp.einsum("bkgts,bskd->btkgd", probs, v)
-
-
 class Attention(nn.Module):
   """Multi-head / grouped-query self-attention with optional RoPE and KV cache.
 
@@ -232,6 +206,11 @@ class Attention(nn.Module):
   keys and (b) its own keys by the training mask rule. So a prefill (first call, index 0) behaves
   like training, and a T=1 step attends to every valid cached key plus itself. During `init` the
   cache is only allocated (length = the init batch length).
+
+  `kernel` names the attention implementation (`mmscale.models.attention`: xla | splash | cudnn
+  | auto); decoding with the cache always takes the XLA path. The mask rule: bidirectional within
+  a segment when the call gets no `mask_ar` (the ViT), causal when `causal` is set, else the
+  prefix rule of `mask_ar`.
   """
   num_heads: int
   num_kv_heads: int
@@ -247,6 +226,8 @@ class Attention(nn.Module):
   qk_norm: bool = False
   norm_eps: float = 1e-6
   rope_scaling: tuple | None = None
+  kernel: str = "xla"
+  causal: bool = False
 
   @nn.compact
   def __call__(self, x, positions=None, segment_ids=None, mask_ar=None):
@@ -269,13 +250,13 @@ class Attention(nn.Module):
 
     if segment_ids is None:
       segment_ids = jnp.ones((b, t), jnp.int32)
-    if mask_ar is None:  # no mask given: bidirectional within each segment (ViT)
-      mask_ar = jnp.zeros((b, t), jnp.int32)
-    mask = make_attention_mask(segment_ids, mask_ar)
+    kind = "bidirectional" if mask_ar is None else "causal" if self.causal else "prefix"
     if self.decode:
+      mask = mask_for_kind(segment_ids, mask_ar, kind)
       k, v, mask = self._use_cache(k, v, mask, segment_ids)
-
-    out = _masked_softmax_attend(q.reshape(b, t, kvh, h // kvh, dh), k, v, mask)
+      out = attend_with_mask(q, k, v, mask)
+    else:
+      out = attend(q, k, v, segment_ids, mask_ar, kind=kind, kernel=self.kernel)
     out = constrain(out.reshape(b, t, h, dh), BATCH_LENGTH_HEADS_KV)
     return dense(d, ("heads", "kv", "embed"), axis=(-2, -1), name="out", **kw)(out)
 

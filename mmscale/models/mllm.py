@@ -46,7 +46,8 @@ class MLLM(nn.Module):
     cfg, v, c = self.config, self.config.vit, self.config.connector
     self.vit = ViT(image_size=v.image_size, patch_size=v.patch_size, width=v.width,
                    depth=v.depth, heads=v.heads, mlp_dim=v.mlp_dim,
-                   posemb=cfg.vit.posemb, final_norm=cfg.vit.final_norm, **self._dtypes())
+                   posemb=cfg.vit.posemb, final_norm=cfg.vit.final_norm,
+                   attention=cfg.attention, **self._dtypes())
     self.connector = get_connector(c.name)(
         num_tokens=c.num_tokens, hidden_dim=c.hidden_dim or cfg.decoder.width,
         out_dim=cfg.decoder.width, num_heads=v.heads, depth=cfg.connector.depth,
@@ -88,6 +89,7 @@ class MLLM(nn.Module):
         qkv_bias=d.qkv_bias, qk_norm=d.qk_norm, rope_scaling=rope_scaling(self.config),
         scale_embeddings=d.scale_embeddings,
         moe_every=d.moe_every, moe=MoESettings.from_decoder_config(d),
+        attention=self.config.attention, causal_only=d.causal_only,
         decode=decode, deterministic=deterministic, name="decoder", **self._dtypes())
     tokens = batch["tokens"]
     ones = jnp.ones(tokens.shape, jnp.int32)

@@ -10,6 +10,7 @@ from flax import linen as nn
 
 from mmscale.errors import ConfigError
 from mmscale.models.connectors import connector_names, get_connector
+from mmscale.models.attention import HALF_DTYPES, KERNEL_NAMES
 from mmscale.models.decoder import REMAT_POLICIES
 from mmscale.models.layers import ROPE_SCALINGS
 from mmscale.models.mllm import MLLM, head_dim, num_patches
@@ -72,9 +73,22 @@ def validate_model_config(cfg) -> None:
     raise ConfigError("model.name", f"unknown model {name!r}; known: {MODELS.names()}")
   _check_dtype(cfg, "dtype")
   _check_dtype(cfg, "param_dtype")
+  _validate_attention(cfg)
   _validate_vit(cfg)
   _validate_connector(cfg)
   _validate_decoder(cfg)
+
+
+def _validate_attention(cfg):
+  """The kernel name; 'cudnn' only computes in 16-bit (cuDNN's flash attention has no float32).
+  Whether the platform has the kernel is checked when the step is traced for it."""
+  kernel = _require(cfg, "attention")
+  if kernel not in KERNEL_NAMES:
+    raise ConfigError("model.attention", f"unknown attention kernel {kernel!r}; known: "
+                      f"{list(KERNEL_NAMES)}")
+  if kernel == "cudnn" and jnp.dtype(_value(cfg, "dtype")) not in HALF_DTYPES:
+    raise ConfigError("model.attention", f"'cudnn' computes in bfloat16 or float16; "
+                      f"model.dtype is {_value(cfg, 'dtype')!r} (use 'auto' or 'xla')")
 
 
 def _validate_vit(cfg):

@@ -31,6 +31,7 @@ class ViTBlock(nn.Module):
   mlp_dim: int
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  attention: str = "xla"  # attention kernel (models/attention.py); bidirectional mask
 
   @nn.compact
   def __call__(self, x):
@@ -38,7 +39,7 @@ class ViTBlock(nn.Module):
     width = x.shape[-1]
     h = layer_norm(name="ln_attn", **kw)(x)
     x = x + Attention(self.heads, self.heads, width // self.heads, use_bias=True,
-                      name="attn", **kw)(h)
+                      kernel=self.attention, name="attn", **kw)(h)
     x = constrain(x, BATCH_LENGTH_EMBED)
     h = layer_norm(name="ln_mlp", **kw)(x)
     x = x + GeluMLP(self.mlp_dim, name="mlp", **kw)(h)
@@ -62,6 +63,7 @@ class ViT(nn.Module):
   final_norm: bool = True
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  attention: str = "xla"  # attention kernel: xla | splash | cudnn | auto (models/attention.py)
 
   @property
   def grid(self) -> int:
@@ -88,5 +90,6 @@ class ViT(nn.Module):
       pos = jnp.asarray(sincos2d_posemb(self.grid, self.width))[None]
     x = constrain(x + pos.astype(self.dtype), BATCH_LENGTH_EMBED)
     for i in range(self.depth):
-      x = ViTBlock(self.heads, self.mlp_dim, name=f"block_{i}", **kw)(x)
+      x = ViTBlock(self.heads, self.mlp_dim, attention=self.attention, name=f"block_{i}",
+                   **kw)(x)
     return layer_norm(name="ln_final", **kw)(x) if self.final_norm else x

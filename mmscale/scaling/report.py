@@ -28,6 +28,11 @@ from mmscale.scaling import fit as fit_lib
 from mmscale.scaling import plots
 
 ACC_PREFIX = "vqa/accuracy/"
+# Parts of each comparison group's section, in print order.
+GROUP_PARTS = ("accuracy", "fits", "correlations")
+# A scaling report's sections, in print order; `Report(sections=...)` picks and orders them, and
+# names in `extra` (markdown made elsewhere, e.g. by tools/report.py) are placed where listed.
+DEFAULT_SECTIONS = ("claims", *GROUP_PARTS, "curves", "points")
 
 
 _num = claims_lib.number
@@ -63,13 +68,19 @@ class Report:
   def __init__(self, rows: list[dict], *, by=("arm",), metric: str = ACC_PREFIX + "all",
                title: str = "Scaling report", source: str = "", failed=(), pending=(),
                claims=(), claims_source: str = "", curves=(), curves_source: str = "",
-               preamble: str = "", group_by=None):
+               preamble: str = "", group_by=None, sections=DEFAULT_SECTIONS, extra=None):
     self.rows, self.by, self.metric = rows, tuple(by), metric
     self.title, self.source, self.failed, self.pending = title, source, failed, pending
     self.claims, self.claims_source = list(claims), claims_source
     self.curves, self.curves_source = list(curves), curves_source
     self.preamble = preamble
     self.group_by = {g: tuple(cols) for g, cols in (group_by or {}).items()}
+    self.extra = dict(extra or {})
+    known = set(DEFAULT_SECTIONS) | set(self.extra)
+    unknown = [name for name in sections if name not in known]
+    if unknown:
+      raise ValueError(f"unknown report section(s) {unknown}: expected some of {sorted(known)}")
+    self.sections = tuple(sections)
 
   def for_group(self, group: str) -> "Report":
     """This report with the group's own condition columns (`group_by`), else itself."""
@@ -185,13 +196,19 @@ class Report:
               f"{', '.join(sorted({str(r.get('git_commit', ''))[:12] for r in self.rows}))}). "
               f"Score: `{self.metric}`; error = 1 - score. Every cell over seeds is mean ± sample "
               "std (one seed: the value).", ""]
-    if outcomes:
-      lines += claims_lib.section(outcomes, self.claims_source)
-    for group, rows in self.groups().items():
-      lines += self.group_section(group, rows, types, plot_dir, rel)
-    if self.curves:
-      lines += curves_lib.section(self.curves, plot_dir, out_dir, self.curves_source)
-    lines += ["## Points", ""] + self.points_table() + [""]
+    parts = [p for p in GROUP_PARTS if p in self.sections]  # one block, where the first is
+    for name in self.sections:
+      if name == "claims" and outcomes:
+        lines += claims_lib.section(outcomes, self.claims_source)
+      elif parts and name == parts[0]:
+        for group, rows in self.groups().items():
+          lines += self.group_section(group, rows, types, plot_dir, rel, parts)
+      elif name == "curves" and self.curves:
+        lines += curves_lib.section(self.curves, plot_dir, out_dir, self.curves_source)
+      elif name == "points":
+        lines += ["## Points", ""] + self.points_table() + [""]
+      elif name in self.extra:
+        lines += list(self.extra[name])
     if self.failed or self.pending:
       lines += ["## Not finished", ""]
       lines += [f"- failed: `{f['name']}` after {f.get('attempts')} attempt(s): {f.get('error')}"
@@ -199,15 +216,28 @@ class Report:
       lines += [f"- {p['status']}: `{p['name']}`" for p in self.pending]
       lines += [""]
     paths.write_text(out_path, "\n".join(lines))
+    if not paths.is_remote(plot_dir) and not os.listdir(plot_dir):  # no section drew a figure
+      os.rmdir(plot_dir)
     return out_path
 
-  def group_section(self, group, rows, types, plot_dir, rel) -> list[str]:
-    """One comparison group: accuracy by type, scaling fits, density-vs-format correlations."""
+  def group_section(self, group, rows, types, plot_dir, rel, parts=GROUP_PARTS) -> list[str]:
+    """One comparison group: those of accuracy by type, scaling fits and density-vs-format
+    correlations that `parts` names."""
     view = self.for_group(group)
-    lines = [f"## Comparison: {group}", "", "### Accuracy by question type (seeds collapsed)",
-             ""] + view.seed_table(rows, types) + [""]
+    lines = [f"## Comparison: {group}", ""]
+    if "accuracy" in parts:
+      lines += view.accuracy_part(group, rows, types, plot_dir, rel)
+    if "fits" in parts:
+      lines += view.fits_part(group, rows, plot_dir, rel)
+    if "correlations" in parts:
+      lines += view.correlations_part(group, rows, plot_dir, rel)
+    return lines
+
+  def accuracy_part(self, group, rows, types, plot_dir, rel) -> list[str]:
+    lines = ["### Accuracy by question type (seeds collapsed)", ""] + self.seed_table(
+        rows, types) + [""]
     if types:
-      cells = view.cells(rows)
+      cells = self.cells(rows)
       series = {}
       for t in types:
         sums = [fit_lib.summarize([_num(r.get(ACC_PREFIX + t)) for r in rs])
@@ -216,14 +246,20 @@ class Report:
       png = plots.bars([" ".join(k) for k in cells], series,
                        paths.join(plot_dir, f"{group}_accuracy.png"), "accuracy")
       lines += [f"![accuracy by question type]({rel(png)})", ""]
-    table, curves = view.fits(rows)
-    lines += ["### Scaling fits: error vs training FLOPs", ""] + table + [""]
+    return lines
+
+  def fits_part(self, group, rows, plot_dir, rel) -> list[str]:
+    table, curves = self.fits(rows)
+    lines = ["### Scaling fits: error vs training FLOPs", ""] + table + [""]
     if any(len(set(c)) >= 2 for c, _, _ in curves.values()):
       png = plots.scaling(curves, paths.join(plot_dir, f"{group}_scaling.png"),
                           f"1 - {self.metric}")
       lines += [f"![scaling]({rel(png)})", ""]
-    table, panels = view.correlations(rows)
-    lines += ["### Knowledge density vs task format", "",
+    return lines
+
+  def correlations_part(self, group, rows, plot_dir, rel) -> list[str]:
+    table, panels = self.correlations(rows)
+    lines = ["### Knowledge density vs task format", "",
               "Spearman correlation across conditions of the score with the semantic coverage "
               "of the eval inventory and with the number of task formats (density report).",
               ""] + table + [""]

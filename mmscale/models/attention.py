@@ -1,0 +1,240 @@
+"""Attention kernels behind one call: the XLA reference, splash (Pallas, TPU) and cuDNN (GPU).
+
+`attend(q, k, v, segment_ids, mask_ar, kind=..., kernel=...)` computes grouped-query attention
+
+  q float[B, T, H, Dh], k/v float[B, T, KV, Dh] -> float[B, T, H, Dh]   (KV divides H)
+
+under one of three mask rules, named statically so that a kernel can pick its cheapest mask:
+
+  bidirectional  i attends j iff segment_ids[i] == segment_ids[j]            (the ViT)
+  causal         ... and j <= i                                             (decoder.causal_only)
+  prefix         ... and cumsum(mask_ar)[j] <= cumsum(mask_ar)[i]           (contracts §4)
+
+`prefix` is the general rule: with mask_ar all 1 it is causal; a run of zeros after a 1 (an image
+block, a prompt prefix) is a bidirectional block. Every kernel computes every rule exactly:
+
+  xla     the reference: float32 scores float[B, H, T, T] and a bool[B, T, T] mask, any backend.
+  splash  Pallas splash attention (TPU), inside `shard_map` over the mesh's batch and head axes.
+          causal/bidirectional use splash's static masks plus the packing segment ids (no T x T
+          array at all); prefix gives splash a per-example dynamic mask bool[T, T] (1 byte per
+          pair, shared by all heads; fully masked blocks are still skipped). Off TPU it runs in
+          Pallas interpret mode: exact, slow, for tests.
+  cudnn   cuDNN flash attention through `jax.nn.dot_product_attention(implementation='cudnn')`
+          (GPU, bfloat16/float16), the mask passed as bool[B, 1, T, T].
+  auto    splash on TPU, cudnn on GPU with a 16-bit compute dtype, xla otherwise.
+
+The platform is the one of the mesh being traced for (`jax.sharding.get_abstract_mesh()`), so
+`python -m mmscale.compile` on a CPU machine targeting a TPU slice compiles the real kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+from jax.sharding import PartitionSpec as P
+
+from mmscale.errors import ConfigError
+from mmscale.registry import Registry
+
+ATTENTION_KERNELS = Registry("attention kernel")
+MASK_KINDS = ("bidirectional", "causal", "prefix")
+KERNEL_NAMES = ("auto", "xla", "splash", "cudnn")
+HALF_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+SPLASH_LANES = 128  # splash's block sizes are multiples of the TPU lane width
+
+
+def make_attention_mask(segment_ids: jax.Array, mask_ar: jax.Array) -> jax.Array:
+  """bool[B, T, T]: query i may attend key j (the prefix rule; contracts §4 cumsum rule).
+
+  i attends j iff segment_ids[i] == segment_ids[j] and cumsum(mask_ar)[j] <= cumsum(mask_ar)[i].
+  With mask_ar all 1 this is causal; a run of zeros after a 1 forms a bidirectional block (image
+  tokens, a VQA prefix). Padding (segment 0) only sees padding, so no row is empty (no NaN) and
+  real tokens never see padding.
+  """
+  cum = jnp.cumsum(mask_ar.astype(jnp.int32), axis=-1)
+  same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
+  return same_segment & (cum[:, None, :] <= cum[:, :, None])
+
+
+def mask_for_kind(segment_ids: jax.Array, mask_ar: jax.Array | None, kind: str) -> jax.Array:
+  """bool[B, T, T] of a mask rule (`MASK_KINDS`); mask_ar is ignored unless kind is prefix."""
+  if kind == "bidirectional":
+    mask_ar = jnp.zeros_like(segment_ids)
+  elif kind == "causal":
+    mask_ar = jnp.ones_like(segment_ids)
+  return make_attention_mask(segment_ids, mask_ar)
+
+
+def masked_softmax_attend(q, k, v, mask):
+  """Grouped-query attention core of the reference.
+
+  q float[B, T, KV, G, Dh], k/v float[B, S, KV, Dh], mask bool[B, T, S] -> float[B, T, KV, G, Dh].
+  Scores and softmax in float32; masked logits get a large finite negative (not -inf) so a fully
+  masked row stays finite.
+  """
+  scale = q.shape[-1] ** -0.5
+  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+  scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  return jnp.einsum("bkgts,bskd->btkgd", probs, v)
+
+
+def attend_with_mask(q, k, v, mask):
+  """q float[B, T, H, Dh], k/v float[B, S, KV, Dh], mask bool[B, T, S] -> float[B, T, H, Dh]."""
+  b, t, h, dh = q.shape
+  kvh = k.shape[2]
+  out = masked_softmax_attend(q.reshape(b, t, kvh, h // kvh, dh), k, v, mask)
+  return out.reshape(b, t, h, dh)
+
+
+def current_platform() -> str:
+  """'tpu' | 'gpu' | 'cpu': the platform of the mesh being traced for, else the default backend.
+
+  Under `jax.set_mesh(mesh)` the abstract mesh carries its devices' platform, which is the
+  target's (a TPU topology when compiling for a slice from a CPU machine), not this process's.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if not mesh.empty:
+    platform = mesh.abstract_device.platform
+  else:
+    platform = jax.default_backend()
+  return "gpu" if platform in ("cuda", "rocm") else platform
+
+
+def resolve_kernel(name: str, platform: str, dtype) -> str:
+  """The concrete kernel `name` means on `platform` for compute `dtype` ('auto' resolved)."""
+  if name != "auto":
+    return name
+  if platform == "tpu":
+    return "splash"
+  if platform == "gpu" and jnp.dtype(dtype) in HALF_DTYPES:
+    return "cudnn"
+  return "xla"
+
+
+def attend(q, k, v, segment_ids, mask_ar, *, kind: str, kernel: str = "xla"):
+  """Attention by the named kernel (module docstring); float[B, T, H, Dh] -> same.
+
+  segment_ids int[B, T] (1 for an unpacked row); mask_ar int[B, T], read only by kind 'prefix'.
+  """
+  if kind not in MASK_KINDS:
+    raise ValueError(f"mask kind {kind!r} is not one of {MASK_KINDS}")
+  platform = current_platform()
+  name = resolve_kernel(kernel, platform, q.dtype)
+  if mask_ar is None:
+    mask_ar = jnp.ones_like(segment_ids)
+  return ATTENTION_KERNELS.get(name)(q, k, v, segment_ids, mask_ar, kind=kind, platform=platform)
+
+
+@ATTENTION_KERNELS.register("xla")
+def xla_attention(q, k, v, segment_ids, mask_ar, *, kind, platform):
+  """The reference: the full mask and float32 scores, any backend."""
+  del platform
+  return attend_with_mask(q, k, v, mask_for_kind(segment_ids, mask_ar, kind))
+
+
+@ATTENTION_KERNELS.register("cudnn")
+def cudnn_attention(q, k, v, segment_ids, mask_ar, *, kind, platform, implementation="cudnn"):
+  """cuDNN flash attention; the mask rule as bool[B, 1, T, T] (`implementation` = 'xla' runs the
+  same call through XLA, which is how the argument mapping is checked off GPU)."""
+  if implementation == "cudnn":
+    if platform != "gpu":
+      raise ConfigError("model.attention", f"'cudnn' needs a GPU; this run's platform is "
+                        f"{platform!r} (use 'auto' or 'xla')")
+    if jnp.dtype(q.dtype) not in HALF_DTYPES:
+      raise ConfigError("model.attention", f"'cudnn' computes in bfloat16 or float16, not "
+                        f"{jnp.dtype(q.dtype).name} (set model.dtype=bfloat16, or use 'auto')")
+  mask = mask_for_kind(segment_ids, mask_ar, kind)[:, None]
+  return jax.nn.dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask=mask,
+                                      implementation=implementation)
+
+
+@ATTENTION_KERNELS.register("splash")
+def splash_attention(q, k, v, segment_ids, mask_ar, *, kind, platform):
+  """Splash attention per device inside `shard_map`: batch over the axes `activation_batch`
+  maps to, heads over those of `activation_heads`; the sequence is whole on each device."""
+  local = functools.partial(_splash_local, kind=kind, interpret=platform != "tpu")
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return local(q, k, v, segment_ids, mask_ar)
+  batch, _, heads, _ = nn.logical_to_mesh_axes(
+      ("activation_batch", "activation_length", "activation_heads", "activation_kv"))
+  # An axis that does not divide (model.init traces one row) is whole on every device instead;
+  # q and k/v heads split together or not at all, so each device keeps whole GQA groups.
+  batch = batch if q.shape[0] % _axes_size(mesh, batch) == 0 else None
+  if q.shape[2] % _axes_size(mesh, heads) or k.shape[2] % _axes_size(mesh, heads):
+    heads = None
+  qkv = P(batch, None, heads, None)
+  rows = P(batch, None)
+  return jax.shard_map(local, in_specs=(qkv, qkv, qkv, rows, rows), out_specs=qkv,
+                       check_vma=False)(q, k, v, segment_ids, mask_ar)
+
+
+def _axes_size(mesh, axes) -> int:
+  """Devices along a PartitionSpec entry (None, one axis name or a tuple of them)."""
+  if axes is None:
+    return 1
+  names = (axes,) if isinstance(axes, str) else axes
+  return int(np.prod([mesh.shape[name] for name in names]))
+
+
+def splash_block(length: int) -> int:
+  """The splash block size for a (padded) sequence: the largest of 512, 256, 128 dividing it."""
+  return next(b for b in (512, 256, SPLASH_LANES) if length % b == 0)
+
+
+def _splash_local(q, k, v, segment_ids, mask_ar, *, kind, interpret):
+  """One device's splash attention; q float[b, T, H, Dh], k/v float[b, T, KV, Dh].
+
+  T is padded to a multiple of 128 with segment id -1 (pads attend only pads, so no row is
+  empty); q is pre-scaled by Dh^-0.5 (splash does not scale); K/V take q's compute dtype.
+  """
+  from jax.experimental.pallas.ops.tpu import splash_attention as sa  # TPU kernels: lazy import
+
+  b, t, h, dh = q.shape
+  kvh = k.shape[2]
+  pad = -t % SPLASH_LANES
+  tp = t + pad
+  widths = ((0, 0), (0, pad), (0, 0), (0, 0))
+  q = jnp.pad(q * jnp.asarray(dh ** -0.5, q.dtype), widths).transpose(0, 2, 1, 3)
+  k = jnp.pad(k.astype(q.dtype), widths).transpose(0, 2, 1, 3)
+  v = jnp.pad(v.astype(q.dtype), widths).transpose(0, 2, 1, 3)
+  segment_ids = jnp.pad(segment_ids, ((0, 0), (0, pad)), constant_values=-1)
+  mask_ar = jnp.pad(mask_ar, ((0, 0), (0, pad)), constant_values=1)
+  block = splash_block(tp)
+  sizes = sa.BlockSizes(block_q=block, block_kv=block, block_kv_compute=block,
+                        block_q_dkv=block, block_kv_dkv=block, block_kv_dkv_compute=block,
+                        block_q_dq=block, block_kv_dq=block)
+  make = functools.partial(sa.make_splash_mha, block_sizes=sizes, head_shards=1, q_seq_shards=1,
+                           interpret=interpret)
+
+  if kind == "prefix":
+    def one_row(q_r, k_r, v_r, seg_r, ar_r):  # [H, Tp, Dh], [KV, Tp, Dh] x2, int[Tp] x2
+      mask = make_attention_mask(seg_r[None], ar_r[None])  # bool[1, Tp, Tp], shared by heads
+      kernel = _static_flag(make(mask))
+      k_h = jnp.repeat(k_r, h // kvh, axis=0)
+      v_h = jnp.repeat(v_r, h // kvh, axis=0)
+      return jax.vmap(lambda qh, kh, vh: kernel(qh[None], kh[None], vh[None])[0])(q_r, k_h, v_h)
+    out = jax.vmap(one_row)(q, k, v, segment_ids, mask_ar)
+  else:
+    head_mask = (sa.CausalMask((tp, tp)) if kind == "causal" else sa.FullMask((tp, tp)))
+    kernel = make(sa.MultiHeadMask([head_mask] * h))
+    ids = sa.SegmentIds(q=segment_ids, kv=segment_ids)
+    out = jax.vmap(lambda q_r, k_r, v_r, ids_r: kernel(q_r, k_r, v_r, segment_ids=ids_r))(
+        q, k, v, ids)
+  return out.transpose(0, 2, 1, 3)[:, :t]
+
+
+def _static_flag(kernel):
+  """Splash keeps `is_dynamic_mask` as an array leaf of its mask infos and branches on it in
+  Python, which fails under jit; the flag only names a profiler scope, so drop it (None)."""
+  for name in ("fwd_mask_info", "dq_mask_info", "dkv_mask_info"):
+    info = getattr(kernel, name)
+    if info is not None:
+      setattr(kernel, name, info._replace(is_dynamic_mask=None))
+  return kernel
+
