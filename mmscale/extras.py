@@ -21,6 +21,7 @@ EXTRA_OF_MODULE = {
     "apache_beam": ("Apache Beam", "beam"),
     "tensorflow_datasets": ("TensorFlow Datasets", "tfds"),
     "tensorflow": ("TensorFlow", "tf"),
+    "gcsfs": ("gcsfs", "gcs"),
 }
 
 

@@ -22,6 +22,7 @@ PINNED_PACKAGES = (
     "safetensors", "tokenizers", "transformers", "torch",
     # the test extra's OpenAI-compatible server (`transformers serve`) and its web stack
     "fastapi", "starlette", "uvicorn", "openai",
+    "fsspec", "gcsfs",
 )
 # What a result row records: the packages above that shape numbers (not the optional stacks).
 RESULT_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy")

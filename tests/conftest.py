@@ -5,6 +5,12 @@ import os
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# No test reaches a cloud service: Google's auth libraries neither probe for a metadata server
+# (and would look for one on loopback only), and gcsfs skips its bucket-layout query (the gs://
+# tests run a local emulator: tests/gcs_helpers.py).
+os.environ.update(NO_GCE_CHECK="true", GCE_METADATA_HOST="127.0.0.1:9",
+                  GCE_METADATA_IP="127.0.0.1:9", GCE_METADATA_ROOT="127.0.0.1:9",
+                  GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false")
 
 import jax  # noqa: E402  pylint: disable=wrong-import-position
 

@@ -1,5 +1,6 @@
-"""`python -m mmscale.compile`: the real train step compiled for a TPU slice from this CPU-only
-machine (libtpu's topology descriptions), its memory report, and the does-not-fit message."""
+"""`python -m mmscale.compile`: the real train step, the evaluation forward and generation
+compiled for a TPU slice from this CPU-only machine (libtpu's topology descriptions), their
+memory reports, and the does-not-fit message."""
 
 import json
 
@@ -7,6 +8,7 @@ import pytest
 
 from mmscale.compile import __main__ as compile_cli
 from mmscale.compile import hlo, targets
+from mmscale.compile import report as report_lib
 from mmscale.models import flops as flops_lib
 from mmscale import config as config_lib
 
@@ -35,6 +37,7 @@ def test_bad_targets_are_one_line_errors(name, words):
 def test_command_refuses_bad_input_in_one_line(capsys):
   for argv, words in (([XS, "--target=8xh100"], "GPU targets"),
                       ([XS], "--target is required"),
+                      ([XS, "--target=v5e-4", "--step=eval,decode"], "unknown compile step"),
                       ([XS, "--target=v5e-4", "--config.mesh.shape.tensor=8"], "mesh.shape")):
     with pytest.raises(SystemExit) as exit_info:
       compile_cli.main(["compile"] + argv)
@@ -92,6 +95,88 @@ def test_the_tpu_step_uses_splash_attention_and_then_fits(tmp_path, capsys):
   assert report["kernel_calls"]["tpu_custom_call"] >= 6
   assert "attention: splash (fused kernels in the compiled step: tpu_custom_call x" in (
       capsys.readouterr().out)
+
+
+def test_eval_and_generate_steps_compile_for_a_v5e_slice(tmp_path, capsys):
+  out = tmp_path / "steps.json"
+  assert compile_cli.main(["compile", XS, "--target=v5e-8", "--step=eval,generate",
+                           "--max_new_tokens=6", f"--out={out}"]) == 0
+  printed = capsys.readouterr().out
+  reports = json.loads(out.read_text())
+  assert set(reports) == {"eval", "generate"}
+  assert printed.count("FITS: headroom") == 2 and "generate step for target v5e-8" in printed
+  c = config_lib.load_config("configs/scaling/point.py:size=xs")
+  rows = c.eval.batch_size - c.eval.batch_size % 8
+  for kind, report in reports.items():
+    m = report["memory"]
+    assert report["step"] == kind and report["fits"] and report["global_batch"] == rows
+    assert m["total"] == m["arguments"] + m["outputs"] + m["temporaries"] - m["aliased"]
+    # params only, float32 and replicated on the data-parallel mesh (no optimizer state): an
+    # argument of the step, not donated
+    assert report["state_bytes"] == 4 * report["params"] <= m["arguments"] and m["aliased"] == 0
+  model = c.model
+  per_sequence = lambda t: report_lib.forward_flops_per_sequence(model, t,
+                                                                 c.data.max_images_per_seq)
+  assert reports["eval"]["flops_per_step"] == pytest.approx(rows * per_sequence(c.data.seq_len))
+  generate = reports["generate"]
+  assert (generate["seq_len"], generate["new_tokens"]) == (c.data.seq_len, 6)
+  assert generate["flops_per_step"] == pytest.approx(rows * per_sequence(c.data.seq_len + 6))
+  assert generate["projections"] == [] and "bound by memory bandwidth" in printed
+  # the forward is 1/3 of the training FLOPs of the same sequence
+  assert per_sequence(64) * 3 == pytest.approx(flops_lib.train_flops_per_sequence(
+      model, 64, c.data.max_images_per_seq))
+
+
+def test_generation_compiles_its_decode_loop_with_the_kv_cache():
+  """The generate step is one program: the prefill, then a while loop of decode steps over a KV
+  cache of prompt + generated tokens (keys and values of every layer in the model's dtype; not
+  an argument of the step). With 16k tokens the cache is most of the program's memory; with 2
+  it is not."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from mmscale.compile import step as step_lib  # pylint: disable=import-outside-toplevel
+  c = config_lib.load_config("configs/scaling/point.py:size=xs")
+  c.eval.batch_size = 8
+  d = c.model.decoder
+  devices = targets.resolve_target("v5e-4").devices()
+  short = step_lib.compile_generate_step(c, devices, prompt_len=32, max_new_tokens=2)
+  long = step_lib.compile_generate_step(c, devices, prompt_len=32, max_new_tokens=16384)
+  assert " while(" in long.hlo and (long.rows, long.new_tokens) == (8, 16384)
+  rows_per_device, head_dim = 8 // 4, d.head_dim or d.width // d.heads
+  cache = (rows_per_device * (32 + 16384) * d.depth * 2 * d.kv_heads * head_dim
+           * np.dtype(c.model.dtype).itemsize)
+  # XLA's peak estimate holds the cache; its temporaries do not, so the verdict takes the peak
+  assert short.memory["peak"] < cache <= long.memory["peak"]
+  assert long.memory["temporaries"] < cache
+  target = targets.resolve_target("v5e-4")
+  assert report_lib.build_report(long, target)["needed_bytes"] == long.memory["peak"]
+
+
+def test_inference_levers_halve_the_eval_batch_until_it_fits():
+  """An eval step whose temporaries exceed the chip: the levers halve `eval.batch_size` (the
+  temporaries scale with the rows, the params do not) until the estimate fits."""
+  from mmscale.compile.step import CompiledStep  # pylint: disable=import-outside-toplevel
+  from mmscale.spec import validate  # pylint: disable=import-outside-toplevel
+  target = targets.resolve_target("v5e-4")
+  c = config_lib.load_config("configs/scaling/point.py:size=xs")
+  c.model.attention = "xla"  # the XLA attention: the kernel is a lever too
+  spec = validate(c, 4, num_processes=1)
+  hbm = target.chip.hbm_bytes
+  memory = {"arguments": 1 << 30, "outputs": 0, "aliased": 0, "temporaries": 3 * hbm}
+  memory["total"] = memory["arguments"] + memory["temporaries"]
+  result = CompiledStep(kind="eval", rows=64, seq_len=64, new_tokens=0, spec=spec,
+                        mesh_shape=dict(spec.mesh_shape), num_params=1000, compiled=None,
+                        memory=memory, oom_message=None, state_bytes=4000, param_bytes=4000,
+                        batch_bytes=0, replicated=[], hlo="")
+  report = report_lib.build_report(result, target)
+  assert not report["fits"]
+  levers = [l for l in report["levers"] if l["estimated_total_bytes"] is not None]
+  # all but the params scales with the rows: 32 rows need (1 GiB + 3 x HBM) / 2, 16 rows a
+  # quarter of it, 12.1 GiB: under 90% of the 15.75 GiB
+  assert [l["lever"] for l in levers] == [f"--config.eval.batch_size={r}" for r in (32, 16)]
+  assert [l["fits"] for l in levers] == [False, True]
+  needed = memory["total"]
+  assert levers[-1]["estimated_total_bytes"] == int(4000 + (needed - 4000) * 16 / 64)
+  assert "--config.model.attention=auto: the XLA attention" in report_lib.format_report(report)
 
 
 HLO = """HloModule m

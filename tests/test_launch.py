@@ -41,7 +41,8 @@ def test_tpu_dry_run_four_workers(capsys):
       "git ls-files -co --exclude-standard -z | tar czf /tmp/mmscale-mm.tgz --null -T -",
       "gcloud compute tpus tpu-vm scp /tmp/mmscale-mm.tgz 'mm:~/mmscale.tgz' --worker=all",
       "tar xzf ~/mmscale.tgz -C ~/mmscale",
-      "pip install -q '\"'\"'jax[tpu]'\"'\"' -e ~/mmscale",
+      # a gs:// workdir: the `gcs` extra (gcsfs), epath's file system without TensorFlow
+      "pip install -q '\"'\"'jax[tpu]'\"'\"' -e ~/mmscale'\"'\"'[gcs]'\"'\"'",
       "~/mmscale-venv/bin/python -m mmscale.train --config=configs/world/tiny.py "
       "--workdir=gs://bucket/runs/tiny --config.mesh.shape.fsdp=4 --config.train.steps=100",
       "gcloud compute tpus tpu-vm ssh mm --worker=0 '--command=tail -n +1 -F ~/mmscale_train.log",

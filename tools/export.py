@@ -6,6 +6,7 @@
   D/tokenizer.model (or tokenizer.json + tokenizer_config.json: the run's tokenizer)
 Read it back anywhere with
   `orbax.checkpoint.StandardCheckpointer().restore(os.path.abspath("D/params"))`.
+W and D may be local or in a bucket (`gs://...`, any etils.epath path).
 
 `--format=llava` writes a Hugging Face LlavaForConditionalGeneration checkpoint (config.json,
 model.safetensors, preprocessor_config.json and the run's tokenizer files), `--format=text` the
@@ -15,7 +16,6 @@ decoder alone as a Llama / Qwen2 / Qwen3 *ForCausalLM (docs/pretrained.md); both
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import jax
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from absl import flags
 
-from mmscale import cli_flags
+from mmscale import cli_flags, paths
 from mmscale.errors import MmscaleError
 from mmscale.eval.loading import load_run
 from mmscale.hf import export as hf_export
@@ -52,17 +52,17 @@ def export(workdir: str, out: str, step: int | None = None, dtype: str = "float3
     raise MmscaleError(f"--dtype={dtype}: expected one of {sorted(DTYPES)}")
   run, step = load_run(workdir, step=step)
   params = jax.tree.map(lambda p: p.astype(DTYPES[dtype]), run.params)
-  out = os.path.abspath(out)
-  os.makedirs(out, exist_ok=True)
-  path = os.path.join(out, "params")
+  out = paths.absolute(out)
+  paths.makedirs(out)
+  path = paths.join(out, "params")
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(path, params, force=True)
+    ckptr.save(paths.path(path), params, force=True)
   if jax.process_index() == 0:
-    with open(os.path.join(out, "config.json"), "w") as f:
-      f.write(run.config.to_json_best_effort(indent=2))
-    run.tokenizer.save(out)
-    with open(os.path.join(out, "export.json"), "w") as f:
-      json.dump({"source_workdir": os.path.abspath(workdir), "step": step, "dtype": dtype}, f)
+    paths.write_text(paths.join(out, "config.json"), run.config.to_json_best_effort(indent=2))
+    with paths.local_dir(out) as local:  # the tokenizer libraries write local files only
+      run.tokenizer.save(local)
+    paths.write_text(paths.join(out, "export.json"), json.dumps(
+        {"source_workdir": paths.absolute(workdir), "step": step, "dtype": dtype}))
   return path
 
 
@@ -74,7 +74,7 @@ def _special_ids(tokenizer) -> dict:
 def export_hf(workdir: str, out: str, step: int | None = None, kind: str = "llava") -> str:
   """A Hugging Face checkpoint of the run (kind 'llava' or 'text') in `out`; returns `out`."""
   run, _ = load_run(workdir, step=step)
-  out = os.path.abspath(out)
+  out = paths.absolute(out)
   special = _special_ids(run.tokenizer)
   if kind == "llava":
     hf_export.export_llava(run.config.model, run.params, out, run.tokenizer.image_id, special,
@@ -82,7 +82,8 @@ def export_hf(workdir: str, out: str, step: int | None = None, kind: str = "llav
   else:
     hf_export.export_text(run.config.model, run.params, out, special)
   if jax.process_index() == 0:
-    run.tokenizer.save(out)
+    with paths.local_dir(out) as local:
+      run.tokenizer.save(local)
   return out
 
 

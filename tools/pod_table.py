@@ -6,9 +6,9 @@
 
 Each --row is CONFIG@TARGET, compiled in turn exactly as `python -m mmscale.compile` does;
 --report renders saved `--out` JSON reports instead of compiling. The table (with the command)
-replaces the one between the file's `<!-- pod-table:start/end -->` markers.
+replaces the one between the file's `<!-- pod-table:start/end -->` markers. Reports and
+--json_dir may be local or `gs://...` paths.
 """
-import json
 import os
 import shlex
 import sys
@@ -18,7 +18,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from absl import flags  # noqa: E402
 
-from mmscale import cli_flags  # noqa: E402
+from mmscale import cli_flags, paths  # noqa: E402
 from mmscale import config as config_lib  # noqa: E402
 from mmscale.errors import MmscaleError  # noqa: E402
 
@@ -56,17 +56,14 @@ def main(argv: list[str]) -> int:
   reports = []
   try:
     for path in args.report:
-      with open(path) as f:
-        reports.append(json.load(f))
+      reports.append(paths.read_json(path))
     for spec in args.row:
       report = compile_row(spec)
       print(table.row(report), flush=True)
       reports.append(report)
       if args.json_dir:
-        os.makedirs(args.json_dir, exist_ok=True)
         name = spec.replace("/", "_").replace(":", "_").replace("=", "-") + ".json"
-        with open(os.path.join(args.json_dir, name), "w") as f:
-          json.dump(report, f, indent=2)
+        paths.write_json(paths.join(args.json_dir, name), report, indent=2)
   except (MmscaleError, OSError) as e:
     cli_flags.usage_error(str(e))
   command = "python tools/pod_table.py " + " ".join(

@@ -2,8 +2,9 @@
 
 `python tools/probe.py --workdir=W --layers=1 --k=64 [--alphas=0,0.5,1,2 --beta=0.1
   --max_examples=N --calib_arms=vqa --calib_examples=2000 --out=DIR]`
-Run from the repository root (a run's config holds data.world_dir relative to it). Writes, under
-`--out` (default W/analysis/probe_l<layers>_k<k>):
+Run from the repository root (a run's config holds data.world_dir relative to it). W and --out
+may be local or in a bucket (`gs://...`). Writes, under `--out` (default
+W/analysis/probe_l<layers>_k<k>):
   centroids.npz, centroids.json   per-modality, per-layer K-means centroids (+ fit metadata)
   probe.json                      erasure accuracies / drops / ratio and TCCD gains per qtype
   probe.png                       the plot
@@ -13,7 +14,6 @@ Centroids already in --out are reused unless --refit. See docs/analysis.md.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 from absl import flags
 
-from mmscale import cli_flags
+from mmscale import cli_flags, paths
 from mmscale.analysis import centroids as centroids_lib
 from mmscale.analysis import probe
 from mmscale.analysis.plot import plot_probe
@@ -58,14 +58,14 @@ def main(argv: list[str]) -> None:
     alphas = tuple(float(x) for x in args.alphas)
   except ValueError as e:
     cli_flags.usage_error(f"--layers takes integers and --alphas numbers ({e})")
-  out = args.out or os.path.join(
+  out = args.out or paths.join(
       args.workdir, "analysis", f"probe_l{'-'.join(map(str, layers))}_k{args.k}")
   try:
     ctx, step = load_run(args.workdir, step=args.step,
                          eval_overrides={"batch_size": args.batch_size or None})
     with jax.set_mesh(ctx.mesh), nn.logical_axis_rules(ctx.rules):
       start = time.time()
-      if os.path.exists(os.path.join(out, "centroids.npz")) and not args.refit:
+      if paths.exists(paths.join(out, "centroids.npz")) and not args.refit:
         cset = centroids_lib.CentroidSet.load(out)
         if cset.layers != layers or cset.k != args.k:
           raise MmscaleError(f"{out} holds layers {cset.layers} k {cset.k}; pass --refit")
@@ -74,11 +74,11 @@ def main(argv: list[str]) -> None:
         cset = probe.fit_probe_centroids(
             ctx, layers, args.k, arms=tuple(args.calib_arms.split(",")),
             per_arm=args.calib_examples, seed=args.seed, max_points=args.max_points)
-        cset.meta.update(step=step, workdir=os.path.abspath(args.workdir))
+        cset.meta.update(step=step, workdir=paths.absolute(args.workdir))
         if jax.process_index() == 0:
           cset.save(out)
           # The default set TCCD decoding reads (eval.tccd_centroids = ""): the latest fit.
-          cset.save(os.path.join(args.workdir, "analysis"))
+          cset.save(paths.join(args.workdir, "analysis"))
         print(f"fitted centroids in {time.time() - start:.1f}s: {cset.meta['points']} points")
       result = probe.run(ctx, cset, alphas=alphas, beta=args.beta,
                          max_examples=args.max_examples)
@@ -86,12 +86,10 @@ def main(argv: list[str]) -> None:
     sys.exit(f"error: {e}")
   result.update(step=step, command=" ".join(sys.argv), seconds=round(time.time() - start, 1))
   if jax.process_index() == 0:
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "probe.json"), "w") as f:
-      json.dump(result, f, indent=2)
-    plot_probe(result, os.path.join(out, "probe.png"))
+    paths.write_text(paths.join(out, "probe.json"), json.dumps(result, indent=2))
+    plot_probe(result, paths.join(out, "probe.png"))
   print(probe.format_report(result))
-  print(f"results: {os.path.join(out, 'probe.json')}, plot: {os.path.join(out, 'probe.png')}")
+  print(f"results: {paths.join(out, 'probe.json')}, plot: {paths.join(out, 'probe.png')}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ DIR/report.md) and PNG figures in `<out stem>_plots/`.
 
   python tools/report.py --results=docs/results/default_run/runs.csv --by=name \
       --sections=evaluations,accuracy,points --out=docs/results/default_run.md
+
+Tables, DIR, --out, --curves, --probe and --preamble may be local or in a bucket (`gs://...`).
 """
-import json
 import os
 import sys
 
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import flags  # noqa: E402
 
-from mmscale import cli_flags  # noqa: E402
+from mmscale import cli_flags, paths  # noqa: E402
 from mmscale.errors import UsageError  # noqa: E402
 from mmscale.scaling import claims as claims_lib  # noqa: E402
 from mmscale.scaling import curves as curves_lib  # noqa: E402
@@ -95,7 +96,7 @@ def evaluations_section(rows) -> list[str]:
   return lines
 
 
-def probes_section(paths) -> list[str]:
+def probes_section(probe_files) -> list[str]:
   """`## Modality-balance probes`: each probe.json's erasure and TCCD tables."""
   from mmscale.analysis import probe  # pylint: disable=import-outside-toplevel
   lines = ["## Modality-balance probes", "",
@@ -106,9 +107,8 @@ def probes_section(paths) -> list[str]:
            "exceeds twice the binomial standard error of the no-erasure accuracy, "
            "sqrt(p (1 − p) / n). TCCD: logits = (1 + a) · full − a · text-erased reference, "
            "tokens with p < b · max p cut; a = 0 is plain decoding.", ""]
-  for path in paths:
-    with open(path) as f:
-      lines += probe.markdown_report(json.load(f), source=path)
+  for path in probe_files:
+    lines += probe.markdown_report(paths.read_json(path), source=path)
   return lines
 
 
@@ -127,14 +127,10 @@ def main(argv: list[str]) -> int:
 
 def _write(args, sources) -> int:
   rows, failed, pending = load_all(sources)
-  out = args.out or os.path.join(args.sweep_dir or os.path.dirname(sources[0]), "report.md")
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  out = args.out or paths.join(args.sweep_dir or paths.parent(sources[0]), "report.md")
   title = args.title or "Scaling report: " + " + ".join(
       os.path.basename(os.path.normpath(s)) for s in sources)
-  preamble = ""
-  if args.preamble:
-    with open(args.preamble) as f:
-      preamble = f.read()
+  preamble = paths.read_text(args.preamble) if args.preamble else ""
   if "probes" in args.sections and not args.probe:
     raise ValueError("--sections=probes needs --probe=PROBE.json")
   extra = {}

@@ -8,9 +8,8 @@ evaluators the run's mixture teaches (`trained_for`) are read from the mixture's
 directories (W/config.json's data.world_dir, relative to here). Rows hold the budget, first and
 final training loss, FLOPs and every metric of W/eval/results.json (`mmscale/scaling/results.py:
 run_row`); `tools/report.py --results=FILE.csv` reports them, so a committed report regenerates
-from the committed table alone.
+from the committed table alone. Workdirs and --out may be local or in a bucket (`gs://...`).
 """
-import json
 import os
 import sys
 
@@ -19,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ml_collections  # noqa: E402
 from absl import flags  # noqa: E402
 
-from mmscale import cli_flags  # noqa: E402
+from mmscale import cli_flags, paths  # noqa: E402
 from mmscale.errors import MmscaleError  # noqa: E402
 from mmscale.eval import taught  # noqa: E402
 from mmscale.scaling import curves, results  # noqa: E402
@@ -35,8 +34,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 def trained_for(workdir: str) -> set[str] | None:
   """The evaluators the run's mixture teaches; None when its record directories are not here."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    data = ml_collections.ConfigDict(json.load(f)["data"])
+  data = ml_collections.ConfigDict(paths.read_json(paths.join(workdir, "config.json"))["data"])
   return taught.taught_evaluators(data)
 
 

@@ -18,19 +18,21 @@ __all__ = ["erased_generate", "tccd_generate", "tccd_logits"]
 
 
 def erased_generate(model, params, prompt: dict, layers: dict | None = None, *,
-                    modality: str = "text", max_new_tokens: int):
+                    modality: str = "text", max_new_tokens: int, valid_vocab: int = 0):
   """Greedy decoding of a left-padded `prompt` with `modality` hidden states replaced by
-  centroids at the active layers of `layers` (None: plain greedy decoding).
+  centroids at the active layers of `layers` (None: plain greedy decoding); `valid_vocab` > 0
+  never picks ids >= it (the tokenizer's size, when the model's vocabulary is padded past it).
   Returns int32[B, max_new_tokens] (no stop tokens)."""
   if layers is None:
-    return generate.generate(model, params, prompt, max_new_tokens=max_new_tokens)
+    return generate.generate(model, params, prompt, max_new_tokens=max_new_tokens,
+                             valid_vocab=valid_vocab)
   return generate.generate((ErasedPass(model, modality=modality),),
                            (erased_params(params, layers),), prompt,
-                           max_new_tokens=max_new_tokens)
+                           max_new_tokens=max_new_tokens, valid_vocab=valid_vocab)
 
 
 def tccd_generate(model, params, prompt: dict, text_layers: dict, alpha, beta, *,
-                  max_new_tokens: int):
+                  max_new_tokens: int, valid_vocab: int = 0):
   """Greedy TCCD decoding with two KV-cached passes (full, text-centroid-erased) per step.
 
   Args:
@@ -38,8 +40,9 @@ def tccd_generate(model, params, prompt: dict, text_layers: dict, alpha, beta, *
     text_layers: {"centroids": float[depth, k, D], "active": bool[depth]} of the text
       centroids (`centroids.erase_layers(cset, "text", depth)`).
     alpha, beta: float scalars (traced: a sweep reuses one compilation).
+    valid_vocab: > 0 never picks ids >= it (as `erased_generate`).
   Returns: int32[B, max_new_tokens] (no stop tokens: every row decodes max_new_tokens).
   """
   return generate.generate(
-      prompt=prompt, max_new_tokens=max_new_tokens,
+      prompt=prompt, max_new_tokens=max_new_tokens, valid_vocab=valid_vocab,
       **eval_contrastive.tccd_decoding(model, params, text_layers, alpha, beta))

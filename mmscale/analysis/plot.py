@@ -8,6 +8,8 @@ matplotlib.use("Agg")  # files only; no display on training hosts
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
 import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
 
+from mmscale import paths  # noqa: E402  pylint: disable=wrong-import-position
+
 
 def plot_probe(result: dict, path: str) -> str:
   er = result["erasure"]
@@ -36,6 +38,6 @@ def plot_probe(result: dict, path: str) -> str:
   right.set_title(f"TCCD (beta={result['beta']})", fontsize=9)
   right.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  paths.save_figure(fig, path, dpi=120)  # local or gs://
   plt.close(fig)
   return path

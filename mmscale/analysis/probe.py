@@ -125,12 +125,16 @@ def run(ctx: Run, cset, *, alphas=(0.0, 0.5, 1.0, 2.0), beta: float = 0.1,
   questions = eval_questions(ctx, max_examples)
   model, params = ctx.model, ctx.params
   layers = {m: centroids_lib.erase_layers(cset, m, depth) for m in ("text", "image")}
+  vocab = ctx.tokenizer.vocab_size  # never an id past the tokenizer's (a padded model vocab)
   runs = {
-      "none": lambda b: decoding.erased_generate(model, params, b, None, max_new_tokens=max_len),
+      "none": lambda b: decoding.erased_generate(model, params, b, None, max_new_tokens=max_len,
+                                               valid_vocab=vocab),
       "text": lambda b: decoding.erased_generate(model, params, b, layers["text"],
-                                               modality="text", max_new_tokens=max_len),
+                                               modality="text", max_new_tokens=max_len,
+                                               valid_vocab=vocab),
       "image": lambda b: decoding.erased_generate(model, params, b, layers["image"],
-                                                modality="image", max_new_tokens=max_len),
+                                                modality="image", max_new_tokens=max_len,
+                                                valid_vocab=vocab),
   }
   summaries = {}
   for name, fn in runs.items():
@@ -139,7 +143,7 @@ def run(ctx: Run, cset, *, alphas=(0.0, 0.5, 1.0, 2.0), beta: float = 0.1,
   tccd = {}
   for alpha in alphas:
     fn = lambda b, a=alpha: decoding.tccd_generate(model, params, b, layers["text"], a, beta,
-                                                     max_new_tokens=max_len)
+                                                     max_new_tokens=max_len, valid_vocab=vocab)
     tccd[str(alpha)] = evaluate(ctx, questions, fn)["accuracy"]
     log(f"tccd alpha={alpha} beta={beta}: accuracy {tccd[str(alpha)]['all']:.4f}")
   base = summaries["none"]["accuracy"]

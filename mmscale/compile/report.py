@@ -2,8 +2,12 @@
 the levers that would make a step fit (docs/pod_scale.md).
 
 FLOPs are mmscale's analytic count (`mmscale.models.flops`), not XLA's `cost_analysis()`, which
-counts a scanned layer stack's body once. Projected step time = FLOPs per step / (devices x
-chip peak x MFU), at the stated MFUs.
+counts a scanned layer stack's body once: training 6 x forward MACs per sequence, evaluation
+2 x, generation 2 x the forward MACs of prompt + generated tokens (the KV cache computes each
+position once). Projected step time = FLOPs per step / (devices x chip peak x MFU), at the
+stated MFUs, for training and evaluation; generation's decode steps are bound by memory
+bandwidth (every step reads the params and the cache for one token per row), so no MFU
+projection is made for it.
 """
 
 from __future__ import annotations
@@ -20,33 +24,63 @@ GIB = float(1 << 30)
 SECONDS_PER_DAY = 86400.0
 
 
+def forward_flops_per_sequence(model_config, seq_len: int, num_images: int) -> float:
+  """Forward FLOPs (2 x MACs) of one sequence of seq_len tokens holding num_images images."""
+  per_image = (flops_lib.vit_macs_per_image(model_config)
+               + flops_lib.connector_macs_per_image(model_config))
+  return 2.0 * float(flops_lib.decoder_macs_per_sequence(model_config, seq_len)
+                     + num_images * per_image)
+
+
+def step_flops(result: CompiledStep) -> float:
+  """Analytic FLOPs of one step of `result.kind` (module docstring)."""
+  cfg, layout = result.spec.config, result.spec.layout
+  if result.kind == "train":
+    return result.rows * flops_lib.train_flops_per_sequence(cfg.model, result.seq_len,
+                                                            layout.max_images)
+  return result.rows * forward_flops_per_sequence(
+      cfg.model, result.seq_len + result.new_tokens, layout.max_images)
+
+
+def needed_bytes(kind: str, memory: dict):
+  """The per-device bytes a step's verdict is taken on: the train step's `total` (arguments +
+  outputs + temporaries - aliased); for eval and generate the larger of that and XLA's `peak`
+  estimate, since the temporaries of a compiled generate step leave out the KV cache its decode
+  loop carries, which only the peak counts (docs/pod_scale.md)."""
+  total = memory.get("total")
+  if kind == "train" or total is None or not memory.get("peak"):
+    return total
+  return max(total, memory["peak"])
+
+
 def build_report(result: CompiledStep, target: Target, config_name: str = "") -> dict:
   """A JSON-able dict of everything the tool prints."""
-  cfg, spec = result.spec.config, result.spec
+  cfg = result.spec.config
   hbm = target.chip.hbm_bytes
   memory = dict(result.memory)
   if result.oom_message is not None:  # the compiler stopped: arguments are the state + batch
     memory.setdefault("arguments", result.state_bytes + result.batch_bytes)
     if "temporaries" in memory:
       memory.setdefault("total", memory["arguments"] + memory["temporaries"])
-  total = memory.get("total")
+  total = needed_bytes(result.kind, memory)
   fits = result.oom_message is None and total is not None and total <= hbm
-  rows, seq_len = int(cfg.data.batch_size), spec.layout.seq_len
-  flops = rows * flops_lib.train_flops_per_sequence(cfg.model, seq_len, spec.layout.max_images)
+  rows, seq_len = result.rows, result.seq_len
+  flops = step_flops(result)
   peak = target.chip.peak_bf16_flops
   projections = []
-  for mfu in MFUS:
+  for mfu in MFUS if result.kind != "generate" else ():
     seconds = flops / (target.num_devices * peak * mfu)
     projections.append({"mfu": mfu, "step_seconds": seconds,
                         "tokens_per_day": rows * seq_len * SECONDS_PER_DAY / seconds})
   report = {
+      "step": result.kind, "new_tokens": result.new_tokens,
       "config": config_name, "target": target.name, "topology": target.topology,
       "num_slices": target.num_slices, "devices": target.num_devices, "chip": target.chip.name,
       "hbm_bytes": hbm, "mesh": result.mesh_shape, "global_batch": rows, "seq_len": seq_len,
       "grad_accum_steps": int(cfg.optim.grad_accum_steps),
       "remat_policy": str(cfg.model.decoder.remat_policy), "dtype": str(cfg.model.dtype),
       "params": result.num_params,
-      "memory": memory, "state_bytes": result.state_bytes, "fits": fits,
+      "memory": memory, "needed_bytes": total, "state_bytes": result.state_bytes, "fits": fits,
       "headroom": None if total is None else 1.0 - total / hbm,
       "oom_message": result.oom_message,
       "flops_per_step": flops, "flops_per_device": flops / target.num_devices,
@@ -57,7 +91,10 @@ def build_report(result: CompiledStep, target: Target, config_name: str = "") ->
       "kernel_calls": hlo_lib.kernel_calls(result.hlo) if result.hlo else {},
       "replicated": [{"path": p, "shape": list(s), "bytes": b} for p, s, b in result.replicated],
   }
-  report["levers"] = [] if fits and report["headroom"] >= HEADROOM else levers(result, report)
+  if fits and report["headroom"] >= HEADROOM:
+    report["levers"] = []
+  else:
+    report["levers"] = (levers if result.kind == "train" else inference_levers)(result, report)
   return report
 
 
@@ -103,17 +140,43 @@ def levers(result: CompiledStep, report: dict) -> list[dict]:
     out.append({"lever": "--config.model.decoder.remat_policy=full",
                 "estimated_total_bytes": None, "fits": None,
                 "note": "recomputes each layer in the backward pass; the saving needs a compile"})
-  d = cfg.model.decoder
-  rows_per_device = report["global_batch"] / max(1, cfg.optim.grad_accum_steps) \
-      / result.spec.batch_shards
+  return out + _scores_lever(result, report,
+                             report["global_batch"] / max(1, cfg.optim.grad_accum_steps))
+
+
+def _scores_lever(result: CompiledStep, report: dict, rows: float) -> list[dict]:
+  """The attention kernel lever when the step uses the XLA attention: the float32 T x T scores
+  it materialises per layer, which the splash kernel does not."""
+  if report["attention"] != "xla":
+    return []
+  d, shape = result.spec.config.model.decoder, result.mesh_shape
   heads = d.heads / max(1, shape["tensor"])
-  scores = rows_per_device * heads * report["seq_len"] ** 2 * 4
-  if report["attention"] == "xla":
-    out.append({"lever": "--config.model.attention=auto", "estimated_total_bytes": None,
-                "fits": None, "note": f"the XLA attention materialises float32 scores of "
-                                      f"{scores / GIB:.2f} GiB per layer per device; the "
-                                      f"splash kernel does not"})
-  return out
+  length = result.seq_len + result.new_tokens
+  scores = rows / result.spec.batch_shards * heads * length ** 2 * 4
+  return [{"lever": "--config.model.attention=auto", "estimated_total_bytes": None,
+           "fits": None, "note": f"the XLA attention materialises float32 scores of "
+                                 f"{scores / GIB:.2f} GiB per layer per device; the "
+                                 f"splash kernel does not"}]
+
+
+def inference_levers(result: CompiledStep, report: dict) -> list[dict]:
+  """What would make an eval or generate step fit: fewer rows per batch (`eval.batch_size`:
+  everything but the params, the batch, activations and the KV cache, scales with the rows;
+  estimate: params + (needed - params) x new / old rows), and kernel attention."""
+  memory, budget = report["memory"], report["hbm_bytes"] * (1 - HEADROOM)
+  needed = report["needed_bytes"]
+  out = []
+  if needed is not None and memory.get("arguments") is not None:
+    fixed = min(needed, result.param_bytes)  # the params; the rest scales with the rows
+    rows = result.rows
+    while rows // 2 >= result.spec.batch_shards and rows % 2 == 0:
+      rows //= 2
+      estimate = fixed + (needed - fixed) * rows / result.rows
+      out.append({"lever": f"--config.eval.batch_size={rows}",
+                  "estimated_total_bytes": int(estimate), "fits": estimate <= budget})
+      if estimate <= budget:
+        break
+  return out + _scores_lever(result, report, result.rows)
 
 
 def _gib(nbytes) -> str:
@@ -129,16 +192,27 @@ def _gib(nbytes) -> str:
 def format_report(report: dict) -> str:
   """The human-readable summary the command prints."""
   m = report["memory"]
+  step = report.get("step", "train")
+  if step == "train":
+    shape = (f"global batch {report['global_batch']} x {report['seq_len']} tokens, "
+             f"grad_accum_steps {report['grad_accum_steps']}, remat {report['remat_policy']}")
+  elif step == "eval":
+    shape = (f"eval batch {report['global_batch']} x {report['seq_len']} tokens "
+             "(loss forward, params only)")
+  else:
+    shape = (f"{report['global_batch']} prompts of {report['seq_len']} tokens + "
+             f"{report['new_tokens']} generated (prefill + decode with KV cache, params only)")
   lines = [
-      f"target {report['target']} ({report['num_slices']} x {report['topology']}, "
-      f"{report['devices']} {report['chip']} chips, {_gib(report['hbm_bytes'])} HBM each); "
-      f"mesh {report['mesh']}",
-      f"model: {report['params']:,} parameters; global batch {report['global_batch']} x "
-      f"{report['seq_len']} tokens, grad_accum_steps {report['grad_accum_steps']}, remat "
-      f"{report['remat_policy']}, dtype {report['dtype']}",
+      f"{step} step for target {report['target']} ({report['num_slices']} x "
+      f"{report['topology']}, {report['devices']} {report['chip']} chips, "
+      f"{_gib(report['hbm_bytes'])} HBM each); mesh {report['mesh']}",
+      f"model: {report['params']:,} parameters; {shape}, dtype {report['dtype']}",
       f"memory per device: arguments {_gib(m.get('arguments'))}, outputs "
       f"{_gib(m.get('outputs'))}, temporaries {_gib(m.get('temporaries'))}, aliased "
-      f"{_gib(m.get('aliased'))}; total {_gib(m.get('total'))} of {_gib(report['hbm_bytes'])}",
+      f"{_gib(m.get('aliased'))}; total {_gib(m.get('total'))} of {_gib(report['hbm_bytes'])}"
+      + (f" (XLA peak estimate {_gib(m['peak'])}"
+         + ("; the verdict uses the larger" if step != "train" else "") + ")"
+         if m.get("peak") else ""),
   ]
   if report["fits"]:
     lines.append(f"FITS: headroom {report['headroom']:.1%}"
@@ -153,6 +227,8 @@ def format_report(report: dict) -> str:
   for p in report["projections"]:
     lines.append(f"  at {p['mfu']:.0%} MFU: {p['step_seconds']:.4g} s/step, "
                  f"{p['tokens_per_day']:.3e} tokens/day")
+  if step == "generate":
+    lines.append("  (no MFU projection: decode steps are bound by memory bandwidth)")
   calls = ", ".join(f"{t} x{n}" for t, n in report["kernel_calls"].items()) or "none"
   lines.append(f"attention: {report['attention']} (fused kernels in the compiled step: {calls})")
   if report["collectives"]:

@@ -1,4 +1,4 @@
-"""Lowering and compiling a run's real train step for a target slice, without its devices.
+"""Lowering and compiling a run's real steps for a target slice, without its devices.
 
 Everything the trainer builds, built the same way but abstractly: the spec (`validate`), the
 mesh over the target's devices, the model, the boxed abstract params
@@ -6,6 +6,12 @@ mesh over the target's devices, the model, the boxed abstract params
 (`train.state.sharded_abstract_state`) and the jitted step (`train.step.make_train_step`). The
 step is lowered on ShapeDtypeStructs that carry the run's shardings and compiled by XLA for the
 target; nothing is allocated.
+
+Evaluation and generation are compiled the same way, with the programs they run: the
+evaluation forward (`eval.heldout_loss.eval_loss_sums`: logits and target NLL of one batch of
+`eval.batch_size` rows, the held-out loss evaluator's step) and generation (`eval.generate`:
+the prefill of a left-padded prompt batch and the scanned decode steps with the KV cache, one
+program), on the params as evaluation restores them (`load_run`: sharded, no optimizer state).
 """
 
 from __future__ import annotations
@@ -15,14 +21,19 @@ import math
 import re
 from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 
 from mmscale.data.batch import empty_rows
+from mmscale.eval import generate as generate_lib
+from mmscale.eval.heldout_loss import eval_loss_sums
 from mmscale.models import flops as flops_lib
 from mmscale.models.registry import build_model
 from mmscale.parallel import mesh as mesh_lib
 from mmscale.parallel import rules as sharding_rules
+from mmscale.errors import ConfigError
+from mmscale.registry import Registry
 from mmscale.spec import RunSpec, validate
 from mmscale.train import optim
 from mmscale.train.state import sharded_abstract_state
@@ -33,13 +44,21 @@ from mmscale.train.step import make_train_step
 class CompiledStep:
   """The outcome of one compile.
 
+  kind: 'train', 'eval' or 'generate'; rows: batch rows of the step; seq_len: its columns (for
+  generate: the prompt's); new_tokens: tokens generated (generate only).
   compiled: the XLA executable (None when the compiler ran out of HBM); memory: per-device
   bytes from `compiled.memory_analysis()` ('arguments', 'outputs', 'temporaries', 'aliased',
-  'total' = arguments + outputs + temporaries - aliased), or what the out-of-memory message
-  states; oom_message: the compiler's out-of-memory message (None when it fitted);
-  state_bytes: per-device bytes of the train state (params + optimizer state) by its shardings;
-  batch_bytes: per-device bytes of one global batch; hlo: the compiled HLO text ('' on OOM).
+  'total' = arguments + outputs + temporaries - aliased, 'peak' = XLA's peak estimate), or what
+  the out-of-memory message states; oom_message: the compiler's out-of-memory message (None
+  when it fitted);
+  state_bytes: per-device bytes of the train state (params + optimizer state; eval and generate:
+  the params) by its shardings; batch_bytes: per-device bytes of one global batch; hlo: the
+  compiled HLO text ('' on OOM).
   """
+  kind: str
+  rows: int
+  seq_len: int
+  new_tokens: int
   spec: RunSpec
   mesh_shape: dict
   num_params: int
@@ -92,12 +111,52 @@ def parse_oom(message: str) -> dict:
   return out
 
 
-def abstract_batch(spec: RunSpec, mesh) -> dict:
-  """One global batch (`data.batch_size` rows) as ShapeDtypeStructs with the batch sharding."""
+def abstract_batch(spec: RunSpec, mesh, rows: int | None = None,
+                   length: int | None = None) -> dict:
+  """One global batch (`rows`, default `data.batch_size`, x `length`, default `data.seq_len`)
+  as ShapeDtypeStructs with the batch sharding."""
   sharding = sharding_rules.batch_sharding(mesh, spec.rules)
-  rows = spec.config.data.batch_size
+  rows = spec.config.data.batch_size if rows is None else rows
   return {k: jax.ShapeDtypeStruct((rows,) + v.shape[1:], v.dtype, sharding=sharding)
-          for k, v in empty_rows(spec.layout, 1).items()}
+          for k, v in empty_rows(spec.layout, 1, length).items()}
+
+
+def eval_rows(spec: RunSpec) -> int:
+  """Rows of an evaluation batch: `eval.batch_size` rounded down to a multiple of the batch
+  shards, at least one per shard (`runtime.Run.rows_per_batch`)."""
+  rows = int(spec.config.eval.batch_size)
+  return max(spec.batch_shards, rows - rows % spec.batch_shards)
+
+
+def _compile(lowered) -> tuple[Any, dict, str | None, str]:
+  """(executable or None, memory, out-of-memory message or None, HLO text) of a lowering."""
+  compiled, oom, hlo = None, None, ""
+  try:
+    compiled = lowered.compile()
+  except Exception as e:  # pylint: disable=broad-except  # XlaRuntimeError's class moves between jax versions
+    if not _OOM.search(str(e)):
+      raise
+    oom = str(e).strip().splitlines()[0]
+  if compiled is None:
+    return None, parse_oom(oom), oom, hlo
+  m = compiled.memory_analysis()
+  memory = {"arguments": int(m.argument_size_in_bytes), "outputs": int(m.output_size_in_bytes),
+            "temporaries": int(m.temp_size_in_bytes), "aliased": int(m.alias_size_in_bytes)}
+  memory["total"] = (memory["arguments"] + memory["outputs"] + memory["temporaries"]
+                     - memory["aliased"])
+  peak = getattr(m, "peak_memory_in_bytes", None)  # XLA's own peak estimate, where it has one
+  if peak:
+    memory["peak"] = int(peak)
+  return compiled, memory, None, compiled.as_text() or ""
+
+
+def _abstract_model(config, devices):
+  """(spec, mesh, model, boxed abstract params) of `config` over `devices`."""
+  spec = validate(config, len(devices), num_processes=1)
+  mesh = mesh_lib.make_mesh(spec.mesh_shape, list(devices))
+  model = build_model(config.model)
+  boxed = sharding_rules.abstract_params(model, empty_rows(spec.layout, 1), mesh, spec.rules)
+  return spec, mesh, model, boxed
 
 
 def compile_train_step(config, devices, replicated_min_bytes: int = 1 << 20) -> CompiledStep:
@@ -106,10 +165,7 @@ def compile_train_step(config, devices, replicated_min_bytes: int = 1 << 20) -> 
   Raises `ConfigError` for a config that does not fit the devices (mesh, batch, heads); an
   out-of-HBM compile is a result (`oom_message`), not an error.
   """
-  spec = validate(config, len(devices), num_processes=1)
-  mesh = mesh_lib.make_mesh(spec.mesh_shape, list(devices))
-  model = build_model(config.model)
-  boxed = sharding_rules.abstract_params(model, empty_rows(spec.layout, 1), mesh, spec.rules)
+  spec, mesh, model, boxed = _abstract_model(config, devices)
   num_params = flops_lib.param_count(boxed)
   tx, schedule = optim.make_optimizer(config.optim, config.train.steps, num_params)
   state, shardings = sharded_abstract_state(tx, boxed, mesh, spec.rules)
@@ -117,24 +173,77 @@ def compile_train_step(config, devices, replicated_min_bytes: int = 1 << 20) -> 
   batch = abstract_batch(spec, mesh)
   with jax.set_mesh(mesh):
     lowered = step.lower(state, batch)
-  compiled, oom, hlo = None, None, ""
-  try:
-    compiled = lowered.compile()
-  except Exception as e:  # pylint: disable=broad-except  # XlaRuntimeError's class moves between jax versions
-    if not _OOM.search(str(e)):
-      raise
-    oom = str(e).strip().splitlines()[0]
-  if compiled is not None:
-    m = compiled.memory_analysis()
-    memory = {"arguments": int(m.argument_size_in_bytes), "outputs": int(m.output_size_in_bytes),
-              "temporaries": int(m.temp_size_in_bytes), "aliased": int(m.alias_size_in_bytes)}
-    memory["total"] = (memory["arguments"] + memory["outputs"] + memory["temporaries"]
-                       - memory["aliased"])
-    hlo = compiled.as_text() or ""
-  else:
-    memory = parse_oom(oom)
+  compiled, memory, oom, hlo = _compile(lowered)
   return CompiledStep(
+      kind="train", rows=int(config.data.batch_size), seq_len=spec.layout.seq_len, new_tokens=0,
       spec=spec, mesh_shape=dict(spec.mesh_shape), num_params=num_params, compiled=compiled,
       memory=memory, oom_message=oom, state_bytes=shard_bytes(state),
       param_bytes=shard_bytes(state.params), batch_bytes=shard_bytes(batch),
       replicated=replicated_tensors(state, replicated_min_bytes), hlo=hlo)
+
+
+def compile_eval_step(config, devices, replicated_min_bytes: int = 1 << 20) -> CompiledStep:
+  """Compiles the evaluation forward (`eval_loss_sums` on one batch of `eval_rows` x
+  `data.seq_len`) for `devices`, on the params alone, sharded as `load_run` restores them."""
+  spec, mesh, model, boxed = _abstract_model(config, devices)
+  params = sharding_rules.sharded_abstract(boxed, mesh, spec.rules)
+  rows = eval_rows(spec)
+  batch = abstract_batch(spec, mesh, rows)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(spec.rules):
+    lowered = eval_loss_sums.lower(model, params, batch)
+  return _inference_step("eval", spec, boxed, params, batch, rows, spec.layout.seq_len, 0,
+                         lowered, replicated_min_bytes)
+
+
+def generate_lengths(config, prompt_len: int | None = None,
+                     max_new_tokens: int | None = None) -> tuple[int, int]:
+  """(prompt columns, generated tokens) compiled by default: the longest the evaluation suite
+  uses, a prompt of `data.seq_len` columns continued by `max(eval.max_decode_len,
+  eval.caption_max_len)` tokens."""
+  new = max(int(config.eval.max_decode_len), int(config.eval.caption_max_len)) \
+      if max_new_tokens is None else int(max_new_tokens)
+  return (int(config.data.seq_len) if prompt_len is None else int(prompt_len)), new
+
+
+def compile_generate_step(config, devices, prompt_len: int | None = None,
+                          max_new_tokens: int | None = None,
+                          replicated_min_bytes: int = 1 << 20) -> CompiledStep:
+  """Compiles generation (`eval.generate`: prefill + scanned decode with the KV cache, one
+  program) of `eval_rows` prompts of `prompt_len` columns continued by `max_new_tokens` tokens
+  (defaults: `generate_lengths`), greedy, for `devices`."""
+  spec, mesh, model, boxed = _abstract_model(config, devices)
+  params = sharding_rules.sharded_abstract(boxed, mesh, spec.rules)
+  prompt_len, new_tokens = generate_lengths(config, prompt_len, max_new_tokens)
+  if prompt_len < 1 or new_tokens < 1:
+    raise ConfigError("eval.max_decode_len", f"prompt length {prompt_len} and generated tokens "
+                      f"{new_tokens} must both be >= 1")
+  rows = eval_rows(spec)
+  prompt = abstract_batch(spec, mesh, rows, prompt_len)
+  rng = jax.ShapeDtypeStruct((), jax.eval_shape(jax.random.key, 0).dtype,
+                             sharding=sharding_rules.replicated(mesh))
+  with jax.set_mesh(mesh), nn.logical_axis_rules(spec.rules):
+    lowered = generate_lib.lower_generate(model, params, prompt, max_new_tokens=new_tokens,
+                                          rng=rng)
+  return _inference_step("generate", spec, boxed, params, prompt, rows, prompt_len,
+                         new_tokens, lowered, replicated_min_bytes)
+
+
+def _inference_step(kind, spec, boxed, params, batch, rows, seq_len, new_tokens, lowered,
+                    replicated_min_bytes) -> CompiledStep:
+  compiled, memory, oom, hlo = _compile(lowered)
+  param_bytes = shard_bytes(params)
+  return CompiledStep(
+      kind=kind, rows=rows, seq_len=seq_len, new_tokens=new_tokens, spec=spec,
+      mesh_shape=dict(spec.mesh_shape), num_params=flops_lib.param_count(boxed),
+      compiled=compiled, memory=memory, oom_message=oom, state_bytes=param_bytes,
+      param_bytes=param_bytes, batch_bytes=shard_bytes(batch),
+      replicated=replicated_tensors(params, replicated_min_bytes), hlo=hlo)
+
+
+# step kind -> compile(config, devices, prompt_len=None, max_new_tokens=None) -> CompiledStep;
+# the lengths are generation's (the other steps take their shapes from the config)
+STEPS = Registry("compile step")
+STEPS.add("train", lambda config, devices, **lengths: compile_train_step(config, devices))
+STEPS.add("eval", lambda config, devices, **lengths: compile_eval_step(config, devices))
+STEPS.add("generate", compile_generate_step)
+STEP_ORDER = ("train", "eval", "generate")  # what --step=all compiles, in this order

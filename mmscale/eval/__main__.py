@@ -2,7 +2,8 @@
 [--tccd_alpha=A --tccd_beta=B --tccd_centroids=PATH]`.
 
 Without --config, the run's own `W/config.json` is used. Results go to W/eval/ (step -1 for
-exported params), with the decoding settings used (`decoding`), and a table is printed. The
+exported params), with the decoding settings used (`decoding`), and a table is printed. W (and
+EXPORT_DIR, the centroids) may be local or in a bucket (`gs://...`, any etils.epath path). The
 --tccd_* flags set `eval.tccd_*` (text-centroid contrastive decoding, mmscale/eval/contrastive.py)
 on whichever config is used; with --config, `--config.eval.tccd_alpha=...` works too.
 """

@@ -23,12 +23,10 @@ evaluator (predict.py) and `python -m mmscale.generate`.
 
 from __future__ import annotations
 
-import glob
-import os
-
 import jax
 import jax.numpy as jnp
 
+from mmscale import paths
 from mmscale.errors import ConfigError
 from mmscale.eval.erasure import CentroidSet, ErasedPass, erase_layers, erased_params
 from mmscale.eval.generate import Pass
@@ -96,13 +94,12 @@ def centroids_path(config, workdir: str = "") -> str:
   if not path and not workdir:
     raise ConfigError("eval.tccd_centroids", "TCCD (eval.tccd_alpha != 0) needs text centroids "
                       "and there is no workdir to look in; " + PROBE_HINT)
-  path = path or os.path.join(workdir, "analysis", "centroids.npz")
-  meta = os.path.join(os.path.dirname(path), "centroids.json")
-  if os.path.isfile(path) and os.path.isfile(meta):
+  path = path or paths.join(workdir, "analysis", "centroids.npz")
+  meta = paths.join(paths.parent(path), "centroids.json")
+  if paths.is_file(path) and paths.is_file(meta):
     return path
-  found = sorted(glob.glob(os.path.join(workdir, "analysis", "*", "centroids.npz"))) \
-      if workdir else []
-  missing = path if not os.path.isfile(path) else meta
+  found = paths.glob(paths.join(workdir, "analysis"), "*/centroids.npz") if workdir else []
+  missing = path if not paths.is_file(path) else meta
   raise ConfigError("eval.tccd_centroids",
                     f"TCCD centroid file {missing} not found; " + PROBE_HINT
                     + (f"; this run has {', '.join(found)}" if found else ""))
@@ -125,7 +122,7 @@ def load_text_layers(config, workdir: str = "") -> tuple[dict, dict]:
     text = erase_layers(cset, "text", dec.depth, layers)
   except ValueError as e:
     raise ConfigError("eval.tccd_layers", f"{path}: {e}") from e
-  info = {"tccd_centroids": os.path.abspath(path), "tccd_k": cset.k,
+  info = {"tccd_centroids": paths.absolute(path), "tccd_k": cset.k,
           "tccd_layers": list(layers or cset.layers)}
   return text, info
 

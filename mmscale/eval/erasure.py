@@ -14,13 +14,13 @@ k, fit metadata); they live here because evaluation reads them and may not impor
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
+import io
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmscale import paths
 from mmscale.eval.generate import Pass
 
 MODALITIES = ("text", "image")
@@ -52,25 +52,25 @@ class CentroidSet:
   meta: dict = dataclasses.field(default_factory=dict)
 
   def save(self, directory: str) -> str:
-    """Writes centroids.npz + centroids.json under `directory`; returns the npz path."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "centroids.npz")
-    np.savez(path, **self.centroids)
-    with open(os.path.join(directory, "centroids.json"), "w") as f:
-      json.dump({"layers": list(self.layers), "k": self.k, **self.meta}, f, indent=2)
+    """Writes centroids.npz + centroids.json under `directory` (local or `gs://...`); returns the
+    npz path."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **self.centroids)
+    path = paths.write_bytes(paths.join(directory, "centroids.npz"), buffer.getvalue())
+    paths.write_json(paths.join(directory, "centroids.json"),
+                     {"layers": list(self.layers), "k": self.k, **self.meta}, indent=2)
     return path
 
   @classmethod
   def load(cls, directory: str) -> "CentroidSet":
     """The set saved under `directory` (centroids.npz + centroids.json)."""
-    return cls.load_file(os.path.join(directory, "centroids.npz"))
+    return cls.load_file(paths.join(directory, "centroids.npz"))
 
   @classmethod
   def load_file(cls, npz_path: str) -> "CentroidSet":
     """The set of an npz file, with the centroids.json beside it (layers, k, metadata)."""
-    with open(os.path.join(os.path.dirname(npz_path), "centroids.json")) as f:
-      meta = json.load(f)
-    with np.load(npz_path) as z:
+    meta = paths.read_json(paths.join(paths.parent(npz_path), "centroids.json"))
+    with np.load(io.BytesIO(paths.read_bytes(npz_path))) as z:
       arrays = {m: z[m] for m in z.files}
     layers, k = tuple(meta.pop("layers")), meta.pop("k")
     return cls(layers=layers, k=k, centroids=arrays, meta=meta)

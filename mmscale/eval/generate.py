@@ -192,6 +192,27 @@ def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
     use_cache: False = the full-recompute reference (N full forward passes).
   Returns: int32[B, N] generated tokens.
   """
+  fn, args, settings = _program(
+      model, params, prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+      top_p=top_p, stop_ids=stop_ids, pad_id=pad_id, rng=rng, logits_processor=logits_processor,
+      processor_args=processor_args, valid_vocab=valid_vocab, use_cache=use_cache)
+  return fn(*args, settings=settings)
+
+
+def lower_generate(model, params, prompt: dict, **options) -> jax.stages.Lowered:
+  """The one program `generate(model, params, prompt, **options)` runs (the prefill and the
+  scanned decode steps, with the KV cache), lowered and not run: `params` and `prompt` may be
+  ShapeDtypeStructs carrying shardings. `python -m mmscale.compile --step=generate` compiles it
+  for a TPU slice."""
+  fn, args, settings = _program(model, params, prompt, **options)
+  return fn.lower(*args, settings=settings)
+
+
+def _program(model, params, prompt: dict, *, max_new_tokens: int, temperature: float = 0.0,
+             top_p: float = 1.0, stop_ids: tuple[int, ...] = (), pad_id: int = 0, rng=None,
+             logits_processor: LogitsProcessor | None = None, processor_args: Any = None,
+             valid_vocab: int = 0, use_cache: bool = True):
+  """(jitted function, its positional arguments, its static settings) of a `generate` call."""
   if isinstance(model, nn.Module):
     passes, params = (Pass(model),), (params,)
   else:
@@ -205,7 +226,7 @@ def generate(model: nn.Module | tuple[Pass, ...], params: Any, prompt: dict, *,
                             int(valid_vocab))
   rng = jax.random.key(0) if rng is None else rng
   fn = _generate_cached if use_cache else _generate_recompute
-  return fn(passes, params, prompt, rng, processor_args, settings=settings)
+  return fn, (passes, params, prompt, rng, processor_args), settings
 
 
 def greedy_generate(model: nn.Module, params, prompt: dict, *, max_new_tokens: int) -> jax.Array:

@@ -2,8 +2,9 @@
 
 One-off generation from a trained run: the config is W/config.json, params the latest (or
 --step) checkpoint, or an exported params directory (--params=EXPORT_DIR, whose config.json is
-used when W has none). Images come first, then the prompt text, as in training (a question after
-an image joins the image's prefix block). Sampling: --temperature, --top_p, --seed.
+used when W has none); W, EXPORT_DIR and the images may be local or `gs://...` paths. Images
+come first, then the prompt text, as in training (a question after an image joins the image's
+prefix block). Sampling: --temperature, --top_p, --seed.
 Text-centroid contrastive decoding (mmscale/eval/contrastive.py): --tccd_alpha=A (0 = off),
 --tccd_beta, --tccd_centroids (default W/analysis/centroids.npz, written by tools/probe.py).
 """
@@ -12,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 
 import flax.linen as nn
 import jax
 from absl import flags
 
-from mmscale import cli_flags
+from mmscale import cli_flags, paths
 from mmscale.data.batch import one_per_row
 from mmscale.data.transforms import SkipExample, builder_for
 from mmscale.errors import DataError, MmscaleError
@@ -48,13 +48,13 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def build_record(image_paths: list[str], prompt: str) -> dict:
-  """A prompt record: the images, then the prompt text (no loss). Missing files raise."""
+  """A prompt record: the images (local or `gs://...` files), then the prompt text (no loss).
+  Missing files raise."""
   images = []
   for path in image_paths:
-    if not os.path.isfile(path):
+    if not paths.is_file(path):
       raise DataError(f"image file {path} not found")
-    with open(path, "rb") as f:
-      images.append(f.read())
+    images.append(paths.read_bytes(path))
   segments = [{"image": i} for i in range(len(images))]
   if prompt:
     segments.append({"text": prompt, "loss": False})

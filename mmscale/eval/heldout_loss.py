@@ -17,7 +17,10 @@ from mmscale.models.loss import loss_sums
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _loss_sums(model: nn.Module, params, batch: dict) -> dict:
+def eval_loss_sums(model: nn.Module, params, batch: dict) -> dict:
+  """The evaluation forward: {"nll", "weight"} float32[] sums over the batch's target tokens
+  (what held-out loss runs per batch, and what `python -m mmscale.compile --step=eval`
+  compiles for a TPU slice)."""
   return loss_sums(model.apply({"params": params}, batch), batch)
 
 
@@ -31,7 +34,7 @@ def loss_of_examples(ctx: Run, examples: list[dict], max_batches: int = 0) -> di
   for chunk, n_real in batches_of(examples, rows):
     batch = one_per_row(chunk, ctx.layout, truncate=True)
     batch["mask_loss"][n_real:] = 0
-    sums = jax.device_get(_loss_sums(ctx.model, ctx.params, ctx.to_global(batch)))
+    sums = jax.device_get(eval_loss_sums(ctx.model, ctx.params, ctx.to_global(batch)))
     nll += float(sums["nll"])
     weight += float(sums["weight"])
   loss = nll / max(weight, 1.0)

@@ -2,17 +2,18 @@
 
 Evaluation, analysis, generation and export all load a run through `load_run`. Only `params`
 are read (Orbax partial restore), straight into their shardings, so loading a checkpoint never
-materialises the optimizer state nor a whole tensor on one host.
+materialises the optimizer state nor a whole tensor on one host. A run may be local or in an
+object store (`gs://bucket/run`, any etils.epath path), as training writes it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import ml_collections
 import orbax.checkpoint as ocp
 
+from mmscale import paths
 from mmscale.errors import CheckpointError
 from mmscale.parallel import rules as sharding_rules
 from mmscale.runtime import Run, build_run
@@ -21,33 +22,30 @@ from mmscale.runtime import Run, build_run
 def read_run_config(directory: str) -> ml_collections.ConfigDict:
   """`directory/config.json` (a training workdir or a tools/export.py output) as a ConfigDict.
   Relative paths in it (data.world_dir) resolve against the current directory, as in training."""
-  path = os.path.join(directory, "config.json")
-  if not os.path.isfile(path):
+  path = paths.join(directory, "config.json")
+  if not paths.is_file(path):
     raise CheckpointError(f"{path} not found: is {directory} a training workdir or an export "
                           "directory? (or pass --config)")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(json.loads(paths.read_text(path)))
   config.mesh.rules = sharding_rules.logical_rules(config.mesh.rules)
   return config
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
   """Steps with a checkpoint under `workdir/checkpoints`, ascending."""
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
-    return []
-  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+  return sorted(int(name) for name in paths.listdir(paths.join(workdir, "checkpoints"))
+                if name.isdigit())
 
 
 def _restore_checkpoint_params(workdir: str, target, step: int | None):
   steps = checkpoint_steps(workdir)
   if not steps:
-    raise CheckpointError(f"no checkpoint under {os.path.join(workdir, 'checkpoints')}: "
+    raise CheckpointError(f"no checkpoint under {paths.join(workdir, 'checkpoints')}: "
                           "train first, or pass an exported params directory")
   step = steps[-1] if step is None else step
   if step not in steps:
     raise CheckpointError(f"no checkpoint for step {step} in {workdir}; available: {steps}")
-  path = os.path.abspath(os.path.join(workdir, "checkpoints", str(step), "state"))
+  path = paths.path(paths.absolute(workdir)) / "checkpoints" / str(step) / "state"
   item = {"params": target}
   with ocp.PyTreeCheckpointer() as ckptr:
     restored = ckptr.restore(path, args=ocp.args.PyTreeRestore(
@@ -57,8 +55,8 @@ def _restore_checkpoint_params(workdir: str, target, step: int | None):
 
 
 def _restore_exported_params(export_dir: str, target):
-  path = os.path.join(os.path.abspath(export_dir), "params")
-  if not os.path.isdir(path):
+  path = paths.path(paths.absolute(export_dir)) / "params"
+  if not path.is_dir():
     raise CheckpointError(f"{export_dir} has no params/ directory (is it a tools/export.py output?)")
   with ocp.StandardCheckpointer() as ckptr:
     return ckptr.restore(path, target)
@@ -80,7 +78,7 @@ def load_run(workdir: str | None = None, *, step: int | None = None,
   if not workdir and not params_dir:
     raise CheckpointError("no params: pass --workdir with checkpoints or --params=EXPORT_DIR")
   if config is None:
-    has_config = workdir and os.path.isfile(os.path.join(workdir, "config.json"))
+    has_config = workdir and paths.is_file(paths.join(workdir, "config.json"))
     config = read_run_config(workdir if has_config or not params_dir else params_dir)
   if eval_overrides:
     with config.unlocked():

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 
 import flax.linen as nn
 import jax
 
-from mmscale import versions
+from mmscale import paths, versions
 from mmscale.eval import choice, contrastive
 from mmscale.eval.registry import DEFAULT_EVALS, get_evaluator
 from mmscale.runtime import Run
@@ -42,15 +41,13 @@ def write_results(workdir: str, step: int, results: dict, decoding: dict | None 
   results), with `step` and `metric_steps` (metric -> step it was computed at). `decoding`
   (`contrastive.describe`: sampling and TCCD settings), when given, is stored as `decoding` in
   both files; in results.json it describes this write, as does `package_versions` (the key
-  packages' versions, `mmscale/versions.py`). Returns the path of results.json."""
-  directory = os.path.join(workdir, "eval")
-  path = os.path.join(directory, "results.json")
+  packages' versions, `mmscale/versions.py`). `workdir` may be local or `gs://...`. Returns the
+  path of results.json."""
+  directory = paths.join(workdir, "eval")
+  path = paths.join(directory, "results.json")
   if jax.process_index() == 0:
-    os.makedirs(directory, exist_ok=True)
-    latest = {}
-    if os.path.isfile(path):
-      with open(path) as f:
-        latest = json.load(f)
+    paths.makedirs(directory)
+    latest = paths.read_json(path) if paths.exists(path) else {}
     metric_steps = {**latest.pop("metric_steps", {}), **{k: step for k in results}}
     latest.pop("step", None)
     latest.pop("decoding", None)
@@ -59,11 +56,11 @@ def write_results(workdir: str, step: int, results: dict, decoding: dict | None 
     if decoding is not None:
       extra["decoding"] = decoding
     latest.update(extra)
-    with open(os.path.join(directory, f"step_{step}.json"), "w") as f:
-      f.write(json.dumps({"step": step, **results, **extra}, indent=2, sort_keys=True) + "\n")
-    with open(path, "w") as f:
-      f.write(json.dumps({"step": step, **latest, "metric_steps": metric_steps}, indent=2,
-                         sort_keys=True) + "\n")
+    step_results = {"step": step, **results, **extra}
+    paths.write_text(paths.join(directory, f"step_{step}.json"),
+                     json.dumps(step_results, indent=2, sort_keys=True) + "\n")
+    paths.write_text(path, json.dumps({"step": step, **latest, "metric_steps": metric_steps},
+                                      indent=2, sort_keys=True) + "\n")
   return path
 
 

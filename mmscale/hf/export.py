@@ -15,7 +15,8 @@ What mmscale computes and a LLaVA model cannot express fails naming the config f
   - a SigLIP-style tower (no class token, no pre-norm, a patch bias) or a CLIP-style one;
   - no final logit soft-capping (LLaVA's head does not cap; the text export does).
 Every process takes part (params are gathered); process 0 writes. The whole model passes
-through process 0's memory once, in float32, in one `model.safetensors`.
+through process 0's memory once, in float32, in one `model.safetensors`. The output directory may
+be local or in a bucket (`gs://...`): safetensors writes a local file, which is then copied.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from safetensors.numpy import save_file
 
+from mmscale import paths
 from mmscale.errors import ConfigError
 from mmscale.hf.families import MMSCALE_TO_HF_ACTIVATION, export_family
 from mmscale.hf.mapping import Tensor, connector_tensors, decoder_tensors, vision_tensors
@@ -83,12 +85,12 @@ def text_config(model_config, special_ids: dict | None = None) -> dict:
 def _write(out_dir: str, config: dict, tensors: dict, extra_files: dict | None = None) -> None:
   if jax.process_index() != 0:
     return
-  os.makedirs(out_dir, exist_ok=True)
-  save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()},
-            os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
-  for name, content in {"config.json": config, **(extra_files or {})}.items():
-    with open(os.path.join(out_dir, name), "w") as f:
-      json.dump(content, f, indent=2)
+  with paths.local_dir(out_dir) as local:  # safetensors writes local files only
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+              os.path.join(local, "model.safetensors"), metadata={"format": "pt"})
+    for name, content in {"config.json": config, **(extra_files or {})}.items():
+      with open(os.path.join(local, name), "w") as f:
+        json.dump(content, f, indent=2)
 
 
 def export_text(model_config, params: dict, out_dir: str, special_ids: dict | None = None):

@@ -23,7 +23,7 @@ import types
 
 from absl import flags
 
-from mmscale import cli_flags
+from mmscale import cli_flags, paths
 from mmscale.launch import topology
 from mmscale.launch.commands import Step, execute, render
 
@@ -105,9 +105,11 @@ def steps(args) -> list[Step]:
                        _ssh(args, n, f"mkdir -p {REMOTE_DIR} && tar xzf ~/mmscale.tgz -C {REMOTE_DIR}")))
   out += copy
   if not args.skip_install:
+    # a gs:// workdir: gcsfs (the `gcs` extra), epath's file system without TensorFlow
+    extra = "'[gcs]'" if paths.is_remote(args.workdir) else ""
     install = (f"(test -x {REMOTE_VENV}/bin/python || python3 -m venv {REMOTE_VENV}) && "
                f"{REMOTE_VENV}/bin/pip install -q -U pip && "
-               f"{REMOTE_VENV}/bin/pip install -q 'jax[tpu]' -e {REMOTE_DIR}")
+               f"{REMOTE_VENV}/bin/pip install -q 'jax[tpu]' -e {REMOTE_DIR}{extra}")
     out += [Step(f"install jax[tpu] and mmscale on every worker of {n}", _ssh(args, n, install))
             for n in names]
   if args.build_world_scenes:

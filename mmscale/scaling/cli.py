@@ -8,20 +8,20 @@ points, retries failed ones and collects submitted ones; the results table is DI
 DIR/results.json. Exit status: 0 when every selected point is done, 1 when some failed, 2 when
 some are still pending (submitted or, with --collect_only, missing). `--workers=N` (local only)
 runs up to N points at once, each pinned to 1/N of this process's CPUs (Linux); the table and
-exit status are as with one worker, and `--dry_run` prints the same commands. docs/scaling.md
-has more.
+exit status are as with one worker, and `--dry_run` prints the same commands. DIR may be local
+or a bucket path (`gs://...`): the points' workdirs, markers, logs and the table go there.
+docs/scaling.md has more.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 
 from absl import flags
 
-from mmscale import cli_flags
+from mmscale import cli_flags, paths
 from mmscale.scaling import spec as spec_lib
 from mmscale.scaling.launchers import LAUNCHERS, LaunchOptions
 from mmscale.scaling.sweep import Sweep, SweepOptions, select
@@ -97,19 +97,18 @@ def main(argv: list[str]) -> int:
       spec_lib.check_point(point)  # a bad override fails now, not after a training run
     sweep.dry_run()
     return 0
-  os.makedirs(args.sweep_dir, exist_ok=True)
+  paths.makedirs(args.sweep_dir)
   by_status = sweep.run()
   for status, names in sorted(by_status.items()):
     print(f"{status}: {len(names)}  {' '.join(names)}")
   for failure in _failures(args.sweep_dir):
     print(f"\nFAILED {failure['name']} after {failure['attempts']} attempt(s): "
           f"{failure['error']}\n{failure['log_tail']}")
-  print(f"results: {os.path.join(args.sweep_dir, 'results.csv')}")
+  print(f"results: {paths.join(args.sweep_dir, 'results.csv')}")
   if by_status.get("failed"):
     return 1
   return 2 if set(by_status) - {"done"} else 0
 
 
 def _failures(sweep_dir: str) -> list[dict]:
-  with open(os.path.join(sweep_dir, "results.json")) as f:
-    return json.load(f)["failed"]
+  return paths.read_json(paths.join(sweep_dir, "results.json"))["failed"]

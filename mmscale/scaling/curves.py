@@ -17,14 +17,13 @@ of n = `vqa/count/<qtype>` questions against the majority rate (p < ALPHA): 0.10
 from __future__ import annotations
 
 import csv
-import glob
-import json
+import io
 import math
-import os
 import re
 
 from scipy import stats
 
+from mmscale import paths
 from mmscale.errors import ConfigError
 from mmscale.scaling import plots
 
@@ -46,11 +45,10 @@ def parse_run(text: str) -> tuple[str, str]:
 
 def tokens_per_step(workdir: str) -> int:
   """data.batch_size x data.seq_len from the run's config.json."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  path = paths.join(workdir, "config.json")
+  if not paths.exists(path):
     raise ConfigError(f"run '{workdir}'", "no config.json (needed for tokens per step)")
-  with open(path) as f:
-    data = json.load(f)["data"]
+  data = paths.read_json(path)["data"]
   return int(data["batch_size"]) * int(data["seq_len"])
 
 
@@ -59,16 +57,15 @@ def _numeric(value) -> bool:
 
 
 def read_run(name: str, workdir: str) -> list[dict]:
-  """One row per `eval/step_<N>.json` of the run, by step."""
-  files = {int(m.group(1)): p for p in glob.glob(os.path.join(workdir, "eval", "step_*.json"))
+  """One row per `eval/step_<N>.json` of the run (local or `gs://...`), by step."""
+  files = {int(m.group(1)): p for p in paths.glob(paths.join(workdir, "eval"), "step_*.json")
            if (m := _STEP_FILE.search(p))}
   if not files:
     raise ConfigError(f"run '{name}'", f"no eval/step_*.json under {workdir}")
   per_step = tokens_per_step(workdir)
   rows = []
   for step in sorted(files):
-    with open(files[step]) as f:
-      results = json.load(f)
+    results = paths.read_json(files[step])
     metrics = {k: v for k, v in sorted(results.items()) if k != "step" and _numeric(v)}
     rows.append({"run": name, "step": step, "tokens": step * per_step, **metrics})
   return rows
@@ -83,19 +80,18 @@ def write_csv(rows: list[dict], path: str) -> str:
   columns = list(FIRST_COLUMNS)
   for r in rows:
     columns += [k for k in r if k not in columns]
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-  return path
+  text = io.StringIO(newline="")
+  writer = csv.DictWriter(text, fieldnames=columns)
+  writer.writeheader()
+  writer.writerows(rows)
+  return paths.write_text(path, text.getvalue())
 
 
 def read_csv(path: str) -> list[dict]:
   """Rows back from write_csv: `run` as text, every other cell a float or None (empty)."""
-  with open(path, newline="") as f:
-    return [{k: (v if k == "run" else (float(v) if v != "" else None)) for k, v in r.items()}
-            for r in csv.DictReader(f)]
+  text = io.StringIO(paths.read_bytes(path).decode("utf-8"), newline="")
+  return [{k: (v if k == "run" else (float(v) if v != "" else None)) for k, v in r.items()}
+          for r in csv.DictReader(text)]
 
 
 def qtypes(rows) -> list[str]:
@@ -240,7 +236,7 @@ def section(rows, plot_dir: str, out_dir: str, source: str = "") -> list[str]:
   lines += ["### Learnable at", ""] + learnable_table(rows) + [""]
   for name, rs in runs(rows).items():
     safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", name)
-    png = run_plot(name, rs, os.path.join(plot_dir, f"curve_{safe}.png"))
+    png = run_plot(name, rs, paths.join(plot_dir, f"curve_{safe}.png"))
     lines += [f"### Run: {name}", ""] + run_table(rs) + [
-        "", f"![learning curve {name}]({os.path.relpath(png, out_dir)})", ""]
+        "", f"![learning curve {name}]({paths.relative(png, out_dir)})", ""]
   return lines

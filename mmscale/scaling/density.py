@@ -11,21 +11,22 @@ reading a 20k-scene arm takes seconds.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 
+from mmscale import paths
 from mmscale.data import records
 from mmscale.knowledge import density as density_lib
 
 
 def _cache_path(cache_dir: str, world_dir: str, components: list[str]) -> str:
   world = os.path.abspath(world_dir).strip("/").replace("/", "_")[-60:]
-  return os.path.join(cache_dir, f"{world}__{'+'.join(components)}.json")
+  return paths.join(cache_dir, f"{world}__{'+'.join(components)}.json")
 
 
 def arm_density(world_dir: str, components: list[str], cache_dir: str) -> dict:
-  """{coverage, coverage/<category>, task_diversity, unique_per_1k_tokens}; {} if no world."""
+  """{coverage, coverage/<category>, task_diversity, unique_per_1k_tokens}; {} if no world.
+  `cache_dir` (the sweep's, local or `gs://...`) keeps the reports."""
   components = sorted(components)
   dirs = [os.path.join(world_dir, "arms", c) for c in components]
   inventory_dir = os.path.join(world_dir, "eval", "vqa")
@@ -33,15 +34,12 @@ def arm_density(world_dir: str, components: list[str], cache_dir: str) -> dict:
     logging.warning("no density report: %s lacks arms %s or eval/vqa", world_dir, components)
     return {}
   path = _cache_path(cache_dir, world_dir, components)
-  if os.path.exists(path):
-    with open(path) as f:
-      report = json.load(f)
+  if paths.exists(path):
+    report = paths.read_json(path)
   else:
     recs = itertools.chain.from_iterable(records.iter_records(d) for d in dirs)
     report = density_lib.report(recs, inventory=density_lib.load_inventory(inventory_dir))
-    os.makedirs(cache_dir, exist_ok=True)
-    with open(path, "w") as f:
-      json.dump(report, f, indent=1)
+    paths.write_json(path, report, indent=1)
   out = {"coverage": report["coverage"]["overall"], "task_diversity": report["task_formats"],
          "unique_per_1k_tokens": report["unique_per_1k_tokens"]}
   for cat in density_lib.CATEGORIES:

@@ -15,13 +15,16 @@ copy them) and runs or submits them. All of them call only the public entry poin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import re
 import shlex
 import subprocess
+import tempfile
 
+from mmscale import paths
 from mmscale.registry import Registry
 from mmscale.scaling.spec import Point
 
@@ -71,13 +74,31 @@ def _run_logged(argv, log_path: str, env=None, cpus=None) -> int:
   With `cpus` (LocalLauncher only) the process and its children are pinned to those CPUs, set in
   the child before exec; the log line names them (`# cpus=0,1`).
   """
-  with open(log_path, "a") as log:
+  with _appending(log_path) as log:
     pinned = f"  # cpus={','.join(map(str, cpus))}" if cpus else ""
     log.write(f"\n$ {argv if isinstance(argv, str) else shlex.join(argv)}{pinned}\n")
     log.flush()
     return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                           shell=isinstance(argv, str), check=False,
                           preexec_fn=_pin_to(cpus)).returncode
+
+
+@contextlib.contextmanager
+def _appending(log_path: str):
+  """A local text file whose contents end up appended to `log_path`: the log itself when local
+  (so it grows while the command runs), else a temporary file appended to the remote log when
+  the command ends (an object store cannot append to an object being written)."""
+  if not paths.is_remote(log_path):
+    with open(log_path, "a") as log:
+      yield log
+    return
+  with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
+    try:
+      yield log
+    finally:
+      log.flush()
+      log.seek(0)
+      paths.append_text(log_path, log.read())
 
 
 def _pin_to(cpus):
@@ -149,8 +170,7 @@ class SlurmLauncher:
     if _run_logged(mkdir, log_path):
       return Outcome("failed", "mkdir of the workdir failed")
     out = subprocess.run(sbatch, shell=True, capture_output=True, text=True, check=False)
-    with open(log_path, "a") as log:
-      log.write(f"\n$ {sbatch}\n{out.stdout}{out.stderr}")
+    paths.append_text(log_path, f"\n$ {sbatch}\n{out.stdout}{out.stderr}")
     match = re.search(r"\d+", out.stdout)
     if out.returncode or not match:
       return Outcome("failed", f"sbatch exited with {out.returncode}: {out.stderr.strip()}")

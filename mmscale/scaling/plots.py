@@ -13,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
 import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
 
+from mmscale import paths  # noqa: E402  pylint: disable=wrong-import-position
+
 
 def scaling(curves: dict, path: str, ylabel: str) -> str:
   """curves: label -> (compute list, error list, PowerLaw | None); log-log points + fit lines."""
@@ -30,7 +32,7 @@ def scaling(curves: dict, path: str, ylabel: str) -> str:
   ax.set_ylabel(ylabel)
   ax.legend(fontsize=6)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  paths.save_figure(fig, path, dpi=120)  # local or gs://
   plt.close(fig)
   return path
 
@@ -48,7 +50,7 @@ def bars(labels: list, series: dict, path: str, ylabel: str) -> str:
   ax.set_ylim(0, 1)
   ax.legend(fontsize=6)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  paths.save_figure(fig, path, dpi=120)  # local or gs://
   plt.close(fig)
   return path
 
@@ -64,7 +66,7 @@ def correlation(points: dict, path: str, ylabel: str) -> str:
     ax.set_ylabel(ylabel)
     ax.set_title(f"Spearman rho = {rho:.2f}", fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  paths.save_figure(fig, path, dpi=120)  # local or gs://
   plt.close(fig)
   return path
 
@@ -86,6 +88,6 @@ def curves(series: dict, majority: dict, path: str, title: str = "") -> str:
     ax.set_title(title, fontsize=9)
   ax.legend(fontsize=6)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  paths.save_figure(fig, path, dpi=120)  # local or gs://
   plt.close(fig)
   return path

@@ -18,10 +18,10 @@ condition columns (the MM1 ablation varies connector/res/image_tokens, not the a
 from __future__ import annotations
 
 import collections
-import json
 import math
 import os
 
+from mmscale import paths
 from mmscale.scaling import claims as claims_lib
 from mmscale.scaling import curves as curves_lib
 from mmscale.scaling import fit as fit_lib
@@ -179,12 +179,13 @@ class Report:
     return _table(header, body)
 
   def write(self, out_path: str) -> str:
-    """Writes the markdown to out_path and its figures to `<stem>_plots/` beside it."""
-    out_dir = os.path.dirname(os.path.abspath(out_path))
+    """Writes the markdown to out_path and its figures to `<stem>_plots/` beside it (local or
+    `gs://...`)."""
+    out_dir = paths.parent(out_path)
     stem = os.path.splitext(os.path.basename(out_path))[0]
-    plot_dir = os.path.join(out_dir, f"{stem}_plots")
-    os.makedirs(plot_dir, exist_ok=True)
-    rel = lambda p: os.path.relpath(p, out_dir)  # noqa: E731
+    plot_dir = paths.join(out_dir, f"{stem}_plots")
+    paths.makedirs(plot_dir)
+    rel = lambda p: paths.relative(p, out_dir)  # noqa: E731
     types = qtypes(self.rows)
     outcomes = claims_lib.evaluate_all(self.claims, self.rows, self.by)  # fail before writing
     lines = [f"# {self.title}", ""]
@@ -214,9 +215,8 @@ class Report:
                 for f in self.failed]
       lines += [f"- {p['status']}: `{p['name']}`" for p in self.pending]
       lines += [""]
-    with open(out_path, "w") as f:
-      f.write("\n".join(lines))
-    if not os.listdir(plot_dir):  # no section drew a figure
+    paths.write_text(out_path, "\n".join(lines))
+    if not paths.is_remote(plot_dir) and not os.listdir(plot_dir):  # no section drew a figure
       os.rmdir(plot_dir)
     return out_path
 
@@ -244,7 +244,7 @@ class Report:
                 for rs in cells.values()]
         series[t] = ([s.mean for s in sums], [s.std for s in sums])
       png = plots.bars([" ".join(k) for k in cells], series,
-                       os.path.join(plot_dir, f"{group}_accuracy.png"), "accuracy")
+                       paths.join(plot_dir, f"{group}_accuracy.png"), "accuracy")
       lines += [f"![accuracy by question type]({rel(png)})", ""]
     return lines
 
@@ -252,7 +252,7 @@ class Report:
     table, curves = self.fits(rows)
     lines = ["### Scaling fits: error vs training FLOPs", ""] + table + [""]
     if any(len(set(c)) >= 2 for c, _, _ in curves.values()):
-      png = plots.scaling(curves, os.path.join(plot_dir, f"{group}_scaling.png"),
+      png = plots.scaling(curves, paths.join(plot_dir, f"{group}_scaling.png"),
                           f"1 - {self.metric}")
       lines += [f"![scaling]({rel(png)})", ""]
     return lines
@@ -264,7 +264,7 @@ class Report:
               "of the eval inventory and with the number of task formats (density report).",
               ""] + table + [""]
     if panels:
-      png = plots.correlation(panels, os.path.join(plot_dir, f"{group}_correlation.png"),
+      png = plots.correlation(panels, paths.join(plot_dir, f"{group}_correlation.png"),
                               self.metric)
       lines += [f"![correlation]({rel(png)})", ""]
     return lines
@@ -273,10 +273,9 @@ class Report:
 def load(path: str) -> tuple[list, list, list]:
   """(rows, failed, pending) from a sweep dir, results.json or results.csv."""
   from mmscale.scaling.results import read_table  # pylint: disable=import-outside-toplevel
-  json_path = os.path.join(path, "results.json") if os.path.isdir(path) else path
-  if json_path.endswith(".json") and os.path.exists(json_path):
-    with open(json_path) as f:
-      data = json.load(f)
+  json_path = paths.join(path, "results.json") if paths.is_dir(path) else path
+  if json_path.endswith(".json") and paths.exists(json_path):
+    data = paths.read_json(json_path)
     if isinstance(data, dict):
       return data["rows"], data.get("failed", []), data.get("pending", [])
   return read_table(path), [], []

@@ -5,17 +5,18 @@ at and the versions of the key packages (`package_versions`, JSON: `mmscale/vers
 the trainer's own analytic
 count, `mmscale.models.flops`, read back from its log), the final training loss, every eval result (`vqa/accuracy/<qtype>`,
 `heldout/loss`, ...) and the arm's density (coverage, task diversity). The table is everything
-`tools/report.py` needs: the report regenerates from it with no run directories.
+`tools/report.py` needs: the report regenerates from it with no run directories. Run and sweep
+directories may be local or in a bucket (`gs://...`, any etils.epath path).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import subprocess
 
-from mmscale import versions
+from mmscale import paths, versions
 from mmscale.errors import ConfigError
 
 FIRST_COLUMNS = ("name", "group", "arm", "size", "tokens", "seed", "config", "overrides",
@@ -48,29 +49,27 @@ def read_metrics(workdir: str) -> dict:
   the count is `mmscale.models.flops` exactly, without this package importing `models`
   (setup.cfg: scaling reaches training only through its entry point). A `flops_per_step` key,
   when the log has one, is used as is."""
-  path = os.path.join(workdir, "metrics.jsonl")
+  path = paths.join(workdir, "metrics.jsonl")
   first, last, per_token = {}, {}, None
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        if not line.strip():
-          continue
-        last = json.loads(line)
-        first = first or last
-        if last.get("flops_per_step") and last.get("tokens_per_step"):
-          per_token = last["flops_per_step"] / last["tokens_per_step"]
-        elif last.get("tflops_per_device") and last.get("tokens_per_s_per_device"):
-          per_token = 1e12 * last["tflops_per_device"] / last["tokens_per_s_per_device"]
+  if paths.exists(path):
+    for line in paths.read_text(path).splitlines():
+      if not line.strip():
+        continue
+      last = json.loads(line)
+      first = first or last
+      if last.get("flops_per_step") and last.get("tokens_per_step"):
+        per_token = last["flops_per_step"] / last["tokens_per_step"]
+      elif last.get("tflops_per_device") and last.get("tokens_per_s_per_device"):
+        per_token = 1e12 * last["tflops_per_device"] / last["tokens_per_s_per_device"]
   return {"final_loss": last.get("loss"), "final_step": last.get("step"),
           "first_loss": first.get("loss"), "flops_per_token": per_token}
 
 
 def read_eval(workdir: str) -> dict | None:
-  path = os.path.join(workdir, "eval", "results.json")
-  if not os.path.exists(path):
+  path = paths.join(workdir, "eval", "results.json")
+  if not paths.exists(path):
     return None
-  with open(path) as f:
-    results = json.load(f)
+  results = paths.read_json(path)
   results.pop("package_versions", None)  # the row records the sweep's own
   return {("eval_step" if k == "step" else k): v for k, v in results.items()}
 
@@ -94,17 +93,15 @@ def run_row(name: str, workdir: str, *, group: str = "", commit: str = "") -> di
   W/metrics.jsonl, every metric of W/eval/results.json. `package_versions` are the evaluation's
   (the stack that produced the numbers); `git_commit` is the caller's (a run directory does not
   record one)."""
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
+  config_path = paths.join(workdir, "config.json")
+  if not paths.exists(config_path):
     raise ConfigError(f"run '{name}'", f"no config.json under {workdir}")
   results = read_eval(workdir)
   if results is None:
     raise ConfigError(f"run '{name}'", f"no eval/results.json under {workdir}: evaluate it first "
                       "(python -m mmscale.eval --config=... --workdir=...)")
-  with open(config_path) as f:
-    config = json.load(f)
-  with open(os.path.join(workdir, "eval", "results.json")) as f:
-    used = json.load(f).get("package_versions") or {}
+  config = paths.read_json(config_path)
+  used = paths.read_json(paths.join(workdir, "eval", "results.json")).get("package_versions") or {}
   rows, seq_len = int(config["data"]["batch_size"]), int(config["data"]["seq_len"])
   metrics = read_metrics(workdir)
   steps = int(results.get("eval_step") or config["train"]["steps"])  # the checkpoint evaluated
@@ -131,20 +128,20 @@ def _columns(rows: list[dict]) -> list[str]:
 
 
 def write_table(sweep_dir: str, rows: list[dict], failed: list[dict], pending: list[dict]) -> str:
-  """Writes results.json ({rows, failed, pending}) and results.csv (rows only)."""
-  with open(os.path.join(sweep_dir, "results.json"), "w") as f:
-    json.dump({"rows": rows, "failed": failed, "pending": pending}, f, indent=1, sort_keys=False)
-  return write_csv(rows, os.path.join(sweep_dir, "results.csv"))
+  """Writes results.json ({rows, failed, pending}) and results.csv (rows only); returns the CSV's
+  path."""
+  paths.write_json(paths.join(sweep_dir, "results.json"),
+                   {"rows": rows, "failed": failed, "pending": pending}, indent=1)
+  return write_csv(rows, paths.join(sweep_dir, "results.csv"))
 
 
 def write_csv(rows: list[dict], path: str) -> str:
-  """The rows as CSV, in the sweep table's column order."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=_columns(rows))
-    writer.writeheader()
-    writer.writerows(rows)
-  return path
+  """The rows as CSV, in the sweep table's column order (local or `gs://...`)."""
+  text = io.StringIO(newline="")
+  writer = csv.DictWriter(text, fieldnames=_columns(rows))
+  writer.writeheader()
+  writer.writerows(rows)
+  return paths.write_text(path, text.getvalue())
 
 
 def _number(text: str):
@@ -158,12 +155,11 @@ def _number(text: str):
 
 def read_table(path: str) -> list[dict]:
   """Rows from a sweep dir, a results.json or a results.csv (CSV cells parsed back to numbers)."""
-  if os.path.isdir(path):
-    path = os.path.join(path, "results.json") if os.path.exists(
-        os.path.join(path, "results.json")) else os.path.join(path, "results.csv")
+  if paths.is_dir(path):
+    path = paths.join(path, "results.json") if paths.exists(
+        paths.join(path, "results.json")) else paths.join(path, "results.csv")
   if path.endswith(".json"):
-    with open(path) as f:
-      data = json.load(f)
+    data = paths.read_json(path)
     return data["rows"] if isinstance(data, dict) else data
-  with open(path, newline="") as f:
-    return [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
+  text = io.StringIO(paths.read_bytes(path).decode("utf-8"), newline="")  # quoted newlines kept
+  return [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(text)]

@@ -8,6 +8,8 @@ killed at any moment and rerun with the same command:
 - `log.txt`:   every command run for the point and its output; `point.json`: spec and commands.
 A point whose eval results already exist (e.g. the sweep died after eval, before DONE) is
 collected without rerunning; the trainer itself resumes an interrupted run from its checkpoint.
+DIR may be local or in a bucket (`gs://...`, any etils.epath path): then every point trains and
+evaluates into the bucket, and the markers, logs and table are written there too.
 
 With `workers` > 1 (local launcher only) up to that many points run at once, on threads that each
 wait for their point's subprocesses; worker slot k pins its subprocesses to the k-th of `workers`
@@ -21,13 +23,13 @@ import concurrent.futures
 import dataclasses
 import fnmatch
 import functools
-import json
 import logging
 import os
 import queue
 import threading
 import time
 
+from mmscale import paths
 from mmscale.errors import ConfigError
 from mmscale.scaling import density as density_lib
 from mmscale.scaling import results as results_lib
@@ -58,22 +60,18 @@ def select(points, pattern: str):
 
 
 def _read_json(path: str):
-  with open(path) as f:
-    return json.load(f)
+  return paths.read_json(path)
 
 
 def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)  # atomic: a kill never leaves half a marker
+  paths.write_json(path, obj, indent=1)  # atomic: a kill never leaves half a marker
 
 
 def log_tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
-  if not os.path.exists(path):
+  if not paths.exists(path):
     return ""
-  with open(path, errors="replace") as f:
-    return "".join(f.readlines()[-lines:])
+  text = paths.read_bytes(path).decode("utf-8", errors="replace")
+  return "".join(text.splitlines(keepends=True)[-lines:])
 
 
 def split_cpus(cpus, workers: int) -> list[tuple]:
@@ -114,13 +112,13 @@ class Sweep:
     self._stop = threading.Event()  # workers: set on Ctrl-C; no new point or attempt starts
 
   def point_dir(self, point) -> str:
-    return os.path.join(self.opts.sweep_dir, "points", point.name)
+    return paths.join(self.opts.sweep_dir, "points", point.name)
 
   def job(self, point) -> Job:
     if self.opts.launcher == "local":
-      return Job(point, os.path.abspath(self.point_dir(point)))
-    root = self.opts.remote_sweep_dir or os.path.abspath(self.opts.sweep_dir)
-    return Job(point, os.path.join(root, "points", point.name))
+      return Job(point, paths.absolute(self.point_dir(point)))
+    root = self.opts.remote_sweep_dir or paths.absolute(self.opts.sweep_dir)
+    return Job(point, paths.join(root, "points", point.name))
 
   def dry_run(self, out=print) -> None:
     for point in self.points:
@@ -136,32 +134,31 @@ class Sweep:
     config = point.load()
     components = _arm_components(point)
     dens = density_lib.arm_density(config.data.world_dir, components,
-                                   os.path.join(self.opts.sweep_dir, "density"))
+                                   paths.join(self.opts.sweep_dir, "density"))
     row = results_lib.make_row(point, config, workdir, self.commit, dens, wall_s)
-    _write_json(os.path.join(workdir, "DONE"), row)
+    _write_json(paths.join(workdir, "DONE"), row)
     for stale in ("FAILED", "SUBMITTED"):
-      if os.path.exists(os.path.join(workdir, stale)):
-        os.remove(os.path.join(workdir, stale))
+      paths.remove(paths.join(workdir, stale))
     return row
 
   def _run_point(self, point, cpus=None) -> str:
     """Runs one point with retries (pinned to `cpus`, local launcher only); returns its status."""
     workdir = self.point_dir(point)
-    os.makedirs(workdir, exist_ok=True)
+    paths.makedirs(workdir)
     job = self.job(point)
-    _write_json(os.path.join(workdir, "point.json"), {
+    _write_json(paths.join(workdir, "point.json"), {
         "name": point.name, "config": point.config, "overrides": point.override_dict,
         "tags": point.tag_dict, "commands": self.launcher.commands(job), "git_commit": self.commit})
-    log_path = os.path.join(workdir, "log.txt")
-    failed_path = os.path.join(workdir, "FAILED")
-    previous = _read_json(failed_path)["attempts"] if os.path.exists(failed_path) else 0
+    log_path = paths.join(workdir, "log.txt")
+    failed_path = paths.join(workdir, "FAILED")
+    previous = _read_json(failed_path)["attempts"] if paths.exists(failed_path) else 0
     for attempt in range(1, self.opts.retries + 2):
       logging.info("point %s: attempt %d (%s%s)", point.name, attempt, self.opts.launcher,
                    "" if cpus is None else f", cpus {','.join(map(str, cpus))}")
       start = time.time()
       outcome = self.launcher.run(job, log_path, **({} if cpus is None else {"cpus": cpus}))
       if outcome.status == "submitted":
-        _write_json(os.path.join(workdir, "SUBMITTED"), {"job_id": outcome.detail})
+        _write_json(paths.join(workdir, "SUBMITTED"), {"job_id": outcome.detail})
         return "submitted"
       if outcome.status == "done":
         with self._collect_lock:
@@ -179,11 +176,11 @@ class Sweep:
   def _existing_status(self, point) -> str | None:
     """The status of a point that needs no run (done, submitted, missing), else None."""
     workdir = self.point_dir(point)
-    if os.path.exists(os.path.join(workdir, "DONE")):
+    if paths.exists(paths.join(workdir, "DONE")):
       return "done"
     if self._collect(point) is not None:
       return "done"
-    if os.path.exists(os.path.join(workdir, "SUBMITTED")):
+    if paths.exists(paths.join(workdir, "SUBMITTED")):
       return "submitted"
     return "missing" if self.opts.collect_only else None
 
@@ -239,9 +236,9 @@ class Sweep:
       workdir = self.point_dir(point)
       s = status.get(point.name)
       if s == "done":
-        rows.append(_read_json(os.path.join(workdir, "DONE")))
+        rows.append(_read_json(paths.join(workdir, "DONE")))
       elif s == "failed":
-        failed.append({"name": point.name, **_read_json(os.path.join(workdir, "FAILED"))})
+        failed.append({"name": point.name, **_read_json(paths.join(workdir, "FAILED"))})
       elif s is not None:
         pending.append({"name": point.name, "status": s})
     return results_lib.write_table(self.opts.sweep_dir, rows, failed, pending)

@@ -12,12 +12,12 @@ one while it waits for its check; `discard_from` deletes those that failed.
 from __future__ import annotations
 
 import logging
-import os
 
 import grain
 import grain.checkpoint  # registers grain's Orbax handler  # pylint: disable=unused-import
 import orbax.checkpoint as ocp
 
+from mmscale import paths
 from mmscale.errors import CheckpointError
 
 
@@ -25,7 +25,7 @@ class Checkpointer:
   """Thin policy layer over `ocp.CheckpointManager`: when to save, what to keep, how to resume."""
 
   def __init__(self, directory: str, *, save_every: int, keep: int, async_save: bool = True):
-    self.directory = directory if "://" in directory else os.path.abspath(directory)  # gs://
+    self.directory = paths.absolute(directory)  # gs:// as it is
     self.keep = keep
     self.checked_through = -1  # states saved at steps <= this passed the guard
     self.manager = ocp.CheckpointManager(
