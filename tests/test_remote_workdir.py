@@ -58,8 +58,7 @@ def remote(tiny_world, tmp_path_factory):
     mp.syspath_prepend(REPO)  # tools/ import mmscale from the repository
     mp.chdir(cwd)
     run = f"{bucket}/runs/tiny"
-    ctx = train(config, run)
-    ctx.writer.close()
+    train(config, run)
     yield bucket, run, cwd
     assert _local_gs_dirs(cwd) == [] and _local_gs_dirs(REPO) == []
 

@@ -164,7 +164,10 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
   step = start_step
   vote = _StopVote(mesh)
   profiler = StepProfiler(workdir, cfg.train.profile_start, cfg.train.profile_steps)
-  with jax.set_mesh(mesh), _SignalFlag() as flag, _on_divergence(checkpointer, writer):
+  # the writer is closed here, not left to garbage collection: clu's asynchronous writer holds
+  # threads and TensorFlow summary resources that must not outlive the run in this process
+  with (jax.set_mesh(mesh), _SignalFlag() as flag, contextlib.closing(writer),
+        _on_divergence(checkpointer, writer)):
     while step < end_step:
       batch = sharding_rules.global_batch(next(data_iter), mesh, rules, global_rows=rows)
       profiler.before_step(step + 1)
@@ -194,7 +197,6 @@ def train(config, workdir: str, hooks: tuple[Hook, ...] = (),
     profiler.stop(ctx.state)  # a window cut short by the end of the run
     logger.finish()
   checkpointer.close()
-  writer.flush()
   ctx.last_metrics = logger.last_logged
   return ctx
 
