@@ -46,6 +46,7 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec as P
 
 from mmscale.errors import ConfigError
+from mmscale.models.mixed_dot import einsum_float32
 from mmscale.registry import Registry
 
 ATTENTION_KERNELS = Registry("attention kernel")
@@ -130,7 +131,7 @@ def masked_softmax_attend(q, k, v, mask, scale=None, logit_softcap=0.0):
   negative (not -inf) so a fully masked row stays finite.
   """
   scale = q.shape[-1] ** -0.5 if scale is None else scale
-  scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * scale
+  scores = einsum_float32("btkgd,bskd->bkgts", q, k) * scale
   if logit_softcap:
     scores = logit_softcap * jnp.tanh(scores / logit_softcap)
   scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)

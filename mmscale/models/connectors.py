@@ -19,6 +19,7 @@ from flax import linen as nn
 
 from mmscale.models.layers import (BATCH_LENGTH_EMBED, Dtype, GeluMLP, constrain, dense,
                                    layer_norm, partitioned)
+from mmscale.models.mixed_dot import einsum_float32
 from mmscale.registry import Registry
 
 CONNECTORS: Registry[type] = Registry("connector")
@@ -142,7 +143,7 @@ class AttnPoolConnector(Connector):
         jnp.broadcast_to(queries.astype(self.dtype), (n, self.num_tokens, c)))
     k = dense((h, dh), ("embed", "heads", "kv"), name="key", **kw)(x)
     v = dense((h, dh), ("embed", "heads", "kv"), name="value", **kw)(x)
-    scores = jnp.einsum("nqhd,nphd->nhqp", q, k, preferred_element_type=jnp.float32) * dh ** -0.5
+    scores = einsum_float32("nqhd,nphd->nhqp", q, k) * dh ** -0.5
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     att = jnp.einsum("nhqp,nphd->nqhd", probs, v)
     y = dense(c, ("heads", "kv", "embed"), axis=(-2, -1), name="out", **kw)(att)

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from mmscale.models.loss import target_weights
+from mmscale.models.mixed_dot import einsum_float32
 
 CAPACITY_STEPS = 8  # row capacities C = T * k / 8, k = 1..8
 
@@ -44,8 +45,7 @@ def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss, logit_so
   h = jnp.take_along_axis(hidden, order[..., None], axis=1)  # [B, C, D]
   t = jnp.take_along_axis(targets, order, axis=1)
   w = jnp.take_along_axis(weights, order, axis=1)
-  logits = jnp.einsum("bcd,vd->bcv", h, matrix.astype(h.dtype),
-                      preferred_element_type=jnp.float32)  # [B, C, V]
+  logits = einsum_float32("bcd,vd->bcv", h, matrix.astype(h.dtype))  # float32[B, C, V]
   if logit_softcap:
     logits = logit_softcap * jnp.tanh(logits / logit_softcap)
   max_logit = jnp.max(logits, axis=-1)
@@ -66,7 +66,7 @@ def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss, logit_so
   d_h = jnp.einsum("bcv,vd->bcd", grad, matrix.astype(h.dtype))
   # [D, V] first: contracting the rows of both operands as (h^T)(grad) moves the small operand,
   # where grad^T h would make a transposed copy of grad float[B*C, V].
-  d_matrix = jnp.einsum("bcd,bcv->dv", h, grad, preferred_element_type=jnp.float32).T
+  d_matrix = einsum_float32("bcd,bcv->dv", h, grad).T
   rows = jnp.arange(hidden.shape[0])[:, None]
   d_hidden = jnp.zeros(hidden.shape, d_h.dtype).at[rows, order].add(d_h)
   return (nll + z, (nll, z, w.sum(), correct), d_hidden.astype(hidden.dtype),

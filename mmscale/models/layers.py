@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from mmscale.models.attention import ScoreTerms, attend, attend_with_mask, mask_for_kind
+from mmscale.models.dense_contract import contract
 from mmscale.registry import Registry
 
 Dtype = Any
@@ -63,9 +64,8 @@ class DenseGeneral(nn.Module):
         1.0, "fan_in", "truncated_normal", in_axis=tuple(range(n_in)),
         out_axis=tuple(range(n_in, n_in + n_out)))
     kernel = self.param("kernel", partitioned(init, self.names), shape, self.param_dtype)
-    contract = tuple(range(x.ndim - n_in, x.ndim))
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    y = jax.lax.dot_general(x, kernel, ((contract, tuple(range(n_in))), ((), ())))
+    y = contract(x, kernel, n_in)  # its weight gradient is laid out for CPU there
     if self.use_bias:
       bias = self.param("bias", partitioned(nn.initializers.zeros_init(), self.names[n_in:]),
                         tuple(self.features), self.param_dtype)
