@@ -17,8 +17,11 @@ program), on the params as evaluation restores them (`load_run`: sharded, no opt
 from __future__ import annotations
 
 import dataclasses
+import glob
 import math
+import os
 import re
+import tempfile
 from typing import Any
 
 import flax.linen as nn
@@ -131,12 +134,19 @@ def eval_rows(spec: RunSpec) -> int:
 def _compile(lowered) -> tuple[Any, dict, str | None, str]:
   """(executable or None, memory, out-of-memory message or None, HLO text) of a lowering."""
   compiled, oom, hlo = None, None, ""
-  try:
-    compiled = lowered.compile()
-  except Exception as e:  # pylint: disable=broad-except  # XlaRuntimeError's class moves between jax versions
-    if not _OOM.search(str(e)):
-      raise
-    oom = str(e).strip().splitlines()[0]
+  with tempfile.TemporaryDirectory() as dump:
+    try:
+      # XLA also writes the optimized HLO as text: Compiled.as_text() cannot read some programs
+      # back (an INTERNAL RET_CHECK on splash attention's async ops in the 7B step)
+      compiled = lowered.compile(compiler_options={"xla_dump_to": dump,
+                                                   "xla_dump_hlo_as_text": True,
+                                                   "xla_dump_hlo_as_proto": False})
+    except Exception as e:  # pylint: disable=broad-except  # XlaRuntimeError's class moves between jax versions
+      if not _OOM.search(str(e)):
+        raise
+      oom = str(e).strip().splitlines()[0]
+    if compiled is not None:
+      hlo = _optimized_hlo_text(compiled, dump)
   if compiled is None:
     return None, parse_oom(oom), oom, hlo
   m = compiled.memory_analysis()
@@ -147,7 +157,20 @@ def _compile(lowered) -> tuple[Any, dict, str | None, str]:
   peak = getattr(m, "peak_memory_in_bytes", None)  # XLA's own peak estimate, where it has one
   if peak:
     memory["peak"] = int(peak)
-  return compiled, memory, None, compiled.as_text() or ""
+  return compiled, memory, None, hlo
+
+
+def _optimized_hlo_text(compiled, dump_dir: str) -> str:
+  """The compiled program's HLO text: Compiled.as_text(), else XLA's own dump of it."""
+  try:
+    return compiled.as_text() or ""
+  except Exception:  # pylint: disable=broad-except  # JaxRuntimeError: the HLO proto does not read back
+    names = sorted(glob.glob(os.path.join(dump_dir, "*after_optimizations.txt")))
+    texts = []
+    for name in names:
+      with open(name, encoding="utf-8") as f:
+        texts.append(f.read())
+    return "\n\n".join(texts)
 
 
 def _abstract_model(config, devices):
