@@ -73,7 +73,7 @@ def test_tiny_config_compiles_for_a_v5e_slice_and_fits(tmp_path, capsys):
 
 def test_collectives_come_from_xla_dump_when_the_hlo_does_not_read_back(tmp_path, monkeypatch):
   """Compiled.as_text() fails on some programs (an INTERNAL RET_CHECK reading splash attention's
-  async ops back in the 7B step); the report then counts XLA's own text dump of the program."""
+  async ops back in the 7B step); the report counts XLA's own text dump of the program instead."""
   import jax  # pylint: disable=import-outside-toplevel
 
   def unreadable(self):

@@ -136,8 +136,8 @@ def _compile(lowered) -> tuple[Any, dict, str | None, str]:
   compiled, oom, hlo = None, None, ""
   with tempfile.TemporaryDirectory() as dump:
     try:
-      # XLA also writes the optimized HLO as text: Compiled.as_text() cannot read some programs
-      # back (an INTERNAL RET_CHECK on splash attention's async ops in the 7B step)
+      # the optimized HLO is read from XLA's own text dump: Compiled.as_text() cannot read some
+      # programs back (an INTERNAL RET_CHECK on splash attention's async ops in the 7B step)
       compiled = lowered.compile(compiler_options={"xla_dump_to": dump,
                                                    "xla_dump_hlo_as_text": True,
                                                    "xla_dump_hlo_as_proto": False})
@@ -146,7 +146,7 @@ def _compile(lowered) -> tuple[Any, dict, str | None, str]:
         raise
       oom = str(e).strip().splitlines()[0]
     if compiled is not None:
-      hlo = _optimized_hlo_text(compiled, dump)
+      hlo = _dumped_hlo_text(dump)
   if compiled is None:
     return None, parse_oom(oom), oom, hlo
   m = compiled.memory_analysis()
@@ -160,17 +160,13 @@ def _compile(lowered) -> tuple[Any, dict, str | None, str]:
   return compiled, memory, None, hlo
 
 
-def _optimized_hlo_text(compiled, dump_dir: str) -> str:
-  """The compiled program's HLO text: Compiled.as_text(), else XLA's own dump of it."""
-  try:
-    return compiled.as_text() or ""
-  except Exception:  # pylint: disable=broad-except  # JaxRuntimeError: the HLO proto does not read back
-    names = sorted(glob.glob(os.path.join(dump_dir, "*after_optimizations.txt")))
-    texts = []
-    for name in names:
-      with open(name, encoding="utf-8") as f:
-        texts.append(f.read())
-    return "\n\n".join(texts)
+def _dumped_hlo_text(dump_dir: str) -> str:
+  """The optimized HLO text of the modules XLA dumped into `dump_dir`."""
+  texts = []
+  for name in sorted(glob.glob(os.path.join(dump_dir, "*after_optimizations.txt"))):
+    with open(name, encoding="utf-8") as f:
+      texts.append(f.read())
+  return "\n\n".join(texts)
 
 
 def _abstract_model(config, devices):
