@@ -2,6 +2,7 @@
 on hand-made scenes, the answer set is balanced, the probe holds the true statement, the default
 world is unchanged, the build is deterministic, and a bad form is one clear error."""
 import collections
+import json
 import importlib.util
 import os
 
@@ -89,3 +90,25 @@ def test_bad_relation_form_is_one_clear_error():
   tool = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(tool)
   assert tool.parse_args(["b", "--out=x", "--relation_form=which"])["relation_form"] == "which"
+
+
+def test_relations_preset_sets_its_fields_and_explicit_flags_win(tmp_path):
+  path = os.path.join(ROOT, "tools", "build_world.py")
+  spec = importlib.util.spec_from_file_location("build_world", path)
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  preset = tool.parse_args(["b", "--out=x", "--preset=relations"])
+  assert (preset["relation_form"], preset["grounding"], preset["min_objects"],
+          preset["max_objects"], len(preset["shapes"])) == ("which", True, 2, 2, 4)
+  assert tool.parse_args(["b", "--out=x", "--preset=relations",
+                          "--max_objects=3"])["max_objects"] == 3
+  assert tool.parse_args(["b", "--out=x"])["relation_form"] == WorldSpec().relation_form
+  out = str(tmp_path / "w")
+  tool.main(["b", f"--out={out}", "--preset=relations", "--num_scenes=20", "--num_eval=5",
+             "--no_tokenizer", "--quiet"])
+  with open(os.path.join(out, "world.json")) as f:
+    written = json.load(f)["spec"]
+  assert written["relation_form"] == "which" and written["colours"] == list(
+      tool.WORLD_PRESETS["relations"]["colours"])
+  with pytest.raises(SystemExit):
+    tool.parse_args(["b", "--out=x", "--preset=nope"])

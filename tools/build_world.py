@@ -1,6 +1,10 @@
 """Builds the knowledge world: every data arm, the eval set, the knowledge base and a tokenizer.
 
   python tools/build_world.py --out=data/world --num_scenes=20000 --seed=0
+  python tools/build_world.py --out=data/world_relations --preset=relations
+
+`--preset` starts from a named world (mmscale/data/world_spec.py WORLD_PRESETS); flags given
+explicitly override its fields.
 
 Prints a summary and one example record per arm. Layout of the output: docs/data_format.md.
 """
@@ -16,7 +20,7 @@ from absl import flags  # noqa: E402
 
 from mmscale import cli_flags  # noqa: E402
 from mmscale.data import records, world  # noqa: E402
-from mmscale.data.world_spec import RELATION_FORMS, WorldSpec  # noqa: E402
+from mmscale.data.world_spec import RELATION_FORMS, WORLD_PRESETS, WorldSpec  # noqa: E402
 from mmscale.errors import ConfigError  # noqa: E402
 
 
@@ -28,6 +32,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   default to WorldSpec()'s values."""
   d = WorldSpec()
   flags.DEFINE_string("out", None, "output directory", flag_values=fv)
+  flags.DEFINE_enum("preset", "default", list(WORLD_PRESETS), "a named world whose fields "
+                    "replace the defaults; flags given explicitly override them", flag_values=fv)
   flags.DEFINE_integer("num_scenes", 20000, None, flag_values=fv)
   flags.DEFINE_integer("seed", 0, None, flag_values=fv)
   flags.DEFINE_integer("num_eval_scenes", 500, None, flag_values=fv)
@@ -61,6 +67,9 @@ def parse_args(argv: list[str]) -> dict:
   args = fv.flag_values_dict()
   for name in LIST_FLAGS:
     args[name] = tuple(w.strip() for w in args[name] if w.strip())
+  for name, value in WORLD_PRESETS[args["preset"]].items():
+    if not fv[name].present:
+      args[name] = value
   return args
 
 

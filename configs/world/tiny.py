@@ -45,5 +45,6 @@ def get_config(arg=None):
 
   c.optim.update(lr=1e-3, warmup_steps=100)
   c.train.update(steps=args.steps, log_every=50, checkpoint_every=500, eval_every=0)
-  c.eval.update(batch_size=128, max_decode_len=3)
+  # Room for the longest world answer (4 tokens: `above and left of` in a `which`-form world).
+  c.eval.update(batch_size=128, max_decode_len=5)
   return c
