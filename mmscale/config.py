@@ -118,8 +118,11 @@ def base_config() -> ml_collections.ConfigDict:
       profile_steps=0,   # steps traced by jax.profiler into W/profile (0 = none)
       profile_start=5,   # steps run before the trace starts (compilation stays out of it)
       # divergence guard (mmscale/train/guard.py): a loss above factor x the median of the last
-      # `window` steps (0 = off), or a gradient norm of 0 for this many steps in a row (0 = off)
-      divergence_loss_factor=10.0, divergence_window=20, divergence_zero_grad_steps=5,
+      # `window` steps (0 = off; a median below `floor` counts as the floor, so a loss that has
+      # converged near 0 may move by its noise), or a gradient norm of 0 for this many steps in a
+      # row (0 = off)
+      divergence_loss_factor=10.0, divergence_window=20, divergence_loss_floor=0.1,
+      divergence_zero_grad_steps=5,
       # resuming with a changed data section: True restarts the data order, False refuses
       restart_data=False))
 

@@ -86,7 +86,7 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
   for field in ("profile_steps", "profile_start"):
     if config.train[field] < 0:
       raise ConfigError(f"train.{field}", f"expected >= 0, got {config.train[field]}")
-  for field in ("divergence_loss_factor", "divergence_zero_grad_steps"):
+  for field in ("divergence_loss_factor", "divergence_loss_floor", "divergence_zero_grad_steps"):
     if config.train[field] < 0:
       raise ConfigError(f"train.{field}", f"expected >= 0 (0 = off), got {config.train[field]}")
   if config.train.divergence_loss_factor and config.train.divergence_loss_factor <= 1:

@@ -7,7 +7,10 @@ metrics pass (mmscale/train/trainer.py). A state is unsound when, on its paramet
   * the loss or the gradient norm is NaN or Inf;
   * the loss exceeds `train.divergence_loss_factor` x the median loss of the previous
     `train.divergence_window` steps (checked from the 4th step on; a finite blow-up, e.g. a loss
-    of 1e5 after 7: the median ignores the odd noisy step that a mean would follow);
+    of 1e5 after 7: the median ignores the odd noisy step that a mean would follow), a median
+    below `train.divergence_loss_floor` counting as the floor: a run whose loss has converged
+    near 0 (a memorised task, median 0.005) moves by more than 10x on ordinary noise (0.05),
+    which is no divergence;
   * the gradient norm is exactly 0 for `train.divergence_zero_grad_steps` steps in a row (a
     saturated model that no longer learns, e.g. after such a blow-up).
 
@@ -30,6 +33,7 @@ class DivergenceGuard:
 
   def __init__(self, train_config):
     self.factor = float(train_config.divergence_loss_factor)
+    self.floor = float(train_config.get("divergence_loss_floor", 0.0))
     self.losses = collections.deque(maxlen=max(MIN_HISTORY, int(train_config.divergence_window)))
     self.zero_grad_steps = int(train_config.divergence_zero_grad_steps)
     self.zero_run = 0
@@ -41,9 +45,11 @@ class DivergenceGuard:
       return f"loss is {loss} (grad norm {grad_norm})"
     if self.factor > 0 and len(self.losses) >= MIN_HISTORY:
       median = float(np.median(self.losses))
-      if loss > self.factor * median:
+      if loss > self.factor * max(median, self.floor):
+        floor = (f" (train.divergence_loss_floor={self.floor:g})" if median < self.floor
+                 else "")
         return (f"loss is {loss:.4g}, more than train.divergence_loss_factor={self.factor:g} x "
-                f"the median {median:.4g} of the previous {len(self.losses)} steps")
+                f"the median {median:.4g} of the previous {len(self.losses)} steps{floor}")
     self.losses.append(loss)
     self.zero_run = self.zero_run + 1 if grad_norm == 0 else 0
     if self.zero_grad_steps and self.zero_run >= self.zero_grad_steps:
