@@ -23,6 +23,9 @@ PINNED_PACKAGES = (
     # the test extra's OpenAI-compatible server (`transformers serve`) and its web stack
     "fastapi", "starlette", "uvicorn", "openai",
     "fsspec", "gcsfs",
+    # the pod-scale compile check's TPU compiler: the release jax[tpu] pins (a newer one loads a
+    # profiler plugin of another size, and jax.profiler.start_trace segfaults even on CPU)
+    "libtpu",
 )
 # What a result row records: the packages above that shape numbers (not the optional stacks).
 RESULT_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "grain", "numpy")

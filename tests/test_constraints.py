@@ -50,3 +50,18 @@ def test_update_tool_renders_installed_versions(tmp_path):
   rendered = out.read_text()
   assert f"jax=={versions.installed_version('jax')}\n" in rendered
   assert rendered.startswith("# Tested versions")
+
+
+def test_libtpu_is_the_release_jax_tpu_pins():
+  """A libtpu newer than jax's `tpu` extra loads a profiler plugin of another size and
+  jax.profiler.start_trace segfaults, on CPU too; the test extra must stay on jax's pin."""
+  from importlib import metadata
+  wanted = [Requirement(r) for r in metadata.requires("jax") or ()
+            if r.startswith("libtpu") and 'extra == "tpu"' in r]
+  assert wanted, "jax declares no libtpu for its tpu extra"
+  declared = [r for r in _declared() if canonicalize_name(r.name) == "libtpu"]
+  assert declared and all(str(r.specifier) == str(wanted[0].specifier) for r in declared), (
+      declared, wanted)
+  pins = _pins()
+  if "libtpu" in pins:
+    assert wanted[0].specifier.contains(pins["libtpu"])
