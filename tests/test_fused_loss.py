@@ -27,8 +27,14 @@ def _masked_batch(cfg):
 
 
 def test_capacities_cover_the_row():
-  assert _capacities(32) == (4, 8, 12, 16, 20, 24, 28, 32)
-  assert _capacities(5)[-1] == 5 and _capacities(1) == (1,)
+  assert _capacities(32) == (8, 16, 24, 32)
+  assert _capacities(5) == (5,) and _capacities(1) == (1,)
+  # the benchmark's rows: 127 loss positions of 192 fit 128 (not the 144 of T / 8 steps)
+  caps = _capacities(192)
+  assert min(c for c in caps if c >= 127) == 128
+  for length in (64, 192, 1000, 2048, 8192):  # at most 16 branches, the last one the whole row
+    caps = _capacities(length)
+    assert len(caps) <= 16 and caps[-1] == length and all(c % 8 == 0 for c in caps[:-1])
 
 
 @pytest.mark.parametrize("tied", [True, False])

@@ -6,9 +6,11 @@ largest activation of the step: V = 8192 against a width of a few hundred. This 
 same sums from the final hidden states and the output matrix:
 
 - each row's loss positions are moved to its front (a stable sort, so order is kept) and only
-  the first C of every row are projected, where C is the smallest of `CAPACITY_STEPS` fractions
-  of T that holds the fullest row (a `lax.switch`, so shapes stay static and one compiled step
-  serves every batch; the unused branches cost nothing at run time);
+  the first C of every row are projected, where C is the smallest capacity that holds the
+  fullest row; capacities are the multiples of a step of 8 positions or more, at most
+  `MAX_CAPACITIES` of them up to T (a `lax.switch`, so shapes stay static and one compiled step
+  serves every batch; the unused branches cost nothing at run time). A step of T / 16 keeps
+  the padding small: 127 loss positions of T = 192 project 128 rows, not the 144 of T / 8 steps;
 - the gradient is computed in the forward pass (a custom VJP, as in fused linear cross-entropy
   kernels): the backward pass keeps only d hidden float[B, T, D] and d matrix float[V, D], never
   the float32[B, C, V] probabilities, and needs no transposed copy of them.
@@ -27,12 +29,14 @@ import jax.numpy as jnp
 from mmscale.models.loss import target_weights
 from mmscale.models.mixed_dot import einsum_float32
 
-CAPACITY_STEPS = 8  # row capacities C = T * k / 8, k = 1..8
+CAPACITY_QUANTUM = 8  # capacities are multiples of a step that is a multiple of this
+MAX_CAPACITIES = 16  # branches of the switch (compile time grows with them)
 
 
 def _capacities(length: int) -> tuple[int, ...]:
-  caps = sorted({max(1, -(-length * k // CAPACITY_STEPS)) for k in range(1, CAPACITY_STEPS + 1)})
-  return tuple(caps)
+  """Row capacities for T = `length`: multiples of step = 8 * ceil(T / (8 * 16)), up to T."""
+  step = CAPACITY_QUANTUM * -(-length // (CAPACITY_QUANTUM * MAX_CAPACITIES))
+  return tuple(sorted({min(length, step * k) for k in range(1, -(-length // step) + 1)}))
 
 
 def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss, logit_softcap):
@@ -64,9 +68,12 @@ def _sums_and_grads(capacity, hidden, matrix, targets, weights, z_loss, logit_so
     grad = grad * (1.0 - jnp.square(logits / logit_softcap))
   grad = grad.astype(h.dtype)
   d_h = jnp.einsum("bcv,vd->bcd", grad, matrix.astype(h.dtype))
-  # [D, V] first: contracting the rows of both operands as (h^T)(grad) moves the small operand,
-  # where grad^T h would make a transposed copy of grad float[B*C, V].
-  d_matrix = einsum_float32("bcd,bcv->dv", h, grad).T
+  # grad^T h over the flattened rows, float[V, D] directly: as einsum('bcd,bcv->dv').T XLA folds
+  # the transpose into the dot and gives it a transposed copy of h, the one operand layout its
+  # CPU GEMM runs about 30% slower (docs/performance.md)
+  rows_total = grad.shape[0] * grad.shape[1]
+  d_matrix = einsum_float32("tv,td->vd", grad.reshape(rows_total, -1),
+                            h.reshape(rows_total, -1))
   rows = jnp.arange(hidden.shape[0])[:, None]
   d_hidden = jnp.zeros(hidden.shape, d_h.dtype).at[rows, order].add(d_h)
   return (nll + z, (nll, z, w.sum(), correct), d_hidden.astype(hidden.dtype),
