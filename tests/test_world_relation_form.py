@@ -18,6 +18,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHICH = WorldSpec(relation_form="which")
 
 
+def _build_world_tool():
+  """tools/build_world.py as a module (its parse_args and main)."""
+  spec = importlib.util.spec_from_file_location(
+      "build_world", os.path.join(ROOT, "tools", "build_world.py"))
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  return tool
+
+
 def _obj(shape, colour, row, col):
   return Obj(shape, colour, "large", "plain", row, col)
 
@@ -85,18 +94,12 @@ def test_which_world_is_deterministic_and_keeps_the_captions(tmp_path):
 def test_bad_relation_form_is_one_clear_error():
   with pytest.raises(ConfigError, match="relation_form.*yesno.*which.*'both'"):
     validate_spec(WorldSpec(relation_form="both"))
-  path = os.path.join(ROOT, "tools", "build_world.py")
-  spec = importlib.util.spec_from_file_location("build_world", path)
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  tool = _build_world_tool()
   assert tool.parse_args(["b", "--out=x", "--relation_form=which"])["relation_form"] == "which"
 
 
 def test_relations_preset_sets_its_fields_and_explicit_flags_win(tmp_path):
-  path = os.path.join(ROOT, "tools", "build_world.py")
-  spec = importlib.util.spec_from_file_location("build_world", path)
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  tool = _build_world_tool()
   preset = tool.parse_args(["b", "--out=x", "--preset=relations"])
   assert (preset["relation_form"], preset["grounding"], preset["min_objects"],
           preset["max_objects"], len(preset["shapes"])) == ("which", True, 2, 2, 4)

@@ -26,8 +26,8 @@ FORMATS = ("vqa", "ranked", "statement")
 MARGIN = 0.03  # "little": at most 3 points of accuracy, as the claims are stated
 
 
-def _claims_in(fmt: str) -> list[dict]:
-  """The claims, each judged on the accuracy of evaluation format `fmt`."""
+def _claims_in(fmt: str, mm1: bool) -> list[dict]:
+  """The claims, each judged on the accuracy of evaluation format `fmt`; the MM1 claim if `mm1`."""
   acc = f"{fmt}/accuracy/"
   every = acc + "all"
 
@@ -37,7 +37,7 @@ def _claims_in(fmt: str) -> list[dict]:
   def greater(name, a, b, metric):
     return {"name": name, "kind": "greater", "metric": metric, "a": a, "b": b}
 
-  return [
+  claims = [
       # The paper's claim as stated: adding VQA to captions (arm B) gains little over captions
       # (arm A) at an equal token budget. The next two ask the same of VQA alone (arm D).
       at_most("VQA adds little beyond captions (captions + VQA vs captions)", "caption_vqa",
@@ -58,13 +58,16 @@ def _claims_in(fmt: str) -> list[dict]:
       {"name": "Coverage, not task diversity, predicts the score", "kind": "correlation",
        "metric": every, "x": "coverage", "versus": "task_diversity",
        "exclude_groups": ["mm1_connector"]},
-      {"name": "MM1: resolution and image-token count matter more than connector type",
-       "kind": "factor_effects", "metric": every, "group": "mm1_connector",
-       "factors": ["res", "image_tokens"], "versus": ["connector"],
-       # One seed per grid point: judge the ranges against the seed noise of the same model and
-       # budget, measured on the density sweep's replicated arms.
-       "noise_from": {"exclude_groups": ["mm1_connector"]}},
   ]
+  if mm1:
+    claims.append({
+        "name": "MM1: resolution and image-token count matter more than connector type",
+        "kind": "factor_effects", "metric": every, "group": "mm1_connector",
+        "factors": ["res", "image_tokens"], "versus": ["connector"],
+        # One seed per grid point: judge the ranges against the seed noise of the same model
+        # and budget, measured on the density sweep's replicated arms.
+        "noise_from": {"exclude_groups": ["mm1_connector"]}})
+  return claims
 
 
 def get_claims(arg=None):
@@ -76,9 +79,7 @@ def get_claims(arg=None):
                         f"expected '+'-separated names of {FORMATS}, got '{fmt}'")
   out = []
   for fmt in formats:
-    for claim in _claims_in(fmt):
-      if claim["kind"] == "factor_effects" and not args.mm1:
-        continue
+    for claim in _claims_in(fmt, args.mm1):
       if len(formats) > 1:
         claim["name"] += f" [{fmt}]"
       if args.tokens:

@@ -32,9 +32,9 @@ FACT_KEYS = ("family", "habitat", "weight")
 # Named worlds: WorldSpec fields that differ from the defaults (`tools/build_world.py --preset`).
 # `relations`: the world on which every question type, relations included, is learnable by the
 # VQA arm at size s (relation accuracy >= 0.8 by step 1,500 of a 3,000-step run in 3 seeds;
-# docs/results/learnable_relations.md, Lever 3): 4 shapes,
-# 4 colours, one size, always two objects, relations asked as "which" with grounding questions.
-# Two of its four shapes have knowledge questions in the VQA arm, so two are held out.
+# docs/results/learnable_relations.md, Lever 3): 4 shapes, 4 colours, one size, always two
+# objects, relations asked as "which" with grounding questions. Two of its four shapes have
+# knowledge questions in the VQA arm, so two are held out.
 WORLD_PRESETS = {
     "default": {},
     "relations": dict(shapes=("circle", "square", "triangle", "cross"),

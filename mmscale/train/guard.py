@@ -33,7 +33,7 @@ class DivergenceGuard:
 
   def __init__(self, train_config):
     self.factor = float(train_config.divergence_loss_factor)
-    self.floor = float(train_config.get("divergence_loss_floor", 0.0))
+    self.floor = float(train_config.divergence_loss_floor)
     self.losses = collections.deque(maxlen=max(MIN_HISTORY, int(train_config.divergence_window)))
     self.zero_grad_steps = int(train_config.divergence_zero_grad_steps)
     self.zero_run = 0
