@@ -1,10 +1,19 @@
 """Test setup: 8 simulated CPU devices, set before JAX is first imported."""
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests compile the same tiny train step (and their subprocesses inherit this): JAX's
+# persistent compilation cache, shared by the xdist workers and kept between runs, compiles each
+# program once. Keys cover the program, devices, flags and versions, so a hit is the same binary.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"mmscale-tests-jax-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024 ** 3))
 # No test reaches a cloud service: Google's auth libraries neither probe for a metadata server
 # (and would look for one on loopback only), and gcsfs skips its bucket-layout query (the gs://
 # tests run a local emulator: tests/gcs_helpers.py).
@@ -17,6 +26,12 @@ import jax  # noqa: E402  pylint: disable=wrong-import-position
 assert jax.device_count() == 8, "tests need 8 simulated devices; was jax imported before conftest?"
 
 import pytest  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def pytest_collection_modifyitems(items):
+  """Tests marked `slow` first (stable otherwise): xdist's workers start the long ones early
+  instead of one of them finishing the run alone."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,7 @@ def test_cli_bad_config_fails_fast_naming_the_field(tmp_path):
   assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_training_start_validates_and_traces_init_once(tiny_world, tmp_path, monkeypatch):
   """The config is validated once (one mesh resolution, one model check) and `model.init` is
   traced once before the step compiles, however many pieces read the run."""

@@ -77,6 +77,7 @@ class DestroyAt:
       ctx.state = ctx.state.replace(params=jax.tree.map(lambda p: p * 1e8, ctx.state.params))
 
 
+@pytest.mark.slow
 def test_a_destroyed_state_is_not_kept_and_the_kept_one_resumes(tiny_world, tmp_path):
   workdir = str(tmp_path / "run")
   config = tiny_train_config(tiny_world, steps=8, checkpoint_every=2, keep_checkpoints=1)

@@ -41,6 +41,7 @@ def sharded(tiny_world, tmp_path_factory):
   return ctx, results, workdir
 
 
+@pytest.mark.slow
 def test_results_json_holds_every_family(sharded):
   _, results, workdir = sharded
   with open(os.path.join(workdir, "eval", "results.json")) as f:

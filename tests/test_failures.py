@@ -66,6 +66,7 @@ def _scenarios(world, tmp):
   }
 
 
+@pytest.mark.slow
 def test_every_mistake_is_one_line(tiny_world, tmp_path):
   (tmp_path / "bad.json").write_text('[{"id": 1, ')
   env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}

@@ -53,6 +53,7 @@ def pretrained_config(world_dir, tmp_path):
   return c, vision_dir
 
 
+@pytest.mark.slow
 def test_pretrained_parts_train_frozen_and_export(tiny_world, tmp_path):
   config, vision_dir = pretrained_config(tiny_world, tmp_path)
   ctx = train(config, str(tmp_path / "run"))

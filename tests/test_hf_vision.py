@@ -39,6 +39,7 @@ def image_features(model_config, images):
     return np.asarray(model.apply({"params": params}, images, method=lambda m, x: m.vit(x)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("final_norm", [False, True])
 def test_siglip_feature_parity(final_norm, tmp_path):
   """36 px images in 8 px patches: as in siglip-so400m-patch14-384, the size does not divide

@@ -174,6 +174,7 @@ def test_random_model_answers_are_reasked_failed_counted_and_sampled(server, vqa
              and x["errors"] for x in samples)
 
 
+@pytest.mark.slow
 def test_fixed_answer_model_answers_are_kept(server, vqa_arm, tmp_path):
   endpoint, log_path, models_ = server
   before = posts(log_path)

@@ -6,6 +6,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from conftest import tiny_train_config
 from mmscale.models.mixed_dot import einsum_float32
@@ -39,6 +40,7 @@ def test_the_product_is_chosen_by_the_lowering_platform():
   assert "(tensor<4x8xbf16>, tensor<8x3xbf16>) -> tensor<4x3xf32>" in gpu, gpu
 
 
+@pytest.mark.slow
 def test_bfloat16_training_runs_and_learns(tiny_world, tmp_path):
   config = tiny_train_config(tiny_world, steps=16, checkpoint_every=16)
   config.model.dtype = "bfloat16"

@@ -102,6 +102,7 @@ def single_device():
     ("dropless", {"fsdp": 2, "tensor": 2, "expert": 2, "data": 1}),
     ("capacity", {"data": 1, "fsdp": 4, "expert": 2}),
 ])
+@pytest.mark.slow
 def test_expert_parallel_step_equals_single_device(single_device, dispatch, mesh_shape):
   ref_metrics, ref_params, _ = single_device[dispatch]
   metrics, params, state = _one_step(mesh_shape, dispatch=dispatch)

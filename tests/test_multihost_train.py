@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import tiny_train_config
 from mmscale.launch.local_multiprocess import free_port, process_env
@@ -82,6 +83,7 @@ def _run_two(args, tmp_path, tag):
   return outs
 
 
+@pytest.mark.slow
 def test_two_processes_stop_resume_equal_one_process(tiny_world, tmp_path):
   config = _config(tiny_world)
   (tmp_path / "config.json").write_text(config.to_json())

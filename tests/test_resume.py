@@ -11,6 +11,7 @@ from mmscale.errors import CheckpointError
 from mmscale.train.trainer import train
 
 
+@pytest.mark.slow
 def test_a_changed_config_is_refused_or_restarts_the_data_explicitly(tiny_world, tmp_path):
   workdir = str(tmp_path / "run")
   train(tiny_train_config(tiny_world, steps=4, checkpoint_every=2), workdir)

@@ -43,6 +43,7 @@ def reference():
   return one_step("single")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["data8", "fsdp8", "d2f2t2"])
 def test_sharded_step_equals_single_device(reference, name):
   ref_metrics, ref_params, _ = reference

@@ -34,6 +34,7 @@ def uninterrupted(tiny_world, tmp_path_factory):
   return workdir, ctx
 
 
+@pytest.mark.slow
 def test_loss_falls(uninterrupted):
   workdir, ctx = uninterrupted
   by_step = losses(workdir)
@@ -53,6 +54,7 @@ train(tiny_train_config({world!r}, steps=6, profile_start=3, profile_steps=2), {
 """
 
 
+@pytest.mark.slow
 def test_profile_window_writes_a_trace(tiny_world, tmp_path):
   """Steps 4 and 5 traced by jax.profiler, in a training process of its own as a user runs it:
   inside a test worker that had run other tests first (torch, TensorFlow, Beam loaded),

@@ -134,6 +134,11 @@ def eval_rows(spec: RunSpec) -> int:
 def _compile(lowered) -> tuple[Any, dict, str | None, str]:
   """(executable or None, memory, out-of-memory message or None, HLO text) of a lowering."""
   compiled, oom, hlo = None, None, ""
+  # A topology-only (compile-only) client cannot load executables back: when the environment
+  # turns JAX's persistent compilation cache on, nothing compiled here may be written to it (each
+  # entry would fail to read on the next compile of the same step).
+  min_cache_secs = jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
   with tempfile.TemporaryDirectory() as dump:
     try:
       # the optimized HLO is read from XLA's own text dump: Compiled.as_text() cannot read some
@@ -145,6 +150,8 @@ def _compile(lowered) -> tuple[Any, dict, str | None, str]:
       if not _OOM.search(str(e)):
         raise
       oom = str(e).strip().splitlines()[0]
+    finally:
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", min_cache_secs)
     if compiled is not None:
       hlo = _dumped_hlo_text(dump)
   if compiled is None:
