@@ -252,3 +252,25 @@ def test_multislice_target_puts_slices_on_the_data_axis():
   mesh = mesh_lib.make_mesh({"data": 2, "fsdp": 4, "tensor": 1, "expert": 1}, list(devices))
   slices = [{d.slice_index for d in mesh.devices[i].flat} for i in range(2)]
   assert slices == [{0}, {1}]  # only the data axis crosses slices (DCN)
+
+
+def test_topology_compiles_write_nothing_to_the_persistent_cache():
+  # A compile-only client cannot load an executable back, so while the tool compiles, JAX's
+  # persistent cache (on in this suite) must not store: its minimum compile time is infinite,
+  # and the setting is restored afterwards, also when the compile fails.
+  import jax  # pylint: disable=import-outside-toplevel
+  from mmscale.compile import step as step_lib  # pylint: disable=import-outside-toplevel
+  seen = []
+
+  class OutOfMemoryLowering:
+    def compile(self, compiler_options):
+      del compiler_options
+      seen.append(jax.config.jax_persistent_cache_min_compile_time_secs)
+      raise RuntimeError("RESOURCE_EXHAUSTED: the total memory required for HLO temporaries "
+                         "(19.75G) exceeds available HBM (15.75G)")
+
+  before = jax.config.jax_persistent_cache_min_compile_time_secs
+  compiled, memory, oom, _ = step_lib._compile(OutOfMemoryLowering())  # pylint: disable=protected-access
+  assert seen == [float("inf")] and compiled is None and "exceeds available HBM" in oom
+  assert memory["available"] == int(15.75 * 1024 ** 3)
+  assert jax.config.jax_persistent_cache_min_compile_time_secs == before
