@@ -134,7 +134,10 @@ def masked_softmax_attend(q, k, v, mask, scale=None, logit_softcap=0.0):
   scores = einsum_float32("btkgd,bskd->bkgts", q, k) * scale
   if logit_softcap:
     scores = logit_softcap * jnp.tanh(scores / logit_softcap)
-  scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+  # an additive bias (0 or a large negative), shared by the heads: its gradient is the identity,
+  # so the backward pass needs no select over float32[B, KV, G, T, S]
+  bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+  scores = scores + bias[:, None, None, :, :]
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
   return jnp.einsum("bkgts,bskd->btkgd", probs, v)
 
