@@ -136,7 +136,7 @@ def masked_softmax_attend(q, k, v, mask, scale=None, logit_softcap=0.0):
     scores = logit_softcap * jnp.tanh(scores / logit_softcap)
   # an additive bias (0 or a large negative), shared by the heads: its gradient is the identity,
   # so the backward pass needs no select over float32[B, KV, G, T, S]
-  bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+  bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)  # float32
   scores = scores + bias[:, None, None, :, :]
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
   return jnp.einsum("bkgts,bskd->btkgd", probs, v)
