@@ -1,5 +1,6 @@
 """The Caption First, VQA Second (arXiv 2604.13054) reproduction on CPU: every data arm x 3 seeds
-at one equal token budget, size s (results: docs/results/knowledge_world.md).
+at equal token budgets, size s (results: docs/results/knowledge_world.md, on the `relations` world
+at three budgets; docs/results/knowledge_world_grid.md, the first world at one budget).
 
   python -m mmscale.sweep --sweep=configs/sweeps/density_cpu.py --sweep_dir=runs/density_cpu
   python -m mmscale.sweep --sweep=configs/sweeps/density_cpu.py:budgets=614400+2457600,sizes=s+m \

@@ -7,7 +7,7 @@ arm). Any claim may narrow its rows with `group` (one comparison group), `exclud
 and `where` ({column: value}, e.g. one token budget).
 
 Why intervals and not the means alone: at CPU scale a one-seed gap is mostly noise (the pooled
-seed std of the density sweep is 0.022 accuracy, docs/results/knowledge_world.md, as large as many
+seed std of the density sweep is 0.022 accuracy, docs/results/knowledge_world_grid.md, as large as many
 gaps between arms), so a difference claim is decided by a Welch t
 interval over seeds (unequal variances: arms differ in how stable they train; scipy.stats'
 ttest_ind), and a claim made with one seed on a side, or with every seed giving the same value on

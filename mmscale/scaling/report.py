@@ -2,7 +2,7 @@
 
 Conditions are the values of the `--by` columns (default `arm`) within a comparison `group`;
 seeds are collapsed into mean ± std (and min-max) for every number shown, since a one-seed gap
-at CPU scale is mostly noise (docs/results/knowledge_world.md: pooled seed std 0.022).
+at CPU scale is mostly noise (docs/results/knowledge_world_grid.md: pooled seed std 0.022).
 Sections: per-comparison tables by question type; per-condition power-law fits of eval error vs
 training FLOPs with t-based and bootstrap intervals of the exponent; Spearman correlation of the
 score with semantic coverage and with task diversity across conditions (on seed means, and per
