@@ -168,6 +168,24 @@ def test_pairs_are_aligned_and_contrasted(built):
     assert [s.get("image") for s in r["segments"][:2]] == [0, 1]
 
 
+def test_pair_similarities_are_exact_so_ties_break_alike_on_every_cpu():
+  """Pairing's cosine similarities equal the correctly rounded scalar formula bit for bit (no
+  BLAS rounding, which differs between CPUs and broke exact ties differently), and scenes with
+  identical descriptors tie exactly, so `argmax` picks the lowest index everywhere."""
+  import math
+  rng = np.random.default_rng(0)
+  counts = rng.integers(0, 3, size=(40, 12)).astype(np.int64)
+  counts[7] = counts[3]  # an exact tie for every other row
+  sims = world_scenes.cosine_similarities(counts)
+  for i in range(len(counts)):
+    for j in range(len(counts)):
+      a, b = [int(v) for v in counts[i]], [int(v) for v in counts[j]]
+      dot = sum(x * y for x, y in zip(a, b))
+      norm = math.sqrt(max(sum(x * x for x in a), 1)) * math.sqrt(max(sum(y * y for y in b), 1))
+      assert sims[i, j] == dot / norm, (i, j)
+  assert (sims[:, 3] == sims[:, 7]).all()
+
+
 def test_interleaved_documents(built):
   out, _ = built
   for r in _all(out, "arms/interleaved"):

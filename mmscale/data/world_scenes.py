@@ -100,18 +100,30 @@ def _feature_names(o: Obj) -> tuple:
           f"sc:{o.shape}{o.colour}", f"sz:{o.shape}{o.size}", f"sp:{o.shape}{cell}")
 
 
-def descriptor_features(scenes: list) -> np.ndarray:
-  """float32[N, D] L2-normalised bag of descriptor features (the 'descriptor embedding' that
-  pairing compares; cosine similarity = dot product)."""
+def descriptor_counts(scenes: list) -> np.ndarray:
+  """int64[N, D] bag of descriptor features per scene (the 'descriptor embedding' that pairing
+  compares by cosine similarity)."""
   vocab: dict = {}
   rows = []
   for sc in scenes:
     rows.append([vocab.setdefault(f, len(vocab)) for o in sc.objects for f in _feature_names(o)])
-  feats = np.zeros((len(scenes), max(1, len(vocab))), np.float32)
+  counts = np.zeros((len(scenes), max(1, len(vocab))), np.int64)
   for i, idx in enumerate(rows):
-    np.add.at(feats[i], idx, 1.0)
-  feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-6)
-  return feats
+    np.add.at(counts[i], idx, 1)
+  return counts
+
+
+def cosine_similarities(counts: np.ndarray) -> np.ndarray:
+  """float64[N, N] cosine similarities of int64[N, D] count rows, identical on every CPU.
+
+  Why not a float matmul of normalised rows: many scene pairs tie exactly, and a BLAS float dot
+  rounds differently from one CPU (or library build) to the next, so `argmax` broke those ties
+  differently and the same seed built a different pairs arm on another machine. Integer dot
+  products are exact, and the norms' square roots and the division are correctly rounded.
+  """
+  dots = counts @ counts.T  # exact: integer arithmetic, no BLAS
+  norms = np.sqrt(np.maximum(np.einsum("nd,nd->n", counts, counts), 1).astype(np.float64))
+  return dots / np.multiply.outer(norms, norms)
 
 
 def pair_scenes(scenes: list, band: tuple = (0.6, 0.9)) -> list:
@@ -122,7 +134,7 @@ def pair_scenes(scenes: list, band: tuple = (0.6, 0.9)) -> list:
   identical), so at least one colour, size or position differs. Scenes whose shape multiset is
   unique get no partner.
   """
-  feats = descriptor_features(scenes)
+  counts = descriptor_counts(scenes)
   buckets = collections.defaultdict(list)
   for i, sc in enumerate(scenes):
     buckets[tuple(sorted(o.shape for o in sc.objects))].append(i)
@@ -132,7 +144,7 @@ def pair_scenes(scenes: list, band: tuple = (0.6, 0.9)) -> list:
     if len(idx) < 2:
       continue
     idx = np.asarray(idx)
-    sims = feats[idx] @ feats[idx].T
+    sims = cosine_similarities(counts[idx])
     np.fill_diagonal(sims, -1.0)
     sims[sims > 0.999] = -1.0  # identical descriptors: nothing to contrast
     in_band = np.where((sims >= lo) & (sims <= hi), sims, -1.0)
