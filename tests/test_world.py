@@ -3,6 +3,7 @@ images and cells consistent with the ground truth, descriptors consistent with t
 import collections
 import importlib.util
 import json
+import math
 import os
 
 import numpy as np
@@ -172,7 +173,6 @@ def test_pair_similarities_are_exact_so_ties_break_alike_on_every_cpu():
   """Pairing's cosine similarities equal the correctly rounded scalar formula bit for bit (no
   BLAS rounding, which differs between CPUs and broke exact ties differently), and scenes with
   identical descriptors tie exactly, so `argmax` picks the lowest index everywhere."""
-  import math
   rng = np.random.default_rng(0)
   counts = rng.integers(0, 3, size=(40, 12)).astype(np.int64)
   counts[7] = counts[3]  # an exact tie for every other row
