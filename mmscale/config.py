@@ -117,6 +117,9 @@ def base_config() -> ml_collections.ConfigDict:
       eval_every=0, peak_flops_per_device=0.0,
       profile_steps=0,   # steps traced by jax.profiler into W/profile (0 = none)
       profile_start=5,   # steps run before the trace starts (compilation stays out of it)
+      # the loss's float32 logits per device per block, MiB (models/fused_loss.py): a bound on
+      # their memory with a large vocabulary (0 = all loss positions in one block)
+      loss_block_mib=0.0,
       # divergence guard (mmscale/train/guard.py): a loss above factor x the median of the last
       # `window` steps (0 = off; a median below `floor` counts as the floor, so a loss that has
       # converged near 0 may move by its noise), or a gradient norm of 0 for this many steps in a

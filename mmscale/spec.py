@@ -83,7 +83,7 @@ def validate(config, num_devices: int, num_processes: int | None = None) -> RunS
   for field in ("steps", "log_every", "checkpoint_every", "keep_checkpoints"):
     if config.train[field] < 1:
       raise ConfigError(f"train.{field}", f"expected >= 1, got {config.train[field]}")
-  for field in ("profile_steps", "profile_start"):
+  for field in ("profile_steps", "profile_start", "loss_block_mib"):
     if config.train[field] < 0:
       raise ConfigError(f"train.{field}", f"expected >= 0, got {config.train[field]}")
   for field in ("divergence_loss_factor", "divergence_loss_floor", "divergence_zero_grad_steps"):

@@ -22,7 +22,7 @@ SCRIPTS = ["tools/build_world.py", "tools/report.py", "tools/enrich.py", "tools/
            "tools/pod_table.py",
            "bench/enrich.py",
            "bench/matmul_peak.py", "bench/data_pipeline.py", "bench/train_step.py",
-           "bench/generate.py"]
+           "bench/generate.py", "bench/attention.py", "bench/hlo_copies.py"]
 
 BEAM_TOOLS = {"tools/enrich.py": "stage", "tools/ingest.py": "source"}  # their first required flag
 

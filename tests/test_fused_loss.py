@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmscale.models import build_model
-from mmscale.models.fused_loss import _capacities, fused_loss_sums
+from mmscale.models.fused_loss import _blocks, _capacities, fused_loss_sums, loss_block_rows
 from mmscale.models.loss import loss_sums
 from mmscale.testing import numpy_init, synthetic_batch, tiny_model_config
 
@@ -99,3 +99,46 @@ def test_soft_capped_fused_loss_equals_capped_logits_loss():
   np.testing.assert_allclose(l1, l0, rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
   assert abs(float(plain) - float(l0)) > 0.01 * float(l0)  # the cap changed the loss
+
+
+@pytest.mark.parametrize("block_rows,cap", [(8, 0.0), (12, 0.0), (5, 2.0)])
+def test_blocked_loss_equals_one_block(block_rows, cap):
+  """Blocks of positions (a scan, the last block padded when the capacity does not divide) give
+  the sums and gradients of one block: 12 rows = 2 rows x 6 positions of a capacity of 16."""
+  rng = np.random.default_rng(2)
+  hidden = jnp.asarray(rng.standard_normal((2, 16, 4)), jnp.float32)
+  matrix = jnp.asarray(rng.standard_normal((24, 4)), jnp.float32)
+  batch = {"tokens": jnp.asarray(rng.integers(0, 24, (2, 16)), jnp.int32),
+           "mask_loss": jnp.ones((2, 16), jnp.int32), "segment_ids": jnp.ones((2, 16), jnp.int32)}
+  batch["mask_loss"] = batch["mask_loss"].at[0, :3].set(0)
+
+  def run(rows):
+    def objective(h, m):
+      sums = fused_loss_sums(h, m, batch, Z_LOSS, cap, rows)
+      return sums.pop("objective"), sums
+    return jax.jit(jax.value_and_grad(objective, argnums=(0, 1), has_aux=True))(hidden, matrix)
+
+  (l0, s0), g0 = run(0)
+  (l1, s1), g1 = run(block_rows)
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  for key in ("nll", "z", "weight", "correct"):
+    np.testing.assert_allclose(s1[key], s0[key], rtol=1e-6, err_msg=key)
+  assert float(s1["weight"]) == 2 * 15 - 2  # targets 1..15 of each row, less row 0's 1, 2
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g0)
+
+
+def test_blocks_cover_the_capacity():
+  assert _blocks(16, 128, 0) == (1, 128)      # one block asked for
+  assert _blocks(16, 128, 4096) == (1, 128)   # fits
+  assert _blocks(16, 128, 256) == (8, 16)     # 8 MiB of a vocabulary of 8192 on one device
+  assert _blocks(2, 16, 12) == (3, 6)         # 18 positions, the last two padding
+  assert _blocks(32, 16, 8) == (16, 1)        # more rows than a block: one position per block
+
+
+def test_loss_block_rows_per_device():
+  assert loss_block_rows(0.0, 8192, 1) == 0        # one block
+  assert loss_block_rows(8.0, 8192, 1) == 256      # 8 MiB / (4 B x 8192)
+  assert loss_block_rows(8.0, 8192, 4) == 1024     # per device: 4 batch shards
+  assert loss_block_rows(0.001, 256_000, 2) == 2   # at least one row per device
+  with pytest.raises(ValueError, match="expected >= 0"):
+    loss_block_rows(-1.0, 8192, 1)

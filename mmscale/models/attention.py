@@ -129,17 +129,28 @@ def masked_softmax_attend(q, k, v, mask, scale=None, logit_softcap=0.0):
   Scores are q.k * scale (None: Dh^-0.5), soft-capped to c * tanh(scores / c) when
   logit_softcap = c > 0. Scores and softmax in float32; masked logits get a large finite
   negative (not -inf) so a fully masked row stays finite.
+
+  The products run head-major: q as float[B, KV, G x T, Dh] (a group's queries stacked) and k/v
+  as float[B, KV, S, Dh], so both are plain batched matrix products over (B, KV) with no size-1
+  axis between them. Token-major operands made XLA's CPU backend transpose the float32 scores
+  float[B, KV, G, T, S] and swap the product's operands; the three small transposes of q, k, v
+  and the output cost less (a quarter off attention's forward and backward on CPU,
+  docs/performance.md). On TPU and GPU layout assignment chooses the layouts either way.
   """
-  scale = q.shape[-1] ** -0.5 if scale is None else scale
-  scores = einsum_float32("btkgd,bskd->bkgts", q, k) * scale
+  b, t, kv_heads, groups, head_dim = q.shape
+  scale = head_dim ** -0.5 if scale is None else scale
+  q_heads = q.transpose(0, 2, 3, 1, 4).reshape(b, kv_heads, groups * t, head_dim)
+  k_heads, v_heads = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, KV, S, Dh]
+  scores = einsum_float32("bkqd,bksd->bkqs", q_heads, k_heads) * scale  # float32[B, KV, GT, S]
   if logit_softcap:
     scores = logit_softcap * jnp.tanh(scores / logit_softcap)
   # an additive bias (0 or a large negative), shared by the heads: its gradient is the identity,
   # so the backward pass needs no select over float32[B, KV, G, T, S]
-  bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)  # float32
-  scores = scores + bias[:, None, None, :, :]
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  return jnp.einsum("bkgts,bskd->btkgd", probs, v)
+  bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)  # float32[B, T, S]
+  scores = scores.reshape(b, kv_heads, groups, t, -1) + bias[:, None, None, :, :]
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, kv_heads, groups * t, -1)
+  out = jnp.einsum("bkqs,bksd->bkqd", probs, v_heads)  # [B, KV, G x T, Dh]
+  return out.reshape(b, kv_heads, groups, t, head_dim).transpose(0, 3, 1, 2, 4)
 
 
 def attend_with_mask(q, k, v, mask, terms: ScoreTerms = NO_TERMS):

@@ -6,10 +6,11 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from mmscale.parallel import rules as sharding_rules
-from mmscale.models.fused_loss import fused_loss_sums
+from mmscale.models.fused_loss import fused_loss_sums, loss_block_rows
 from mmscale.models.moe import MOE_METRICS, aux_terms
 from mmscale.train.state import TrainState
 
@@ -35,16 +36,23 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   d = config.model.decoder
   moe = bool(d.moe_every)
   sum_keys = ("nll", "z", "weight", "correct") + (MOE_METRICS if moe else ())
+  batch_axes = batch_sharding.spec[0] if batch_sharding.spec else None
+  batch_axes = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes or ())
+  batch_shards = int(np.prod([mesh.shape[axis] for axis in batch_axes]))
+
+  def loss_sums(hidden, matrix, micro):
+    rows = loss_block_rows(float(config.train.loss_block_mib), d.vocab_size, batch_shards)
+    return fused_loss_sums(hidden, matrix, micro, z_loss, softcap, rows)
 
   def sums_fn(params, micro, step):
     rngs = {"dropout": jax.random.fold_in(dropout_key, step)} if dropout else None
     kwargs = dict(deterministic=not dropout, rngs=rngs, features_only=True)
     if not moe:
       hidden, matrix = model.apply({"params": params}, micro, **kwargs)
-      sums = fused_loss_sums(hidden, matrix, micro, z_loss, softcap)
+      sums = loss_sums(hidden, matrix, micro)
       return sums.pop("objective"), sums
     (hidden, matrix), state = model.apply({"params": params}, micro, mutable=["moe"], **kwargs)
-    sums = fused_loss_sums(hidden, matrix, micro, z_loss, softcap)
+    sums = loss_sums(hidden, matrix, micro)
     objective = sums.pop("objective")
     # Router losses are per-token means; weighting them by this microbatch's target count keeps
     # the accumulated total / total targets an average over microbatches.
