@@ -39,10 +39,10 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule
   batch_axes = batch_sharding.spec[0] if batch_sharding.spec else None
   batch_axes = (batch_axes,) if isinstance(batch_axes, str) else tuple(batch_axes or ())
   batch_shards = int(np.prod([mesh.shape[axis] for axis in batch_axes]))
+  loss_rows = loss_block_rows(float(config.train.loss_block_mib), d.vocab_size, batch_shards)
 
   def loss_sums(hidden, matrix, micro):
-    rows = loss_block_rows(float(config.train.loss_block_mib), d.vocab_size, batch_shards)
-    return fused_loss_sums(hidden, matrix, micro, z_loss, softcap, rows)
+    return fused_loss_sums(hidden, matrix, micro, z_loss, softcap, loss_rows)
 
   def sums_fn(params, micro, step):
     rngs = {"dropout": jax.random.fold_in(dropout_key, step)} if dropout else None
