@@ -41,3 +41,27 @@ def test_custom_gradient_only_when_tracing_for_cpu(monkeypatch):
   for platform in ("tpu", "gpu"):
     other = _primitives(platform, monkeypatch)
     assert not any("custom_vjp" in p for p in other) and "dot_general" in other, other
+
+
+@pytest.mark.parametrize("x_shape, k_shape, num_in", SHAPES)
+def test_cpu_bfloat16_products_accumulate_in_float32(x_shape, k_shape, num_in):
+  """In bf16 the three CPU products are bf16 x bf16 -> float32, cast back to bf16: the values are
+  the float32 products of the bf16 operands, rounded once."""
+  x = jax.random.normal(jax.random.key(0), x_shape, jnp.bfloat16)
+  kernel = jax.random.normal(jax.random.key(1), k_shape, jnp.bfloat16)
+  cotangent = jax.random.normal(jax.random.key(2), x_shape[:-num_in] + k_shape[num_in:],
+                                jnp.bfloat16)
+
+  def grads(fn, *args):
+    y, vjp = jax.vjp(lambda a, b: fn(a, b, num_in), *args)
+    return (y,) + vjp(cotangent.astype(y.dtype))
+
+  got = grads(dense_contract._cpu_contract, x, kernel)
+  want = grads(dense_contract._plain, x.astype(jnp.float32), kernel.astype(jnp.float32))
+  for g, w in zip(got, want):
+    assert g.dtype == jnp.bfloat16 and g.shape == w.shape
+    np.testing.assert_allclose(np.asarray(g, np.float32), np.asarray(w), rtol=1e-2, atol=1e-2)
+  lowered = jax.jit(lambda a, b: grads(dense_contract._cpu_contract, a, b)).lower(x, kernel)
+  dots = [line for line in lowered.as_text().splitlines() if "dot_general" in line]
+  assert len(dots) == 3 and all("bf16>" in d.split("->")[0] and "xf32>" in d.split("->")[-1]
+                                for d in dots), dots

@@ -46,7 +46,7 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec as P
 
 from mmscale.errors import ConfigError
-from mmscale.models.mixed_dot import einsum_float32
+from mmscale.models.mixed_dot import einsum_accumulated, einsum_float32
 from mmscale.registry import Registry
 
 ATTENTION_KERNELS = Registry("attention kernel")
@@ -150,7 +150,7 @@ def masked_softmax_attend(q, k, v, mask, scale=None, logit_softcap=0.0):
   bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)  # float32[B, T, S]
   scores = scores.reshape(b, kv_heads, groups, t, -1) + bias[:, None, None, :, :]
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, kv_heads, groups * t, -1)
-  out = jnp.einsum("bkqs,bksd->bkqd", probs, v_heads)  # [B, KV, G x T, Dh]
+  out = einsum_accumulated("bkqs,bksd->bkqd", probs, v_heads)  # [B, KV, G x T, Dh]
   return out.reshape(b, kv_heads, groups, t, head_dim).transpose(0, 3, 1, 2, 4)
 
 

@@ -19,7 +19,7 @@ from flax import linen as nn
 
 from mmscale.models.layers import (BATCH_LENGTH_EMBED, Dtype, GeluMLP, constrain, dense,
                                    layer_norm, partitioned)
-from mmscale.models.mixed_dot import einsum_float32
+from mmscale.models.mixed_dot import einsum_accumulated, einsum_float32
 from mmscale.registry import Registry
 
 CONNECTORS: Registry[type] = Registry("connector")
@@ -145,7 +145,7 @@ class AttnPoolConnector(Connector):
     v = dense((h, dh), ("embed", "heads", "kv"), name="value", **kw)(x)
     scores = einsum_float32("nqhd,nphd->nhqp", q, k) * dh ** -0.5
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    att = jnp.einsum("nhqp,nphd->nqhd", probs, v)
+    att = einsum_accumulated("nhqp,nphd->nqhd", probs, v)
     y = dense(c, ("heads", "kv", "embed"), axis=(-2, -1), name="out", **kw)(att)
     y = layer_norm(name="ln", **self._kw())(y)
     y = GeluMLP(self.hidden_dim, out_dim=self.out_dim, name="mlp", **self._kw())(y)

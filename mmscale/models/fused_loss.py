@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from mmscale.models.loss import target_weights
-from mmscale.models.mixed_dot import einsum_float32
+from mmscale.models.mixed_dot import einsum_accumulated, einsum_float32
 
 CAPACITY_QUANTUM = 8  # capacities are multiples of a step that is a multiple of this
 MAX_CAPACITIES = 16  # branches of the switch (compile time grows with them)
@@ -77,7 +77,7 @@ def _block_sums_and_grads(h, matrix, t, w, z_loss, logit_softcap):
   if logit_softcap:  # d(c tanh(l / c)) / dl = 1 - tanh^2 = 1 - (capped / c)^2
     grad = grad * (1.0 - jnp.square(logits / logit_softcap))
   grad = grad.astype(h.dtype)
-  d_h = jnp.einsum("bcv,vd->bcd", grad, matrix.astype(h.dtype))
+  d_h = einsum_accumulated("bcv,vd->bcd", grad, matrix.astype(h.dtype))
   # grad^T h over the flattened rows, float[V, D] directly: as einsum('bcd,bcv->dv').T XLA folds
   # the transpose into the dot and gives it a transposed copy of h, the one operand layout its
   # CPU GEMM runs about 30% slower (docs/performance.md)

@@ -1,32 +1,100 @@
-"""Products with float32 accumulation and output, for any operand dtype, on every backend.
+"""Products of low-precision operands accumulated in float32, on every backend.
 
-Attention scores, the loss's logits and the output-matrix gradient are wanted in float32 even
-when the step computes in bfloat16 (softmax and cross-entropy lose too much in bf16).
-On TPU and GPU that is `preferred_element_type=float32`: the MXU / tensor cores multiply bf16 and
-accumulate in float32 natively. XLA's CPU runtime has no such kernel ("Unsupported element type
-for DotThunk::Execute: BF16 x BF16 = F32"), so on CPU the operands are cast to float32 first,
-which gives the same values (a bf16 -> f32 cast is exact) at the CPU's float32 matmul rate.
+Two products, for operands of one dtype (float32 operands take the plain product):
+- `einsum_float32(spec, a, b)`: result in float32, for attention scores, the loss's logits and
+  the output-matrix gradient (softmax and cross-entropy lose too much in bf16);
+- `einsum_accumulated(spec, a, b)`: result in the operands' dtype, for the products whose output
+  feeds more bf16 compute (attention's probs . v, the loss's gradient into the hidden states).
+
+On TPU and GPU the MXU / tensor cores multiply bf16 and accumulate in float32 natively:
+`einsum_float32` is `preferred_element_type=float32`, `einsum_accumulated` the plain bf16 product.
+
+On CPU XLA runs a bf16 x bf16 -> float32 product through its YNNPACK dot fusion, which uses the
+CPU's bf16 dot-product instructions (`avx512_bf16`'s `vdpbf16ps`): on such a CPU it reaches about
+twice the float32 matmul rate, while a bf16 x bf16 -> bf16 product and any product with a float32
+operand run at the float32 rate (`bench/matmul_peak.py` measures all three, docs/performance.md).
+So on CPU both products are bf16 x bf16 -> float32 (then cast for `einsum_accumulated`), and their
+gradients too: a custom VJP casts the incoming gradient to the operands' dtype, as mixed-precision
+training does for the backward products (torch autocast, flash attention's bf16 dS), instead of
+autodiff's float32 x (converted) float32 products.
 
 The choice is made per lowering platform (`jax.lax.platform_dependent`), not by the host's
-default backend, so a step compiled on a CPU host for a TPU slice keeps the bf16 x bf16 -> f32
-product.
+default backend, so a step compiled on a CPU host for a TPU slice keeps the accelerator products.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 
 
+def _operands_and_result(spec: str) -> tuple[str, str, str]:
+  inputs, result = spec.replace(" ", "").split("->")
+  a, b = inputs.split(",")
+  return a, b, result
+
+
+def _has_product_gradient(spec: str) -> bool:
+  """True when each operand's gradient is itself one einsum of the other operand and the result
+  gradient: every index of an operand appears in the other operand or in the result, once."""
+  a, b, result = _operands_and_result(spec)
+  if "." in spec or any(len(set(s)) != len(s) for s in (a, b, result)):
+    return False
+  return set(a) <= set(b) | set(result) and set(b) <= set(a) | set(result)
+
+
+def _product(spec: str, a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
+  """einsum(spec, a, b) accumulated in float32, cast to out_dtype."""
+  return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(out_dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
+def _cpu_product(spec: str, a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
+  return _product(spec, a, b, out_dtype)
+
+
+def _cpu_product_fwd(spec, a, b, out_dtype):
+  return _product(spec, a, b, out_dtype), (a, b)
+
+
+def _cpu_product_bwd(spec, out_dtype, residuals, grad):
+  """grad float[result] -> (d a, d b), each a low-precision product accumulated in float32."""
+  a, b = residuals
+  a_idx, b_idx, result_idx = _operands_and_result(spec)
+  grad = grad.astype(a.dtype)
+  d_a = _product(f"{result_idx},{b_idx}->{a_idx}", grad, b, a.dtype)
+  d_b = _product(f"{a_idx},{result_idx}->{b_idx}", a, grad, b.dtype)
+  return d_a, d_b
+
+
+_cpu_product.defvjp(_cpu_product_fwd, _cpu_product_bwd)
+
+
+def _cpu(spec: str, a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
+  if _has_product_gradient(spec):
+    return _cpu_product(spec, a, b, out_dtype)
+  return _product(spec, a, b, out_dtype)  # autodiff's gradient
+
+
+def _mixed(spec: str, a: jax.Array, b: jax.Array, accelerator, out_dtype) -> jax.Array:
+  if a.dtype != b.dtype:
+    raise TypeError(f"einsum {spec!r}: operands of one dtype expected, got {a.dtype} and {b.dtype}")
+  return jax.lax.platform_dependent(
+      a, b, cpu=lambda x, y: _cpu(spec, x, y, out_dtype), default=accelerator)
+
+
 def einsum_float32(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
-  """jnp.einsum(spec, a, b) accumulated and returned in float32, whatever a's and b's dtype."""
+  """jnp.einsum(spec, a, b) accumulated and returned in float32 (a, b of one dtype)."""
   if a.dtype == jnp.float32 and b.dtype == jnp.float32:
     return jnp.einsum(spec, a, b)
+  return _mixed(spec, a, b, lambda x, y: jnp.einsum(spec, x, y, preferred_element_type=jnp.float32),
+                jnp.float32)
 
-  def accelerator(x, y):
-    return jnp.einsum(spec, x, y, preferred_element_type=jnp.float32)
 
-  def cpu(x, y):
-    return jnp.einsum(spec, x.astype(jnp.float32), y.astype(jnp.float32))
-
-  return jax.lax.platform_dependent(a, b, cpu=cpu, default=accelerator)
+def einsum_accumulated(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+  """jnp.einsum(spec, a, b) in the operands' dtype, accumulated in float32 (a, b of one dtype)."""
+  if a.dtype == jnp.float32 and b.dtype == jnp.float32:
+    return jnp.einsum(spec, a, b)
+  return _mixed(spec, a, b, lambda x, y: jnp.einsum(spec, x, y), a.dtype)
