@@ -43,3 +43,14 @@ def test_every_chip_is_found_by_its_device_kinds():
     for kind in chip.device_kinds:
       assert chip_of_device_kind(kind) is chip
   assert chip_of_device_kind("cpu") is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_matmul_operands_are_of_the_dtype_measured(dtype):
+  a, b = peak.matmul_operands(64, dtype)
+  assert a.dtype == b.dtype == jax.numpy.dtype(dtype)
+  assert 0.5 < float(jax.numpy.std((a @ b).astype("float32"))) < 2.0  # unit-scale products
+
+
+def test_bf16_products_accumulated_in_float32_are_measured():
+  assert peak.jax_matmul_flops(64, "bfloat16", repeats=1, accumulate="float32") > 0

@@ -30,15 +30,28 @@ def _best_seconds(fn, repeats: int) -> float:
   return best
 
 
-def jax_matmul_flops(n: int = 1024, dtype: str = "float32", repeats: int = 5, chain: int = 4) -> float:
-  """FLOP/s of a chain of n x n matmuls on the default device (one device)."""
+def matmul_operands(n: int, dtype: str) -> tuple[jax.Array, jax.Array]:
+  """(a, b), two dtype[n, n] arrays of unit-scale products (b scaled by n^-1/2 before the cast:
+  dividing a bf16 array by a numpy float64 scalar would promote it to float32 and time a mixed
+  bf16 x float32 product instead)."""
   a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype=dtype)
-  b = jnp.asarray(np.random.default_rng(1).standard_normal((n, n)), dtype=dtype) / np.sqrt(n)
+  b = jnp.asarray(np.random.default_rng(1).standard_normal((n, n)) / np.sqrt(n), dtype=dtype)
+  return a, b
+
+
+def jax_matmul_flops(n: int = 1024, dtype: str = "float32", repeats: int = 5, chain: int = 4,
+                     accumulate: str | None = None) -> float:
+  """FLOP/s of a chain of n x n matmuls on the default device (one device).
+
+  accumulate='float32': each product is dtype x dtype -> float32 (`preferred_element_type`),
+  cast back to dtype, the product mmscale's bf16 steps use on CPU (mmscale/models/mixed_dot.py);
+  None: the plain dtype x dtype -> dtype product."""
+  a, b = matmul_operands(n, dtype)
 
   @jax.jit
   def matmuls(x):
     for _ in range(chain):
-      x = x @ b
+      x = jnp.matmul(x, b, preferred_element_type=accumulate).astype(dtype)
     return x
 
   seconds = _best_seconds(lambda: matmuls(a).block_until_ready(), repeats)
@@ -57,7 +70,8 @@ def device_peak_flops(dtype: str = "float32", device=None) -> float:
 
   TPU / GPU: the chip's dense bf16 peak (whatever `dtype`: MFU is quoted against it). An
   accelerator the table does not know raises `ConfigError` naming `train.peak_flops_per_device`.
-  CPU: the higher of JAX's and numpy's measured matmul rates (numpy for float32 only).
+  CPU: the highest measured matmul rate of the dtype: JAX's and numpy's for float32; for bf16
+  JAX's bf16 -> bf16 and bf16 -> float32 products (the second is the one the steps use).
   """
   device = jax.devices()[0] if device is None else device
   if device.platform != "cpu":
@@ -70,4 +84,6 @@ def device_peak_flops(dtype: str = "float32", device=None) -> float:
   peak = jax_matmul_flops(dtype=dtype)
   if dtype == "float32":
     peak = max(peak, numpy_matmul_flops(dtype=dtype))
+  else:  # the bf16 x bf16 -> float32 product mmscale's low-precision steps use on CPU
+    peak = max(peak, jax_matmul_flops(dtype=dtype, accumulate="float32"))
   return peak
