@@ -1,0 +1,107 @@
+"""Time per kind of XLA op in a jax.profiler trace: the breakdown docs/performance.md quotes.
+
+Either summarises a trace already written (the trainer's `train.profile_steps` writes one under
+`W/profile`), or traces the reference train step of `bench/train_step.py` itself:
+
+```
+python bench/op_profile.py --trace=W/profile --steps=3     # a trainer's trace of 3 steps
+python bench/op_profile.py --dtype=bfloat16 --steps=3      # traces the reference step
+```
+
+The op events of the trace (one per XLA op run; on CPU `ThunkExecutor` runs them on the intra-op
+threads) are summed by kind, the op's name without its numeric suffix (`ynn_fusion.12` ->
+`ynn_fusion`), and divided by `--steps`. On CPU the events of all threads add up, so with two
+threads the sum exceeds the step's wall time. Matmul kinds (`ynn_`/`xnn_`/`onednn_` fusions,
+plain `dot`s, cuBLAS / TPU convolution fusions) are totalled apart from the rest.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import sys
+import tempfile
+
+from absl import flags
+
+from mmscale import cli_flags
+
+MATMUL = re.compile(r"^(ynn_|xnn_|onednn_|dot|cublas|gemm|convolution)")
+# the runtime's own events (dispatch, executors, thread-pool waits), not ops
+NOT_AN_OP = re.compile(r"^(\$|PjitFunction|TfrtCpu|PjRt)|::|Execute\b")
+SUFFIX = re.compile(r"\.\d+$")
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  flags.DEFINE_string("trace", "", "a *.trace.json.gz file or a directory holding one (empty: "
+                      "trace the reference step)", flag_values=fv)
+  flags.DEFINE_integer("steps", 3, "steps in the trace (traced here: steps to trace)",
+                       flag_values=fv)
+  flags.DEFINE_string("dtype", "float32", "model.dtype of the traced reference step",
+                      flag_values=fv)
+  flags.DEFINE_integer("top", 15, "op kinds listed", flag_values=fv)
+
+
+def find_trace(path: str) -> str:
+  """The newest *.trace.json.gz at `path` (a file, or searched for under a directory)."""
+  if os.path.isfile(path):
+    return path
+  found = sorted(glob.glob(os.path.join(path, "**", "*.trace.json.gz"), recursive=True),
+                 key=os.path.getmtime)
+  if not found:
+    raise SystemExit(f"--trace: no *.trace.json.gz under {path} (write one with "
+                     "--config.train.profile_steps=N, docs/performance.md)")
+  return found[-1]
+
+
+def summarize(trace_path: str, steps: int) -> dict:
+  """{'ms_per_step': all ops, 'matmul_ms_per_step', 'kinds': {kind: ms per step}} of a trace."""
+  with gzip.open(trace_path) as f:
+    events = json.load(f)["traceEvents"]
+  kinds = collections.Counter()
+  for event in events:
+    name = event.get("name", "")
+    if event.get("ph") != "X" or NOT_AN_OP.search(name):
+      continue
+    kinds[SUFFIX.sub("", name)] += event["dur"] / 1e3 / steps
+  matmul = sum(ms for kind, ms in kinds.items() if MATMUL.match(kind))
+  return {"trace": trace_path, "ms_per_step": sum(kinds.values()), "matmul_ms_per_step": matmul,
+          "kinds": dict(kinds.most_common())}
+
+
+def trace_reference_step(dtype: str, steps: int, log_dir: str) -> str:
+  """Traces `steps` reference train steps (after 2 untraced ones) into log_dir."""
+  import jax  # noqa: PLC0415  (only this mode needs JAX initialised)
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from train_step import compiled_step, reference_config  # noqa: PLC0415
+  run_one, _ = compiled_step(reference_config(dtype, 16, "none", False))
+  for _ in range(2):
+    run_one()
+  jax.profiler.start_trace(log_dir, create_perfetto_trace=True)
+  for _ in range(steps):
+    run_one()
+  jax.profiler.stop_trace()
+  return find_trace(log_dir)
+
+
+def main(argv: list[str]) -> None:
+  args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
+  if args.trace:
+    path = find_trace(args.trace)
+  else:
+    path = trace_reference_step(args.dtype, args.steps, tempfile.mkdtemp(prefix="op_profile_"))
+  summary = summarize(path, args.steps)
+  total, matmul = summary["ms_per_step"], summary["matmul_ms_per_step"]
+  print(f"trace: {path}")
+  print(f"op time per step, summed over threads: {total:.1f} ms; matmuls {matmul:.1f} ms "
+        f"({100 * matmul / max(total, 1e-9):.0f}%), the rest {total - matmul:.1f} ms")
+  for kind, ms in list(summary["kinds"].items())[:args.top]:
+    print(f"  {kind:<40} {ms:8.1f} ms")
+
+
+if __name__ == "__main__":
+  cli_flags.run(main)

@@ -1,0 +1,38 @@
+"""bench/op_profile.py sums a jax.profiler trace's op events by kind, matmuls apart."""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _module():
+  spec = importlib.util.spec_from_file_location("op_profile", os.path.join(REPO, "bench",
+                                                                          "op_profile.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_a_traced_matmul_is_counted_as_a_matmul(tmp_path):
+  op_profile = _module()
+  a = jnp.ones((256, 256), jnp.float32)
+  fn = jax.jit(lambda a: jnp.exp(a @ a))
+  fn(a).block_until_ready()
+  jax.profiler.start_trace(str(tmp_path))
+  for _ in range(2):
+    fn(a).block_until_ready()
+  jax.profiler.stop_trace()
+  summary = op_profile.summarize(op_profile.find_trace(str(tmp_path)), steps=2)
+  assert summary["matmul_ms_per_step"] > 0, summary["kinds"]
+  assert summary["ms_per_step"] > summary["matmul_ms_per_step"]  # the exp is not a matmul
+  assert not any("::" in kind or kind.startswith("PjitFunction") for kind in summary["kinds"])
+
+
+def test_a_directory_without_a_trace_is_one_clear_line(tmp_path):
+  with pytest.raises(SystemExit, match="no \\*.trace.json.gz under .*profile_steps"):
+    _module().find_trace(str(tmp_path))
