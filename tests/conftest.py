@@ -77,3 +77,14 @@ def write_json(path, obj) -> str:
   import json  # pylint: disable=import-outside-toplevel
   path.write_text(json.dumps(obj))
   return str(path)
+
+
+def load_bench_module(name: str):
+  """The module of `bench/<name>.py` (bench/ is scripts, not a package)."""
+  import importlib.util  # noqa: PLC0415
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                      f"{name}.py")
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

@@ -1,21 +1,14 @@
 """bench/hlo_copies.py counts the layout copies XLA schedules as ops of their own, not the ones
 inside fusions, with the bytes each writes."""
 
-import importlib.util
-import os
-
 import jax
 import jax.numpy as jnp
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_bench_module
 
 
 def _count_copies():
-  spec = importlib.util.spec_from_file_location("hlo_copies", os.path.join(REPO, "bench",
-                                                                           "hlo_copies.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.count_copies
+  return load_bench_module("hlo_copies").count_copies
 
 
 def test_a_transposed_result_is_one_copy_and_a_fused_one_is_none():

@@ -1,21 +1,14 @@
 """bench/op_profile.py sums a jax.profiler trace's op events by kind, matmuls apart."""
 
-import importlib.util
-import os
-
 import jax
 import jax.numpy as jnp
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_bench_module
 
 
 def _module():
-  spec = importlib.util.spec_from_file_location("op_profile", os.path.join(REPO, "bench",
-                                                                          "op_profile.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_bench_module("op_profile")
 
 
 def test_a_traced_matmul_is_counted_as_a_matmul(tmp_path):
