@@ -6,7 +6,8 @@ bf16 dot instructions where there are any).
 
 On CPU, MFU in mmscale is reported against the measured peak of the step's dtype: the higher of
 the two fp32 figures for float32 (so a slow XLA CPU kernel cannot flatter our utilisation), the
-higher of the two JAX bf16 figures for bfloat16. Usage: `python bench/matmul_peak.py [--sizes=512,1024,2048]`.
+higher of the two JAX bf16 figures for bfloat16.
+Usage: `python bench/matmul_peak.py [--sizes=512,1024,2048]`.
 """
 
 from __future__ import annotations

@@ -83,9 +83,13 @@ def test_the_product_is_chosen_by_the_lowering_platform():
   assert "(tensor<4x8xbf16>, tensor<8x3xbf16>) -> tensor<4x3xf32>" in gpu32, gpu32
 
 
-def test_operands_of_two_dtypes_are_refused():
-  with pytest.raises(TypeError, match="one dtype"):
-    einsum_float32("ij,jk->ik", jnp.ones((2, 2), jnp.bfloat16), jnp.ones((2, 2), jnp.float16))
+def test_operands_of_two_dtypes_are_promoted():
+  a, b = _bf16((3, 4), 0), jax.random.normal(jax.random.key(1), (4, 2))
+  for product in (einsum_float32, einsum_accumulated):
+    out = product("ij,jk->ik", a, b)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(out), np.asarray(a, np.float32) @ np.asarray(b),
+                               rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

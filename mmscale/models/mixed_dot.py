@@ -1,6 +1,6 @@
 """Products of low-precision operands accumulated in float32, on every backend.
 
-Two products, for operands of one dtype (float32 operands take the plain product):
+Two products (operands of two dtypes are promoted first; float32 ones take the plain product):
 - `einsum_float32(spec, a, b)`: result in float32, for attention scores, the loss's logits and
   the output-matrix gradient (softmax and cross-entropy lose too much in bf16);
 - `einsum_accumulated(spec, a, b)`: result in the operands' dtype, for the products whose output
@@ -78,23 +78,26 @@ def _cpu(spec: str, a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
   return _product(spec, a, b, out_dtype)  # autodiff's gradient
 
 
-def _mixed(spec: str, a: jax.Array, b: jax.Array, accelerator, out_dtype) -> jax.Array:
-  if a.dtype != b.dtype:
-    raise TypeError(f"einsum {spec!r}: operands of one dtype expected, got {a.dtype} and {b.dtype}")
-  return jax.lax.platform_dependent(
-      a, b, cpu=lambda x, y: _cpu(spec, x, y, out_dtype), default=accelerator)
+def _common(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """a and b in their promoted dtype (a float32 operand makes both float32)."""
+  dtype = jnp.promote_types(a.dtype, b.dtype)
+  return a.astype(dtype), b.astype(dtype)
 
 
 def einsum_float32(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
-  """jnp.einsum(spec, a, b) accumulated and returned in float32 (a, b of one dtype)."""
-  if a.dtype == jnp.float32 and b.dtype == jnp.float32:
+  """jnp.einsum(spec, a, b) accumulated and returned in float32."""
+  a, b = _common(a, b)
+  if a.dtype == jnp.float32:
     return jnp.einsum(spec, a, b)
-  return _mixed(spec, a, b, lambda x, y: jnp.einsum(spec, x, y, preferred_element_type=jnp.float32),
-                jnp.float32)
+  return jax.lax.platform_dependent(
+      a, b, cpu=lambda x, y: _cpu(spec, x, y, jnp.float32),
+      default=lambda x, y: jnp.einsum(spec, x, y, preferred_element_type=jnp.float32))
 
 
 def einsum_accumulated(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
-  """jnp.einsum(spec, a, b) in the operands' dtype, accumulated in float32 (a, b of one dtype)."""
-  if a.dtype == jnp.float32 and b.dtype == jnp.float32:
+  """jnp.einsum(spec, a, b) in the operands' (promoted) dtype, accumulated in float32."""
+  a, b = _common(a, b)
+  if a.dtype == jnp.float32:
     return jnp.einsum(spec, a, b)
-  return _mixed(spec, a, b, lambda x, y: jnp.einsum(spec, x, y), a.dtype)
+  return jax.lax.platform_dependent(
+      a, b, cpu=lambda x, y: _cpu(spec, x, y, x.dtype), default=lambda x, y: jnp.einsum(spec, x, y))
