@@ -114,30 +114,44 @@ def peer_step_seconds(peer_dir: str, python: str, dtype: str, steps: int) -> flo
   return float(json.loads(out.stdout.strip().splitlines()[-1])["step_s"])
 
 
-def bench(dtype: str, args) -> dict:
-  """One dtype: compile, then `rounds` rounds of (mmscale steps, peer steps) in turn, so both see
-  the same machine load; the ratio is taken round by round."""
-  config = reference_config(dtype, args.batch, args.remat, args.scan_layers)
-  run_one, num_params = compiled_step(config)
-  for _ in range(2):  # compile + warm up
-    run_one()
-  ours, theirs = [], []
+def bench(args) -> list[dict]:
+  """Every dtype of `args.dtypes`: compile all, then `rounds` rounds, each timing every dtype in
+  turn (mmscale's steps, then the peer's), so that the dtypes and the peer all see the same
+  machine load and the VM's drift during the run falls on each of them alike; the ratios are
+  taken round by round. One row per dtype."""
+  compiled = {}
+  for dtype in args.dtypes:
+    config = reference_config(dtype, args.batch, args.remat, args.scan_layers)
+    run_one, num_params = compiled_step(config)
+    for _ in range(2):  # compile + warm up
+      run_one()
+    compiled[dtype] = (config, run_one, num_params)
+  ours = {dtype: [] for dtype in args.dtypes}
+  theirs = {dtype: [] for dtype in args.dtypes}
   for _ in range(args.rounds):
-    ours.append(step_seconds(run_one, args.steps))
-    if args.peer:
-      theirs.append(peer_step_seconds(args.peer, args.peer_python, dtype, args.steps))
-  step_time = float(np.median(ours))
-  flops = args.batch * flops_lib.train_flops_per_sequence(config.model, config.data.seq_len, 1)
-  row = {"dtype": dtype, "params": num_params, "step_time_s": step_time,
-         "step_times_s": ours, "text_tokens_per_s": args.batch * TEXT_LEN / step_time,
-         "positions_per_s": args.batch * config.data.seq_len / step_time,
-         "tflops_per_s": flops / step_time / 1e12, "flops_per_step": flops}
-  if theirs:
-    ratios = [p / o for p, o in zip(theirs, ours)]  # > 1: mmscale is faster
-    row.update(peer_step_times_s=theirs, peer_text_tokens_per_s=args.batch * TEXT_LEN / float(
-        np.median(theirs)), speedup_vs_peer_min=min(ratios),
-               speedup_vs_peer_median=float(np.median(ratios)))
-  return row
+    for dtype, (_, run_one, _) in compiled.items():
+      ours[dtype].append(step_seconds(run_one, args.steps))
+      if args.peer:
+        theirs[dtype].append(peer_step_seconds(args.peer, args.peer_python, dtype, args.steps))
+  first = args.dtypes[0]
+  rows = []
+  for dtype, (config, _, num_params) in compiled.items():
+    step_time = float(np.median(ours[dtype]))
+    flops = args.batch * flops_lib.train_flops_per_sequence(config.model, config.data.seq_len, 1)
+    row = {"dtype": dtype, "params": num_params, "step_time_s": step_time,
+           "step_times_s": ours[dtype], "text_tokens_per_s": args.batch * TEXT_LEN / step_time,
+           "positions_per_s": args.batch * config.data.seq_len / step_time,
+           "tflops_per_s": flops / step_time / 1e12, "flops_per_step": flops}
+    if dtype != first:  # its step time over the first dtype's, round by round (< 1: faster)
+      row["step_time_vs_" + first] = float(np.median(
+          [o / f for o, f in zip(ours[dtype], ours[first])]))
+    if theirs[dtype]:
+      ratios = [p / o for p, o in zip(theirs[dtype], ours[dtype])]  # > 1: mmscale is faster
+      row.update(peer_step_times_s=theirs[dtype], peer_text_tokens_per_s=args.batch * TEXT_LEN
+                 / float(np.median(theirs[dtype])), speedup_vs_peer_min=min(ratios),
+                 speedup_vs_peer_median=float(np.median(ratios)))
+    rows.append(row)
+  return rows
 
 
 def define_flags(fv: flags.FlagValues) -> None:
@@ -145,7 +159,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "compute dtypes to time", flag_values=fv)
   flags.DEFINE_integer("steps", 10, "timed steps per round (the median is reported)",
                        flag_values=fv)
-  flags.DEFINE_integer("rounds", 2, "rounds of (mmscale, peer) timing per dtype", flag_values=fv)
+  flags.DEFINE_integer("rounds", 2, "rounds, each timing every dtype (mmscale, then the peer)",
+                       flag_values=fv)
   flags.DEFINE_integer("batch", 16, "rows per step", flag_values=fv)
   flags.DEFINE_string("remat", "none", "decoder.remat_policy", flag_values=fv)
   flags.DEFINE_bool("scan_layers", False, "decoder.scan_layers (off: at depth 4 the scan's "
@@ -170,11 +185,10 @@ def main(argv: list[str]) -> None:
         f"({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs); matmul peak "
         f"(MFU denominator) " + ", ".join(f"{d} {p / 1e9:.1f}" for d, p in peaks.items())
         + f" GFLOP/s; load before {os.getloadavg()[0]:.1f}")
-  rows = []
-  for dtype in args.dtypes:
-    row = bench(dtype, args)
+  rows = bench(args)
+  for row in rows:
+    dtype = row["dtype"]
     row["mfu"] = row["tflops_per_s"] * 1e12 / peaks[dtype]
-    rows.append(row)
     line = (f"{dtype:<9} params {row['params'] / 1e6:.2f}M  step {row['step_time_s'] * 1e3:7.1f} ms"
             f"  text tokens/s {row['text_tokens_per_s']:7.0f}  positions/s "
             f"{row['positions_per_s']:7.0f}  {row['tflops_per_s'] * 1e3:6.1f} GFLOP/s  "
@@ -182,6 +196,9 @@ def main(argv: list[str]) -> None:
     if "peer_text_tokens_per_s" in row:
       line += (f"  | peer text tokens/s {row['peer_text_tokens_per_s']:7.0f}  mmscale/peer "
                f"median {row['speedup_vs_peer_median']:.2f}x (min {row['speedup_vs_peer_min']:.2f}x)")
+    relative = [k for k in row if k.startswith("step_time_vs_")]
+    if relative:
+      line += f"  | step / {relative[0][len('step_time_vs_'):]} step, median {row[relative[0]]:.2f}"
     print(line, flush=True)
   print(f"load after {os.getloadavg()[0]:.1f}")
   if args.json:
