@@ -8,9 +8,10 @@ python bench/op_profile.py --trace=W/profile --steps=3     # a trainer's trace o
 python bench/op_profile.py --dtype=bfloat16 --steps=3      # traces the reference step
 ```
 
-The op events of the trace (one per XLA op run; on CPU `ThunkExecutor` runs them on the intra-op
-threads) are summed by kind, the op's name without its numeric suffix (`ynn_fusion.12` ->
-`ynn_fusion`), and divided by `--steps`. On CPU the events of all threads add up, so with two
+The XLA op events of the trace (one per op run, the events that name their `hlo_op`; on CPU
+`ThunkExecutor` runs them on the intra-op threads; the runtime's own events and the input
+pipeline's Python events are left out) are summed by kind, the op's name without its numeric
+suffix (`ynn_fusion.12` -> `ynn_fusion`), and divided by `--steps`. On CPU the events of all threads add up, so with two
 threads the sum exceeds the step's wall time. Matmul kinds (`ynn_`/`xnn_`/`onednn_` fusions,
 plain `dot`s, cuBLAS / TPU convolution fusions) are totalled apart from the rest.
 """
@@ -31,8 +32,6 @@ from absl import flags
 from mmscale import cli_flags
 
 MATMUL = re.compile(r"^(ynn_|xnn_|onednn_|dot|cublas|gemm|convolution)")
-# the runtime's own events (dispatch, executors, thread-pool waits), not ops
-NOT_AN_OP = re.compile(r"^(\$|PjitFunction|TfrtCpu|PjRt)|::|Execute\b")
 SUFFIX = re.compile(r"\.\d+$")
 
 
@@ -59,18 +58,20 @@ def find_trace(path: str) -> str:
 
 
 def summarize(trace_path: str, steps: int) -> dict:
-  """{'ms_per_step': all ops, 'matmul_ms_per_step', 'kinds': {kind: ms per step}} of a trace."""
+  """{'ms_per_step': all ops, 'matmul_ms_per_step', 'kinds': {kind: ms per step},
+  'modules': [the XLA programs the ops belong to]} of a trace."""
   with gzip.open(trace_path) as f:
     events = json.load(f)["traceEvents"]
-  kinds = collections.Counter()
+  kinds, modules = collections.Counter(), set()
   for event in events:
-    name = event.get("name", "")
-    if event.get("ph") != "X" or NOT_AN_OP.search(name):
+    args = event.get("args") or {}
+    if event.get("ph") != "X" or "hlo_op" not in args:
       continue
-    kinds[SUFFIX.sub("", name)] += event["dur"] / 1e3 / steps
+    kinds[SUFFIX.sub("", args["hlo_op"])] += event["dur"] / 1e3 / steps
+    modules.add(args.get("hlo_module", "?"))
   matmul = sum(ms for kind, ms in kinds.items() if MATMUL.match(kind))
   return {"trace": trace_path, "ms_per_step": sum(kinds.values()), "matmul_ms_per_step": matmul,
-          "kinds": dict(kinds.most_common())}
+          "kinds": dict(kinds.most_common()), "modules": sorted(modules)}
 
 
 def trace_reference_step(dtype: str, steps: int, log_dir: str) -> str:
@@ -96,7 +97,7 @@ def main(argv: list[str]) -> None:
     path = trace_reference_step(args.dtype, args.steps, tempfile.mkdtemp(prefix="op_profile_"))
   summary = summarize(path, args.steps)
   total, matmul = summary["ms_per_step"], summary["matmul_ms_per_step"]
-  print(f"trace: {path}")
+  print(f"trace: {path} (XLA programs: {', '.join(summary['modules'])})")
   print(f"op time per step, summed over threads: {total:.1f} ms; matmuls {matmul:.1f} ms "
         f"({100 * matmul / max(total, 1e-9):.0f}%), the rest {total - matmul:.1f} ms")
   for kind, ms in list(summary["kinds"].items())[:args.top]:
