@@ -11,9 +11,13 @@ python bench/op_profile.py --dtype=bfloat16 --steps=3      # traces the referenc
 The XLA op events of the trace (one per op run, the events that name their `hlo_op`; on CPU
 `ThunkExecutor` runs them on the intra-op threads; the runtime's own events and the input
 pipeline's Python events are left out) are summed by kind, the op's name without its numeric
-suffix (`ynn_fusion.12` -> `ynn_fusion`), and divided by `--steps`. On CPU the events of all threads add up, so with two
-threads the sum exceeds the step's wall time. Matmul kinds (`ynn_`/`xnn_`/`onednn_` fusions,
-plain `dot`s, cuBLAS / TPU convolution fusions) are totalled apart from the rest.
+suffix (`ynn_fusion.12` -> `ynn_fusion`), and divided by `--steps`. An op's own multithreading is inside its one event; the
+CPU executor may also run independent ops at once, and then both count, so the sum can exceed
+the wall time. Matmul kinds (`ynn_`/`xnn_`/`onednn_` fusions,
+plain `dot`s, cuBLAS / TPU convolution fusions) are totalled apart from the rest. Also printed:
+the op runs per step, and the time within the traced span when no op runs at all (gaps between
+dependent ops, the runtime's dispatch, the host's time between steps), which the summed op time
+does not show.
 """
 
 from __future__ import annotations
@@ -57,21 +61,36 @@ def find_trace(path: str) -> str:
   return found[-1]
 
 
+def idle_ms(intervals: list[tuple[float, float]]) -> float:
+  """Time (the intervals' unit) between the first start and the last end covered by none of the
+  (start, end) intervals."""
+  idle, reach = 0.0, None
+  for start, end in sorted(intervals):
+    if reach is not None and start > reach:
+      idle += start - reach
+    reach = end if reach is None else max(reach, end)
+  return idle
+
+
 def summarize(trace_path: str, steps: int) -> dict:
   """{'ms_per_step': all ops, 'matmul_ms_per_step', 'kinds': {kind: ms per step},
+  'ops_per_step', 'idle_ms_per_step': no op running within the traced span,
   'modules': [the XLA programs the ops belong to]} of a trace."""
   with gzip.open(trace_path) as f:
     events = json.load(f)["traceEvents"]
-  kinds, modules = collections.Counter(), set()
+  kinds, modules, intervals = collections.Counter(), set(), []
   for event in events:
     args = event.get("args") or {}
     if event.get("ph") != "X" or "hlo_op" not in args:
       continue
     kinds[SUFFIX.sub("", args["hlo_op"])] += event["dur"] / 1e3 / steps
     modules.add(args.get("hlo_module", "?"))
+    intervals.append((event["ts"], event["ts"] + event["dur"]))
   matmul = sum(ms for kind, ms in kinds.items() if MATMUL.match(kind))
   return {"trace": trace_path, "ms_per_step": sum(kinds.values()), "matmul_ms_per_step": matmul,
-          "kinds": dict(kinds.most_common()), "modules": sorted(modules)}
+          "kinds": dict(kinds.most_common()), "modules": sorted(modules),
+          "ops_per_step": len(intervals) / steps,
+          "idle_ms_per_step": idle_ms(intervals) / 1e3 / steps}
 
 
 def trace_reference_step(dtype: str, steps: int, log_dir: str) -> str:
@@ -98,8 +117,10 @@ def main(argv: list[str]) -> None:
   summary = summarize(path, args.steps)
   total, matmul = summary["ms_per_step"], summary["matmul_ms_per_step"]
   print(f"trace: {path} (XLA programs: {', '.join(summary['modules'])})")
-  print(f"op time per step, summed over threads: {total:.1f} ms; matmuls {matmul:.1f} ms "
+  print(f"op time per step, summed over ops: {total:.1f} ms; matmuls {matmul:.1f} ms "
         f"({100 * matmul / max(total, 1e-9):.0f}%), the rest {total - matmul:.1f} ms")
+  print(f"op runs per step: {summary['ops_per_step']:.0f}; no op running (gaps between ops): "
+        f"{summary['idle_ms_per_step']:.1f} ms per step")
   for kind, ms in list(summary["kinds"].items())[:args.top]:
     print(f"  {kind:<40} {ms:8.1f} ms")
 

@@ -25,6 +25,14 @@ def test_a_traced_matmul_is_counted_as_a_matmul(tmp_path):
   assert summary["ms_per_step"] > summary["matmul_ms_per_step"]  # the exp is not a matmul
   assert not any("::" in kind or kind.startswith(("PjitFunction", "$")) for kind in summary["kinds"])
   assert summary["modules"] and all(m.startswith("jit_") for m in summary["modules"])
+  assert summary["ops_per_step"] >= 1 and summary["idle_ms_per_step"] >= 0
+
+
+def test_idle_time_is_the_span_no_interval_covers():
+  idle_ms = _module().idle_ms
+  assert idle_ms([(0, 2), (1, 3), (5, 6)]) == 2  # 3..5
+  assert idle_ms([(5, 6), (0, 10)]) == 0  # nested, given out of order
+  assert idle_ms([]) == 0
 
 
 def test_a_directory_without_a_trace_is_one_clear_line(tmp_path):
