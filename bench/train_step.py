@@ -143,7 +143,7 @@ def bench(args) -> list[dict]:
            "positions_per_s": args.batch * config.data.seq_len / step_time,
            "tflops_per_s": flops / step_time / 1e12, "flops_per_step": flops}
     if dtype != first:  # its step time over the first dtype's, round by round (< 1: faster)
-      row["step_time_vs_" + first] = float(np.median(
+      row["step_time_vs_first_dtype"] = float(np.median(
           [o / f for o, f in zip(ours[dtype], ours[first])]))
     if theirs[dtype]:
       ratios = [p / o for p, o in zip(theirs[dtype], ours[dtype])]  # > 1: mmscale is faster
@@ -196,9 +196,8 @@ def main(argv: list[str]) -> None:
     if "peer_text_tokens_per_s" in row:
       line += (f"  | peer text tokens/s {row['peer_text_tokens_per_s']:7.0f}  mmscale/peer "
                f"median {row['speedup_vs_peer_median']:.2f}x (min {row['speedup_vs_peer_min']:.2f}x)")
-    relative = [k for k in row if k.startswith("step_time_vs_")]
-    if relative:
-      line += f"  | step / {relative[0][len('step_time_vs_'):]} step, median {row[relative[0]]:.2f}"
+    if "step_time_vs_first_dtype" in row:
+      line += f"  | step / {args.dtypes[0]} step, median {row['step_time_vs_first_dtype']:.2f}"
     print(line, flush=True)
   print(f"load after {os.getloadavg()[0]:.1f}")
   if args.json:

@@ -43,20 +43,18 @@ def _plain(x, kernel, num_in: int):
   return jax.lax.dot_general(x, kernel, _dims(x.ndim, num_in))
 
 
-def _accumulated(a, b, dims):
-  """dot_general(a, b, dims) in a's dtype, accumulated in float32 for low-precision operands."""
-  if a.dtype == jnp.float32:
-    return jax.lax.dot_general(a, b, dims)
-  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32).astype(a.dtype)
+def _accumulated(a, b, dims, out_dtype):
+  """dot_general(a, b, dims) accumulated in float32, cast to out_dtype (both no-ops in float32)."""
+  return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32).astype(out_dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _cpu_contract(x, kernel, num_in: int):
-  return _accumulated(x, kernel, _dims(x.ndim, num_in))
+  return _accumulated(x, kernel, _dims(x.ndim, num_in), x.dtype)
 
 
 def _cpu_fwd(x, kernel, num_in: int):
-  return _accumulated(x, kernel, _dims(x.ndim, num_in)), (x, kernel)
+  return _cpu_contract(x, kernel, num_in), (x, kernel)
 
 
 def _cpu_bwd(num_in: int, residuals, dy):
@@ -67,12 +65,12 @@ def _cpu_bwd(num_in: int, residuals, dy):
   # dx = dy . kernel^T: contract dy's out axes with the kernel's trailing out axes
   dy = dy.astype(x.dtype)
   dx = _accumulated(dy, kernel, ((tuple(range(lead, lead + num_out)),
-                                  tuple(range(num_in, kernel.ndim))), ((), ())))
+                                  tuple(range(num_in, kernel.ndim))), ((), ())), x.dtype)
   # d kernel^T = dy^T . x over the tokens, float[out, in] as 2-D products (flattened, so that
   # XLA does not fold the transpose back into the dot), then the kernel-sized transpose
   tokens = math.prod(x.shape[:lead])
-  d_kernel_t = jnp.einsum("to,ti->oi", dy.reshape(tokens, -1), x.reshape(tokens, -1),
-                          preferred_element_type=jnp.float32).astype(kernel.dtype)
+  d_kernel_t = _accumulated(dy.reshape(tokens, -1), x.reshape(tokens, -1),
+                            (((0,), (0,)), ((), ())), kernel.dtype)  # [to] . [ti] -> [oi]
   return dx, d_kernel_t.T.reshape(kernel.shape)
 
 
