@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import linen as nn
 
 from mmscale.models.connectors import adaptive_pool_matrix
 from mmscale.models.attention import make_attention_mask
@@ -51,3 +52,48 @@ def test_adaptive_pool_matrix_rows_average():
   np.testing.assert_allclose(a.sum(1), 1.0)
   np.testing.assert_allclose(a[0], [1 / 3, 1 / 3, 1 / 3, 0, 0], rtol=1e-6)
   np.testing.assert_allclose(adaptive_pool_matrix(4, 2), [[.5, .5, 0, 0], [0, 0, .5, .5]])
+
+
+def _fusions_computing(text: str, opcode: str) -> list[str]:
+  """The result shapes of the fused computations of compiled HLO `text` that contain `opcode`."""
+  shapes = []
+  for block in text.split("\n\n"):
+    header = block.lstrip().splitlines()[0] if block.strip() else ""
+    if f" {opcode}(" in block and "->" in header:
+      shapes.append(header.split("->")[-1].strip(" {"))
+  return shapes
+
+
+def test_rope_tables_are_computed_once_not_per_head():
+  """On CPU sin and cos are evaluated over the float32[B, T, 1, Dh/2] tables only, not fused into
+  the per-head product (where XLA would evaluate them for every head and both halves), and the
+  values are those of the plain formula."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 8, 4, 16)), jnp.bfloat16)
+  positions = jnp.asarray(rng.integers(0, 100, size=(2, 8)), jnp.int32)
+  fn = jax.jit(lambda x, p: apply_rope(x, p, 1e4))
+  shapes = _fusions_computing(fn.lower(x, positions).compile().as_text(), "sine")
+  assert shapes and all("[2,8,4," not in shape for shape in shapes), shapes
+  angle = np.asarray(positions, np.float64)[:, :, None, None] / 1e4 ** (np.arange(8) / 8)
+  x1, x2 = np.split(np.asarray(x, np.float64), 2, axis=-1)
+  want = np.concatenate([x1 * np.cos(angle) - x2 * np.sin(angle),
+                         x2 * np.cos(angle) + x1 * np.sin(angle)], axis=-1)
+  np.testing.assert_allclose(np.asarray(fn(x, positions), np.float32), want, rtol=1e-2,
+                             atol=1e-2)
+
+
+def test_bias_gradients_are_float32_sums_in_bf16():
+  """A bf16 dense layer's bias gradient is a float32 sum over the tokens (XLA's CPU backend runs
+  a bf16 sum as a much slower reduce-window) and equals the float32 gradient."""
+  from mmscale.models.layers import dense  # noqa: PLC0415
+  layer = dense(6, ("embed", "mlp"), use_bias=True, dtype=jnp.bfloat16)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 40, 5)), jnp.bfloat16)
+  params = nn.meta.unbox(nn.Module.init(layer, jax.random.key(0), x))  # .init is a field there
+  grad_bias = lambda x: jax.grad(  # noqa: E731
+      lambda p: jnp.sum(layer.apply(p, x).astype(jnp.float32) ** 2))(params)["params"]["bias"]
+  hlo = jax.jit(grad_bias).lower(x).as_text(dialect="hlo")
+  assert not [line for line in hlo.splitlines() if "bf16" in line.split("reduce(")[0]
+              and " reduce(" in line], hlo
+  want = jax.grad(lambda p: jnp.sum(layer.apply(p, x.astype(jnp.float32)) ** 2))(params)
+  np.testing.assert_allclose(np.asarray(grad_bias(x)), np.asarray(want["params"]["bias"]),
+                             rtol=5e-2, atol=5e-2)

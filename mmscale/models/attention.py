@@ -46,6 +46,7 @@ from flax import linen as nn
 from jax.sharding import PartitionSpec as P
 
 from mmscale.errors import ConfigError
+from mmscale.models import softmax_attend_cpu
 from mmscale.models.mixed_dot import einsum_accumulated, einsum_float32
 from mmscale.registry import Registry
 
@@ -137,9 +138,17 @@ def masked_softmax_attend(q, k, v, mask, scale=None, logit_softcap=0.0):
   of q, k, v and the output cost less (the CPU train step's layout copies halved and the step
   ran about 14% faster, docs/performance.md). On TPU and GPU layout assignment picks the
   layouts either way.
+
+  When tracing for CPU in bf16 / fp16 (without soft-capping) the core is
+  `softmax_attend_cpu.softmax_attend`: the same values with flash attention's backward pass and
+  bf16 products, which XLA's CPU backend runs about twice as fast as autodiff's softmax gradient
+  (in float32 it was no faster than this one, so float32 keeps it).
   """
   b, t, kv_heads, groups, head_dim = q.shape
   scale = head_dim ** -0.5 if scale is None else scale
+  if (current_platform() == "cpu" and not logit_softcap
+      and jnp.result_type(q.dtype, k.dtype, v.dtype) in HALF_DTYPES):
+    return softmax_attend_cpu.softmax_attend(q, k, v, mask, scale)
   q_heads = q.transpose(0, 2, 3, 1, 4).reshape(b, kv_heads, groups * t, head_dim)
   k_heads, v_heads = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, KV, S, Dh]
   scores = einsum_float32("bkqd,bksd->bkqs", q_heads, k_heads) * scale  # float32[B, KV, GT, S]

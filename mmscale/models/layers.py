@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from mmscale.models.attention import ScoreTerms, attend, attend_with_mask, mask_for_kind
+from mmscale.models.attention import (ScoreTerms, attend, attend_with_mask, current_platform,
+                                      mask_for_kind)
 from mmscale.models.dense_contract import contract
 from mmscale.registry import Registry
 
@@ -39,6 +40,19 @@ def partitioned(init, names: Sequence[str | None]):
 
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
   return nn.with_logical_constraint(x, tuple(names))
+
+
+def add_in_float32(x: jax.Array, addend: jax.Array, dtype) -> jax.Array:
+  """(x + addend) computed in float32, cast to dtype; x float[..., F], addend broadcastable.
+
+  For a bias or a position embedding broadcast over the tokens: its gradient is then a float32
+  sum over the tokens. `x + addend.astype(bfloat16)` makes autodiff sum in bf16, which XLA's CPU
+  backend runs as a reduce-window about twenty times slower than a float32 sum (in the
+  benchmark's bf16 train step the ViT's bias gradients took longer than its attention,
+  docs/performance.md); the float32 sum is also the more accurate one. In float32 this is x +
+  addend.
+  """
+  return (x.astype(jnp.float32) + addend.astype(jnp.float32)).astype(dtype)
 
 
 class DenseGeneral(nn.Module):
@@ -69,7 +83,7 @@ class DenseGeneral(nn.Module):
     if self.use_bias:
       bias = self.param("bias", partitioned(nn.initializers.zeros_init(), self.names[n_in:]),
                         tuple(self.features), self.param_dtype)
-      y = y + bias.astype(self.dtype)
+      y = add_in_float32(y, bias, self.dtype)
     return y
 
 
@@ -160,11 +174,28 @@ def apply_rope(x: jax.Array, positions: jax.Array, theta: float, scaling=None) -
   return apply_rope_frequencies(x, positions, rope_frequencies(x.shape[-1], theta, scaling))
 
 
+def _computed_once(sin: jax.Array, cos: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The RoPE tables float32[B, T, 1, Dh/2], materialised once on XLA's CPU backend.
+
+  XLA's CPU loop fusion fuses sin and cos into every fusion that reads them and evaluates them
+  again for each element it writes: for every head, for both halves, and once more in the
+  backward pass's adjoint; sin and cos are about eight times the cost of exp there, and in the
+  benchmark's train step these RoPE fusions took longer than the attention products
+  (docs/performance.md). XLA's CPU backend drops `optimization_barrier` before fusion, but does
+  not fuse through a `reduce_precision`; one to float32's own 8 exponent and 23 mantissa bits
+  leaves every value unchanged.
+  """
+  tables = jax.lax.reduce_precision(jnp.stack([sin, cos]), exponent_bits=8, mantissa_bits=23)
+  return tables[0], tables[1]
+
+
 def apply_rope_frequencies(x: jax.Array, positions: jax.Array, freq: jax.Array) -> jax.Array:
   """`apply_rope` with given inverse frequencies float32[Dh/2] (e.g. chosen per layer)."""
   half = x.shape[-1] // 2
   angle = positions.astype(jnp.float32)[:, :, None, None] * freq  # [B, T, 1, Dh/2]
   sin, cos = jnp.sin(angle), jnp.cos(angle)
+  if current_platform() == "cpu":
+    sin, cos = _computed_once(sin, cos)
   x32 = x.astype(jnp.float32)
   x1, x2 = x32[..., :half], x32[..., half:]
   out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from mmscale.models.layers import (BATCH_LENGTH_EMBED, Attention, Dtype, GeluMLP, constrain,
+from mmscale.models.layers import (BATCH_LENGTH_EMBED, Attention, Dtype, GeluMLP, add_in_float32,
+                                   constrain,
                                    layer_norm, partitioned)
 
 
@@ -118,7 +119,7 @@ class ViT(nn.Module):
       pos = jnp.asarray(sincos2d_posemb(self.grid, self.width))[None]
       if self.class_token:  # the class token gets no position
         pos = jnp.pad(pos, ((0, 0), (1, 0), (0, 0)))
-    x = constrain(x + pos.astype(self.dtype), BATCH_LENGTH_EMBED)
+    x = constrain(add_in_float32(x, pos, self.dtype), BATCH_LENGTH_EMBED)
     norm_kw = dict(kw, epsilon=self.norm_eps)
     if self.pre_norm:
       x = layer_norm(name="ln_pre", **norm_kw)(x)
