@@ -23,7 +23,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from mmscale import cli_flags
+from mmscale import cli_flags, host_memory
 from mmscale.config import base_config
 from mmscale.data.batch import empty_rows, one_per_row
 from mmscale.models import flops as flops_lib
@@ -70,7 +70,9 @@ def synthetic_batch(spec, vocab_size: int, seed: int = 0) -> dict[str, np.ndarra
 
 def compiled_step(config):
   """(run_one, params): run_one() runs one train step at `config` on a synthetic batch and
-  waits for it; params is the parameter count."""
+  waits for it; params is the parameter count. Called before JAX's backend is up, it first
+  makes the host memory settings of the entry points (mmscale/host_memory.py)."""
+  host_memory.keep_freed_memory()
   spec = validate(config, jax.device_count())
   mesh, rules = mesh_lib.make_mesh(spec.mesh_shape), spec.rules
   model = build_model(config.model)
@@ -102,13 +104,22 @@ def step_seconds(run_one, steps: int) -> float:
   return float(np.median(times))
 
 
-def peer_step_seconds(peer_dir: str, python: str, dtype: str, steps: int) -> float:
+# How the peer's process allocates host memory: as it ships (glibc's defaults), or with the
+# settings mmscale makes for itself (mmscale/host_memory.py), which speed up a PyTorch step too.
+PEER_MALLOC = {"system": {}, "same": host_memory.ENVIRONMENT}
+
+
+def peer_step_seconds(peer_dir: str, python: str, dtype: str, steps: int,
+                      malloc: str = "system") -> float:
   """The peer's own train-step timer at this config (its `bench_nanovlm.py`, a fresh process
-  that warms up and prints one JSON line with its median `step_s`)."""
+  that warms up and prints one JSON line with its median `step_s`), its host memory allocated
+  as `PEER_MALLOC[malloc]` says."""
   cmd = [python, "bench_nanovlm.py", "--steps", str(steps)]
   if dtype == "bfloat16":
     cmd.append("--bf16")  # torch.autocast bfloat16: its best precision on CPU
-  out = subprocess.run(cmd, cwd=peer_dir, capture_output=True, text=True, check=False)
+  env = {k: v for k, v in os.environ.items() if k not in host_memory.ENVIRONMENT}
+  env.update(PEER_MALLOC[malloc])
+  out = subprocess.run(cmd, cwd=peer_dir, capture_output=True, text=True, check=False, env=env)
   if out.returncode != 0:
     raise SystemExit(f"--peer={peer_dir}: '{' '.join(cmd)}' failed:\n{out.stderr[-2000:]}")
   return float(json.loads(out.stdout.strip().splitlines()[-1])["step_s"])
@@ -127,12 +138,13 @@ def bench(args) -> list[dict]:
       run_one()
     compiled[dtype] = (config, run_one, num_params)
   ours = {dtype: [] for dtype in args.dtypes}
-  theirs = {dtype: [] for dtype in args.dtypes}
+  theirs = {(dtype, malloc): [] for dtype in args.dtypes for malloc in args.peer_malloc}
   for _ in range(args.rounds):
     for dtype, (_, run_one, _) in compiled.items():
       ours[dtype].append(step_seconds(run_one, args.steps))
-      if args.peer:
-        theirs[dtype].append(peer_step_seconds(args.peer, args.peer_python, dtype, args.steps))
+      for malloc in args.peer_malloc if args.peer else ():
+        theirs[dtype, malloc].append(peer_step_seconds(args.peer, args.peer_python, dtype,
+                                                       args.steps, malloc))
   first = args.dtypes[0]
   rows = []
   for dtype, (config, _, num_params) in compiled.items():
@@ -145,11 +157,14 @@ def bench(args) -> list[dict]:
     if dtype != first:  # its step time over the first dtype's, round by round (< 1: faster)
       row["step_time_vs_first_dtype"] = float(np.median(
           [o / f for o, f in zip(ours[dtype], ours[first])]))
-    if theirs[dtype]:
-      ratios = [p / o for p, o in zip(theirs[dtype], ours[dtype])]  # > 1: mmscale is faster
-      row.update(peer_step_times_s=theirs[dtype], peer_text_tokens_per_s=args.batch * TEXT_LEN
-                 / float(np.median(theirs[dtype])), speedup_vs_peer_min=min(ratios),
-                 speedup_vs_peer_median=float(np.median(ratios)))
+    for malloc in args.peer_malloc if args.peer else ():
+      times = theirs[dtype, malloc]
+      ratios = [p / o for p, o in zip(times, ours[dtype])]  # > 1: mmscale is faster
+      peer = "peer" if malloc == "system" else f"peer_{malloc}_malloc"
+      row.update({f"{peer}_step_times_s": times,
+                  f"{peer}_text_tokens_per_s": args.batch * TEXT_LEN / float(np.median(times)),
+                  f"speedup_vs_{peer}_min": min(ratios),
+                  f"speedup_vs_{peer}_median": float(np.median(ratios))})
     rows.append(row)
   return rows
 
@@ -171,6 +186,10 @@ def define_flags(fv: flags.FlagValues) -> None:
                       flag_values=fv)
   flags.DEFINE_string("peer_python", sys.executable, "Python with torch for the peer",
                       flag_values=fv)
+  flags.DEFINE_list("peer_malloc", ["system", "same"], "the peer's host memory allocation, "
+                    "each timed in every round: 'system' (glibc's defaults, as it ships) and/or "
+                    "'same' (the settings mmscale makes for itself, mmscale/host_memory.py)",
+                    flag_values=fv)
   flags.DEFINE_string("json", "", "also write the rows to this JSON file", flag_values=fv)
 
 
@@ -178,6 +197,10 @@ def main(argv: list[str]) -> None:
   args, _ = cli_flags.parse(define_flags, argv, doc=__doc__)
   if args.peer and not os.path.exists(os.path.join(args.peer, "bench_nanovlm.py")):
     raise SystemExit(f"--peer: {args.peer} has no bench_nanovlm.py")
+  unknown = sorted(set(args.peer_malloc) - set(PEER_MALLOC))
+  if unknown or not args.peer_malloc:
+    raise SystemExit(f"--peer_malloc: expected one or more of {sorted(PEER_MALLOC)}, got "
+                     f"{args.peer_malloc}")
   # the MFU denominator of each dtype: on CPU its measured matmul peak (bf16: the faster of its
   # bf16 -> bf16 and bf16 -> float32 products), on an accelerator the chip's bf16 peak
   peaks = {dtype: peak.device_peak_flops(dtype) * jax.device_count() for dtype in args.dtypes}
@@ -193,9 +216,11 @@ def main(argv: list[str]) -> None:
             f"  text tokens/s {row['text_tokens_per_s']:7.0f}  positions/s "
             f"{row['positions_per_s']:7.0f}  {row['tflops_per_s'] * 1e3:6.1f} GFLOP/s  "
             f"MFU {100 * row['mfu']:5.1f}%")
-    if "peer_text_tokens_per_s" in row:
-      line += (f"  | peer text tokens/s {row['peer_text_tokens_per_s']:7.0f}  mmscale/peer "
-               f"median {row['speedup_vs_peer_median']:.2f}x (min {row['speedup_vs_peer_min']:.2f}x)")
+    for malloc in args.peer_malloc if args.peer else ():
+      peer = "peer" if malloc == "system" else f"peer_{malloc}_malloc"
+      line += (f"  | peer ({malloc} malloc) text tokens/s {row[f'{peer}_text_tokens_per_s']:7.0f}"
+               f"  mmscale/peer median {row[f'speedup_vs_{peer}_median']:.2f}x "
+               f"(min {row[f'speedup_vs_{peer}_min']:.2f}x)")
     if "step_time_vs_first_dtype" in row:
       line += f"  | step / {args.dtypes[0]} step, median {row['step_time_vs_first_dtype']:.2f}"
     print(line, flush=True)

@@ -30,6 +30,7 @@ from typing import Callable, NoReturn, Sequence
 
 from absl import app, flags
 
+from mmscale import host_memory
 from mmscale.errors import MmscaleError, UsageError
 
 HELP_ARGS = ("-h", "-help", "--help", "--helpshort", "--helpfull")
@@ -109,6 +110,7 @@ def failing(main: Callable[[list[str]], int | None]) -> Callable[[list[str]], in
   (libraries re-raise ours as theirs), or a missing, unreadable or misplaced file."""
   def wrapped(argv):
     try:
+      host_memory.keep_freed_memory()  # before JAX starts its threads
       return main(argv)
     except (MmscaleError, OSError) as e:
       ours = find_error(e)
