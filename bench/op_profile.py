@@ -6,6 +6,8 @@ Either summarises a trace already written (the trainer's `train.profile_steps` w
 ```
 python bench/op_profile.py --trace=W/profile --steps=3     # a trainer's trace of 3 steps
 python bench/op_profile.py --dtype=bfloat16 --steps=3      # traces the reference step
+XLA_FLAGS=--xla_dump_to=/tmp/hlo --xla_dump_hlo_as_text python bench/op_profile.py \
+  --dtype=bfloat16 --hlo=/tmp/hlo                          # and the time per source line
 ```
 
 The XLA op events of the trace (one per op run, the events that name their `hlo_op`; on CPU
@@ -18,6 +20,12 @@ plain `dot`s, cuBLAS / TPU convolution fusions) are totalled apart from the rest
 the op runs per step, and the time within the traced span when no op runs at all (gaps between
 dependent ops, the runtime's dispatch, the host's time between steps), which the summed op time
 does not show.
+
+With `--hlo` (the optimized HLO text XLA dumps, `*after_optimizations.txt`, or the dump
+directory) the op time is also summed by the JAX operation each op comes from: the `op_name`
+metadata of the op in that HLO (`jit(step)/transpose(jvp(MLLM))/decoder/layers_0/attn/...`),
+with layer numbers dropped so that the layers add up (`layers_N` -> `layers_*`); ops without
+metadata (XLA's own copies and converts) are summed under their kind.
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("dtype", "float32", "model.dtype of the traced reference step",
                       flag_values=fv)
   flags.DEFINE_integer("top", 15, "op kinds listed", flag_values=fv)
+  flags.DEFINE_string("hlo", "", "optimized HLO text of the traced program (a file or an "
+                      "--xla_dump_to directory): also sum the op time by source", flag_values=fv)
 
 
 def find_trace(path: str) -> str:
@@ -93,6 +103,47 @@ def summarize(trace_path: str, steps: int) -> dict:
           "idle_ms_per_step": idle_ms(intervals) / 1e3 / steps}
 
 
+LAYER_INDEX = re.compile(r"(layers|block)_\d+")
+OP_NAME = re.compile(r'op_name="([^"]*)"')
+INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = ")
+
+
+def find_hlo(path: str) -> str:
+  """The optimized HLO text at `path` (a file, or the newest jit_step / largest
+  *after_optimizations.txt under a dump directory)."""
+  if os.path.isfile(path):
+    return path
+  found = glob.glob(os.path.join(path, "*after_optimizations.txt"))
+  if not found:
+    raise SystemExit(f"--hlo: no *after_optimizations.txt under {path} (dump one with "
+                     "XLA_FLAGS='--xla_dump_to=DIR --xla_dump_hlo_as_text')")
+  steps = [f for f in found if ".jit_step." in f]
+  return max(steps or found, key=os.path.getsize)
+
+
+def op_sources(hlo_text: str) -> dict[str, str]:
+  """{op name: its JAX source (op_name metadata, layer numbers as `*`)} of an HLO text."""
+  sources = {}
+  for line in hlo_text.splitlines():
+    name, source = INSTRUCTION.match(line), OP_NAME.search(line)
+    if name and source:
+      sources[name.group(1)] = LAYER_INDEX.sub(r"\1_*", source.group(1))
+  return sources
+
+
+def by_source(trace_path: str, steps: int, sources: dict[str, str]) -> dict[str, float]:
+  """{source: ms per step} of the trace's op events; ops without a source by their kind."""
+  with gzip.open(trace_path) as f:
+    events = json.load(f)["traceEvents"]
+  totals = collections.Counter()
+  for event in events:
+    args = event.get("args") or {}
+    if event.get("ph") == "X" and "hlo_op" in args:
+      op = args["hlo_op"]
+      totals[sources.get(op, f"({SUFFIX.sub('', op)})")] += event["dur"] / 1e3 / steps
+  return dict(totals.most_common())
+
+
 def trace_reference_step(dtype: str, steps: int, log_dir: str) -> str:
   """Traces `steps` reference train steps (after 2 untraced ones) into log_dir."""
   import jax  # noqa: PLC0415  (only this mode needs JAX initialised)
@@ -123,6 +174,13 @@ def main(argv: list[str]) -> None:
         f"{summary['idle_ms_per_step']:.1f} ms per step")
   for kind, ms in list(summary["kinds"].items())[:args.top]:
     print(f"  {kind:<40} {ms:8.1f} ms")
+  if args.hlo:
+    hlo = find_hlo(args.hlo)
+    with open(hlo) as f:
+      sources = op_sources(f.read())
+    print(f"by source ({hlo}):")
+    for source, ms in list(by_source(path, args.steps, sources).items())[:args.top]:
+      print(f"  {ms:8.1f} ms  {source}")
 
 
 if __name__ == "__main__":

@@ -38,3 +38,25 @@ def test_idle_time_is_the_span_no_interval_covers():
 def test_a_directory_without_a_trace_is_one_clear_line(tmp_path):
   with pytest.raises(SystemExit, match="no \\*.trace.json.gz under .*profile_steps"):
     _module().find_trace(str(tmp_path))
+
+
+def test_op_time_is_summed_by_source_with_the_layers_added_up(tmp_path):
+  op_profile = _module()
+  a = jnp.ones((128, 128), jnp.float32)
+
+  def two_layers(a):
+    for i in range(2):
+      with jax.named_scope(f"layers_{i}"):
+        a = jnp.tanh(a @ a)
+    return a
+
+  fn = jax.jit(two_layers)
+  fn(a).block_until_ready()
+  sources = op_profile.op_sources(fn.lower(a).compile().as_text())
+  assert sources and all("layers_*" in s for s in sources.values() if "layers" in s)
+  jax.profiler.start_trace(str(tmp_path))
+  fn(a).block_until_ready()
+  jax.profiler.stop_trace()
+  totals = op_profile.by_source(op_profile.find_trace(str(tmp_path)), 1, sources)
+  assert any("layers_*" in source for source in totals), totals
+  assert not any("layers_0" in source or "layers_1" in source for source in totals), totals

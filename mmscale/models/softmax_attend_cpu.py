@@ -13,12 +13,14 @@ rowsum(dP * P) = rowsum(do * o) (o = P . v), so the row term of the softmax grad
 reduction over Dh instead of over the S keys, and the backward reads the saved probs in v's dtype
 (bf16 in a bf16 run) instead of recomputing autodiff's chain over float32[B, KV, G, T, S].
 
-Why on CPU: XLA's CPU backend fuses autodiff's softmax backward (a reduction over S and the
-products around it) into its YNNPACK dot fusion, and that fusion ran about twenty times slower
-than the FLOPs of the products in the benchmark's train step; the decoder's attention core was a
-quarter of the step (docs/performance.md). The products here take token-major operands
-(no transposes before them): an explicit transpose to head-major in bf16 left an operand with a
-transposed layout, which XLA's CPU backend then multiplied in float32. Each product is a low-
+Why on CPU: in the benchmark's bf16 train step autodiff's version was nearly a quarter of the
+step's op time. XLA's CPU backend fused its softmax backward (a reduction over S and the
+elementwise products around it) into the YNNPACK dot fusion, which ran it far below the rate
+of the products; and the head-major transposes of q and k (RoPE's outputs) reached the products
+with a transposed layout, which XLA's CPU backend multiplies in float32 after converting the
+operands. Here the products take token-major operands (no transposes before them) and the
+backward pass has no reduction over S: the core took 39% less op time in that step
+(docs/performance.md). Each product is a low-
 precision product accumulated in float32 (mmscale/models/mixed_dot.py), which XLA's CPU backend
 runs with the CPU's bf16 dot instructions where it has them.
 
