@@ -95,18 +95,22 @@ def compiled_step(config):
   return run_one, flops_lib.param_count(boxed)
 
 
-def step_seconds(run_one, steps: int, faults: list | None = None) -> float:
-  """Median seconds of `steps` train steps (run_one() waits for each). `faults`: a list to which
-  the mean minor page faults per step of this process are appended (memory the kernel mapped
-  and zero-filled afresh; mmscale/host_memory.py)."""
+def step_seconds(run_one, steps: int, usage: list | None = None) -> float:
+  """Median seconds of `steps` train steps (run_one() waits for each). `usage`: a list to which
+  this process's means per step are appended as (minor page faults, CPU seconds in the kernel,
+  CPU seconds in user space): a page fault is memory the kernel mapped and zero-filled afresh
+  (mmscale/host_memory.py)."""
   times = []
-  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  before = resource.getrusage(resource.RUSAGE_SELF)
   for _ in range(steps):
     start = time.perf_counter()
     run_one()
     times.append(time.perf_counter() - start)
-  if faults is not None:
-    faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps)
+  if usage is not None:
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    usage.append(((after.ru_minflt - before.ru_minflt) / steps,
+                  (after.ru_stime - before.ru_stime) / steps,
+                  (after.ru_utime - before.ru_utime) / steps))
   return float(np.median(times))
 
 
@@ -144,11 +148,11 @@ def bench(args) -> list[dict]:
       run_one()
     compiled[dtype] = (config, run_one, num_params)
   ours = {dtype: [] for dtype in args.dtypes}
-  faults = {dtype: [] for dtype in args.dtypes}
+  usage = {dtype: [] for dtype in args.dtypes}
   theirs = {(dtype, malloc): [] for dtype in args.dtypes for malloc in args.peer_malloc}
   for _ in range(args.rounds):
     for dtype, (_, run_one, _) in compiled.items():
-      ours[dtype].append(step_seconds(run_one, args.steps, faults[dtype]))
+      ours[dtype].append(step_seconds(run_one, args.steps, usage[dtype]))
       for malloc in args.peer_malloc if args.peer else ():
         theirs[dtype, malloc].append(peer_step_seconds(args.peer, args.peer_python, dtype,
                                                        args.steps, malloc))
@@ -161,7 +165,9 @@ def bench(args) -> list[dict]:
            "step_times_s": ours[dtype], "text_tokens_per_s": args.batch * TEXT_LEN / step_time,
            "positions_per_s": args.batch * config.data.seq_len / step_time,
            "tflops_per_s": flops / step_time / 1e12, "flops_per_step": flops,
-           "page_faults_per_step": float(np.median(faults[dtype]))}
+           "page_faults_per_step": float(np.median([u[0] for u in usage[dtype]])),
+           "kernel_cpu_s_per_step": float(np.median([u[1] for u in usage[dtype]])),
+           "user_cpu_s_per_step": float(np.median([u[2] for u in usage[dtype]]))}
     if dtype != first:  # its step time over the first dtype's, round by round (< 1: faster)
       row["step_time_vs_first_dtype"] = float(np.median(
           [o / f for o, f in zip(ours[dtype], ours[first])]))
@@ -223,7 +229,9 @@ def main(argv: list[str]) -> None:
     line = (f"{dtype:<9} params {row['params'] / 1e6:.2f}M  step {row['step_time_s'] * 1e3:7.1f} ms"
             f"  text tokens/s {row['text_tokens_per_s']:7.0f}  positions/s "
             f"{row['positions_per_s']:7.0f}  {row['tflops_per_s'] * 1e3:6.1f} GFLOP/s  "
-            f"MFU {100 * row['mfu']:5.1f}%  page faults/step {row['page_faults_per_step']:.0f}")
+            f"MFU {100 * row['mfu']:5.1f}%  page faults/step {row['page_faults_per_step']:.0f}"
+            f"  CPU s/step kernel {row['kernel_cpu_s_per_step']:.2f} user "
+            f"{row['user_cpu_s_per_step']:.2f}")
     for malloc in args.peer_malloc if args.peer else ():
       peer = "peer" if malloc == "system" else f"peer_{malloc}_malloc"
       line += (f"  | peer ({malloc} malloc) text tokens/s {row[f'{peer}_text_tokens_per_s']:7.0f}"
