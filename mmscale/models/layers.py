@@ -47,10 +47,9 @@ def add_in_float32(x: jax.Array, addend: jax.Array, dtype) -> jax.Array:
 
   For a bias or a position embedding broadcast over the tokens: its gradient is then a float32
   sum over the tokens. `x + addend.astype(bfloat16)` makes autodiff sum in bf16, which XLA's CPU
-  backend runs as a reduce-window about twenty times slower than a float32 sum (in the
-  benchmark's bf16 train step the ViT's bias gradients took longer than its attention,
-  docs/performance.md); the float32 sum is also the more accurate one. In float32 this is x +
-  addend.
+  backend runs as a reduce-window, much slower than a float32 sum (in the benchmark's bf16 train
+  step the ViT's bias gradients took 53.6 ms per step, docs/performance.md); the float32 sum is
+  also the more accurate one. In float32 this is x + addend.
   """
   return (x.astype(jnp.float32) + addend.astype(jnp.float32)).astype(dtype)
 
@@ -179,9 +178,9 @@ def _computed_once(sin: jax.Array, cos: jax.Array) -> tuple[jax.Array, jax.Array
 
   XLA's CPU loop fusion fuses sin and cos into every fusion that reads them and evaluates them
   again for each element it writes: for every head, for both halves, and once more in the
-  backward pass's adjoint; sin and cos are about eight times the cost of exp there, and in the
-  benchmark's train step these RoPE fusions took longer than the attention products
-  (docs/performance.md). XLA's CPU backend drops `optimization_barrier` before fusion, but does
+  backward pass's adjoint; in the benchmark's train step those fusions were the largest
+  non-matmul ops of the decoder's attention (docs/performance.md). XLA's CPU backend drops
+  `optimization_barrier` before fusion, but does
   not fuse through a `reduce_precision`; one to float32's own 8 exponent and 23 mantissa bits
   leaves every value unchanged.
   """

@@ -20,9 +20,9 @@ of the products; and the head-major transposes of q and k (RoPE's outputs) reach
 with a transposed layout, which XLA's CPU backend multiplies in float32 after converting the
 operands. Here the products take token-major operands (no transposes before them) and the
 backward pass has no reduction over S: the core took 39% less op time in that step
-(docs/performance.md). Each product is a low-
-precision product accumulated in float32 (mmscale/models/mixed_dot.py), which XLA's CPU backend
-runs with the CPU's bf16 dot instructions where it has them.
+(docs/performance.md). Each product is a low-precision product accumulated in float32
+(mmscale/models/mixed_dot.py), which XLA's CPU backend runs with the CPU's bf16 dot
+instructions where it has them.
 
 TPU and GPU keep autodiff of the reference (their remat policies see its dots), chosen per
 traced platform by `attention.masked_softmax_attend`.
