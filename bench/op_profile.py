@@ -82,19 +82,23 @@ def idle_ms(intervals: list[tuple[float, float]]) -> float:
   return idle
 
 
-def summarize(trace_path: str, steps: int) -> dict:
-  """{'ms_per_step': all ops, 'matmul_ms_per_step', 'kinds': {kind: ms per step},
-  'ops_per_step', 'idle_ms_per_step': no op running within the traced span,
-  'modules': [the XLA programs the ops belong to]} of a trace."""
+def op_events(trace_path: str) -> list[dict]:
+  """The trace's XLA op events: complete events ('X') that name their `hlo_op`."""
   with gzip.open(trace_path) as f:
     events = json.load(f)["traceEvents"]
+  return [e for e in events if e.get("ph") == "X" and "hlo_op" in (e.get("args") or {})]
+
+
+def summarize(trace_path: str, steps: int, events: list[dict] | None = None) -> dict:
+  """{'ms_per_step': all ops, 'matmul_ms_per_step', 'kinds': {kind: ms per step},
+  'ops_per_step', 'idle_ms_per_step': no op running within the traced span,
+  'modules': [the XLA programs the ops belong to]} of a trace (`events`: its `op_events`, if
+  already read)."""
+  events = op_events(trace_path) if events is None else events
   kinds, modules, intervals = collections.Counter(), set(), []
   for event in events:
-    args = event.get("args") or {}
-    if event.get("ph") != "X" or "hlo_op" not in args:
-      continue
-    kinds[SUFFIX.sub("", args["hlo_op"])] += event["dur"] / 1e3 / steps
-    modules.add(args.get("hlo_module", "?"))
+    kinds[SUFFIX.sub("", event["args"]["hlo_op"])] += event["dur"] / 1e3 / steps
+    modules.add(event["args"].get("hlo_module", "?"))
     intervals.append((event["ts"], event["ts"] + event["dur"]))
   matmul = sum(ms for kind, ms in kinds.items() if MATMUL.match(kind))
   return {"trace": trace_path, "ms_per_step": sum(kinds.values()), "matmul_ms_per_step": matmul,
@@ -131,16 +135,12 @@ def op_sources(hlo_text: str) -> dict[str, str]:
   return sources
 
 
-def by_source(trace_path: str, steps: int, sources: dict[str, str]) -> dict[str, float]:
-  """{source: ms per step} of the trace's op events; ops without a source by their kind."""
-  with gzip.open(trace_path) as f:
-    events = json.load(f)["traceEvents"]
+def by_source(events: list[dict], steps: int, sources: dict[str, str]) -> dict[str, float]:
+  """{source: ms per step} of a trace's `op_events`; ops without a source by their kind."""
   totals = collections.Counter()
   for event in events:
-    args = event.get("args") or {}
-    if event.get("ph") == "X" and "hlo_op" in args:
-      op = args["hlo_op"]
-      totals[sources.get(op, f"({SUFFIX.sub('', op)})")] += event["dur"] / 1e3 / steps
+    op = event["args"]["hlo_op"]
+    totals[sources.get(op, f"({SUFFIX.sub('', op)})")] += event["dur"] / 1e3 / steps
   return dict(totals.most_common())
 
 
@@ -165,7 +165,8 @@ def main(argv: list[str]) -> None:
     path = find_trace(args.trace)
   else:
     path = trace_reference_step(args.dtype, args.steps, tempfile.mkdtemp(prefix="op_profile_"))
-  summary = summarize(path, args.steps)
+  events = op_events(path)
+  summary = summarize(path, args.steps, events)
   total, matmul = summary["ms_per_step"], summary["matmul_ms_per_step"]
   print(f"trace: {path} (XLA programs: {', '.join(summary['modules'])})")
   print(f"op time per step, summed over ops: {total:.1f} ms; matmuls {matmul:.1f} ms "
@@ -179,7 +180,7 @@ def main(argv: list[str]) -> None:
     with open(hlo) as f:
       sources = op_sources(f.read())
     print(f"by source ({hlo}):")
-    for source, ms in list(by_source(path, args.steps, sources).items())[:args.top]:
+    for source, ms in list(by_source(events, args.steps, sources).items())[:args.top]:
       print(f"  {ms:8.1f} ms  {source}")
 
 

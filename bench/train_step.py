@@ -119,6 +119,11 @@ def step_seconds(run_one, steps: int, usage: list | None = None) -> float:
 PEER_MALLOC = {"system": {}, "same": host_memory.ENVIRONMENT}
 
 
+def peer_key(malloc: str) -> str:
+  """The prefix of a row's peer figures for a PEER_MALLOC choice ('peer' as the peer ships)."""
+  return "peer" if malloc == "system" else f"peer_{malloc}_malloc"
+
+
 def peer_step_seconds(peer_dir: str, python: str, dtype: str, steps: int,
                       malloc: str = "system") -> float:
   """The peer's own train-step timer at this config (its `bench_nanovlm.py`, a fresh process
@@ -174,7 +179,7 @@ def bench(args) -> list[dict]:
     for malloc in args.peer_malloc if args.peer else ():
       times = theirs[dtype, malloc]
       ratios = [p / o for p, o in zip(times, ours[dtype])]  # > 1: mmscale is faster
-      peer = "peer" if malloc == "system" else f"peer_{malloc}_malloc"
+      peer = peer_key(malloc)
       row.update({f"{peer}_step_times_s": times,
                   f"{peer}_text_tokens_per_s": args.batch * TEXT_LEN / float(np.median(times)),
                   f"speedup_vs_{peer}_min": min(ratios),
@@ -233,7 +238,7 @@ def main(argv: list[str]) -> None:
             f"  CPU s/step kernel {row['kernel_cpu_s_per_step']:.2f} user "
             f"{row['user_cpu_s_per_step']:.2f}")
     for malloc in args.peer_malloc if args.peer else ():
-      peer = "peer" if malloc == "system" else f"peer_{malloc}_malloc"
+      peer = peer_key(malloc)
       line += (f"  | peer ({malloc} malloc) text tokens/s {row[f'{peer}_text_tokens_per_s']:7.0f}"
                f"  mmscale/peer median {row[f'speedup_vs_{peer}_median']:.2f}x "
                f"(min {row[f'speedup_vs_{peer}_min']:.2f}x)")

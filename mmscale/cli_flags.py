@@ -107,7 +107,9 @@ def fail(error: BaseException) -> NoReturn:
 
 def failing(main: Callable[[list[str]], int | None]) -> Callable[[list[str]], int | None]:
   """`main` with user mistakes as one line: an `MmscaleError` anywhere in the exception chain
-  (libraries re-raise ours as theirs), or a missing, unreadable or misplaced file."""
+  (libraries re-raise ours as theirs), or a missing, unreadable or misplaced file. Before main,
+  the host memory settings of every entry point (mmscale/host_memory.py; a bad
+  MMSCALE_HOST_MALLOC is such a mistake)."""
   def wrapped(argv):
     try:
       host_memory.keep_freed_memory()  # before JAX starts its threads

@@ -32,10 +32,11 @@ ENV = "MMSCALE_HOST_MALLOC"
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 M_ARENA_MAX = -8
-SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2 ** 31 - 1))
-# the same settings as glibc's environment variables, for a process this one starts (a peer)
-ENVIRONMENT = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
-               "MALLOC_TRIM_THRESHOLD_": str(2 ** 31 - 1)}
+# (parameter, glibc's environment variable for it, value): one arena, no mmap-ed blocks, no trim
+_SETTINGS = ((M_ARENA_MAX, "MALLOC_ARENA_MAX", 1), (M_MMAP_MAX, "MALLOC_MMAP_MAX_", 0),
+             (M_TRIM_THRESHOLD, "MALLOC_TRIM_THRESHOLD_", 2 ** 31 - 1))
+# the same settings as environment variables, for a process this one starts (a peer)
+ENVIRONMENT = {name: str(value) for _, name, value in _SETTINGS}
 
 _applied: bool | None = None
 
@@ -56,4 +57,4 @@ def _apply() -> bool:
     return False
   mallopt = ctypes.CDLL(None).mallopt
   mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-  return all(mallopt(param, value) == 1 for param, value in SETTINGS)
+  return all(mallopt(param, value) == 1 for param, _, value in _SETTINGS)

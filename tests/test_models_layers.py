@@ -7,7 +7,7 @@ from flax import linen as nn
 
 from mmscale.models.connectors import adaptive_pool_matrix
 from mmscale.models.attention import make_attention_mask
-from mmscale.models.layers import Attention, apply_rope
+from mmscale.models.layers import Attention, apply_rope, dense
 from mmscale.testing import numpy_init
 
 
@@ -85,7 +85,6 @@ def test_rope_tables_are_computed_once_not_per_head():
 def test_bias_gradients_are_float32_sums_in_bf16():
   """A bf16 dense layer's bias gradient is a float32 sum over the tokens (XLA's CPU backend runs
   a bf16 sum as a much slower reduce-window) and equals the float32 gradient."""
-  from mmscale.models.layers import dense  # noqa: PLC0415
   layer = dense(6, ("embed", "mlp"), use_bias=True, dtype=jnp.bfloat16)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 40, 5)), jnp.bfloat16)
   params = nn.meta.unbox(nn.Module.init(layer, jax.random.key(0), x))  # .init is a field there

@@ -57,6 +57,7 @@ def test_op_time_is_summed_by_source_with_the_layers_added_up(tmp_path):
   jax.profiler.start_trace(str(tmp_path))
   fn(a).block_until_ready()
   jax.profiler.stop_trace()
-  totals = op_profile.by_source(op_profile.find_trace(str(tmp_path)), 1, sources)
+  totals = op_profile.by_source(op_profile.op_events(op_profile.find_trace(str(tmp_path))), 1,
+                                sources)
   assert any("layers_*" in source for source in totals), totals
   assert not any("layers_0" in source or "layers_1" in source for source in totals), totals

@@ -180,9 +180,8 @@ def _computed_once(sin: jax.Array, cos: jax.Array) -> tuple[jax.Array, jax.Array
   again for each element it writes: for every head, for both halves, and once more in the
   backward pass's adjoint; in the benchmark's train step those fusions were the largest
   non-matmul ops of the decoder's attention (docs/performance.md). XLA's CPU backend drops
-  `optimization_barrier` before fusion, but does
-  not fuse through a `reduce_precision`; one to float32's own 8 exponent and 23 mantissa bits
-  leaves every value unchanged.
+  `optimization_barrier` before fusion, but does not fuse through a `reduce_precision`; one to
+  float32's own 8 exponent and 23 mantissa bits leaves every value unchanged.
   """
   tables = jax.lax.reduce_precision(jnp.stack([sin, cos]), exponent_bits=8, mantissa_bits=23)
   return tables[0], tables[1]

@@ -45,18 +45,19 @@ def _has_product_gradient(spec: str) -> bool:
   return set(a) <= set(b) | set(result) and set(b) <= set(a) | set(result)
 
 
-def _product(spec: str, a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
-  """einsum(spec, a, b) accumulated in float32, cast to out_dtype."""
+def accumulate_in_float32(spec: str, a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
+  """einsum(spec, a, b) accumulated in float32, cast to out_dtype (what every CPU product here
+  computes, on operands already in one dtype)."""
   return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32).astype(out_dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
 def _cpu_product(spec: str, a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
-  return _product(spec, a, b, out_dtype)
+  return accumulate_in_float32(spec, a, b, out_dtype)
 
 
 def _cpu_product_fwd(spec, a, b, out_dtype):
-  return _product(spec, a, b, out_dtype), (a, b)
+  return accumulate_in_float32(spec, a, b, out_dtype), (a, b)
 
 
 def _cpu_product_bwd(spec, out_dtype, residuals, grad):
@@ -64,8 +65,8 @@ def _cpu_product_bwd(spec, out_dtype, residuals, grad):
   a, b = residuals
   a_idx, b_idx, result_idx = _operands_and_result(spec)
   grad = grad.astype(a.dtype)
-  d_a = _product(f"{result_idx},{b_idx}->{a_idx}", grad, b, a.dtype)
-  d_b = _product(f"{a_idx},{result_idx}->{b_idx}", a, grad, b.dtype)
+  d_a = accumulate_in_float32(f"{result_idx},{b_idx}->{a_idx}", grad, b, a.dtype)
+  d_b = accumulate_in_float32(f"{a_idx},{result_idx}->{b_idx}", a, grad, b.dtype)
   return d_a, d_b
 
 
@@ -75,7 +76,7 @@ _cpu_product.defvjp(_cpu_product_fwd, _cpu_product_bwd)
 def _cpu(spec: str, a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
   if _has_product_gradient(spec):
     return _cpu_product(spec, a, b, out_dtype)
-  return _product(spec, a, b, out_dtype)  # autodiff's gradient
+  return accumulate_in_float32(spec, a, b, out_dtype)  # autodiff's gradient
 
 
 def _common(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -33,23 +33,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from mmscale.models.mixed_dot import accumulate_in_float32
+
 F32 = jnp.float32
-
-
-def _product(spec: str, a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
-  """einsum(spec, a, b) of operands in one dtype, accumulated in float32, cast to out_dtype."""
-  return jnp.einsum(spec, a, b, preferred_element_type=F32).astype(out_dtype)
 
 
 def _forward(q, k, v, mask):
   """(o float[B, T, KV, G, Dh] in v's dtype, probs float[B, KV, G, T, S] in v's dtype);
   q already scaled."""
-  scores = _product("btkgd,bskd->bkgts", q, k, F32)
+  scores = accumulate_in_float32("btkgd,bskd->bkgts", q, k, F32)
   # a large finite negative, not -inf: a fully masked row stays finite (padding sees padding)
   scores = jnp.where(mask[:, None, None], scores, jnp.finfo(F32).min)
   exp = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
   probs = (exp / jnp.sum(exp, axis=-1, keepdims=True)).astype(v.dtype)
-  return _product("bkgts,bskd->btkgd", probs, v, v.dtype), probs
+  return accumulate_in_float32("bkgts,bskd->btkgd", probs, v, v.dtype), probs
 
 
 @jax.custom_vjp
@@ -66,13 +63,13 @@ def _attend_scaled_bwd(residuals, d_out):
   """d_out float[B, T, KV, G, Dh] -> (dq, dk, dv, None for the mask)."""
   q, k, v, probs, out = residuals
   d_out = d_out.astype(v.dtype)
-  d_probs = _product("btkgd,bskd->bkgts", d_out, v, F32)
+  d_probs = accumulate_in_float32("btkgd,bskd->bkgts", d_out, v, F32)
   delta = jnp.sum(d_out.astype(F32) * out.astype(F32), axis=-1)  # [B, T, KV, G]
   delta = delta.transpose(0, 2, 3, 1)[..., None]  # [B, KV, G, T, 1]
   d_scores = (probs.astype(F32) * (d_probs - delta)).astype(v.dtype)
-  dq = _product("bkgts,bskd->btkgd", d_scores, k, q.dtype)
-  dk = _product("bkgts,btkgd->bskd", d_scores, q, k.dtype)
-  dv = _product("bkgts,btkgd->bskd", probs, d_out, v.dtype)
+  dq = accumulate_in_float32("bkgts,bskd->btkgd", d_scores, k, q.dtype)
+  dk = accumulate_in_float32("bkgts,btkgd->bskd", d_scores, q, k.dtype)
+  dv = accumulate_in_float32("bkgts,btkgd->bskd", probs, d_out, v.dtype)
   return dq, dk, dv, None
 
 
